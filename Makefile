@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: GPL-2.0
+# VIP top-level build. Kbuild (not this file) describes the module to the kernel's build.
+#
+#   make setup     install packages and tools, build the test kernel (cached), userland
+#   make           build vip.ko against the cached kernel
+#   make test      userland tests, then the scenario suite in a QEMU VM
+#   make demo      boot the VM and run the demo topology
+#   make shell     a shell in the VM, with the module and tools built
+#   make lint      clippy, rustfmt and the module built with CLIPPY=1 (part of make test)
+#
+# KERNEL=debug selects the debug kernel (KASAN, kmemleak, lockdep) for all of these.
+
+KERNEL ?= default
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VM := $(ROOT)/tests/vm
+include $(VM)/env.mk
+# Arguments for the kernel build of our module; the kernel directory comes from build-kernel.
+KARGS = M=$(ROOT) LLVM=$(VIP_LLVM) RUSTC=$(VIP_RUSTC) BINDGEN=$(VIP_BINDGEN)
+
+
+.PHONY: all module setup kernel userland test test-userland test-vm demo shell bench lint clean
+
+all: module
+
+setup: kernel userland
+
+kernel:
+	@$(VM)/build-kernel $(KERNEL) >/dev/null
+
+module:
+	@kdir=$$($(VM)/build-kernel $(KERNEL)) && \
+	  $(MAKE) -C $$kdir $(KARGS) modules
+
+userland:
+	cd userland && cargo build --release --locked
+
+test-userland:
+	cd userland && cargo test --release --locked
+
+test-vm: module userland
+	$(VM)/run --kernel $(KERNEL)
+
+test: lint test-userland test-vm
+
+demo: module userland
+	$(VM)/run --kernel $(KERNEL) $(ROOT)/tests/demo.sh
+
+shell: module userland
+	$(VM)/run --kernel $(KERNEL) --shell
+
+bench: module userland
+	@echo "make bench: no benchmarks yet (they come with the data path)"; exit 1
+
+lint: module
+	cd userland && cargo fmt --check && cargo clippy --release --locked --all-targets -- -D warnings
+	@kdir=$$($(VM)/build-kernel $(KERNEL)) && \
+	  $(MAKE) -C $$kdir $(KARGS) CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver modules && \
+	  rustfmt --check --config-path $$kdir/source/.rustfmt.toml vip_mod.rs
+
+clean:
+	@kdir=$$(ls -d $(VIP_CACHE)/kernel/$(KERNEL)-* 2>/dev/null | head -1); \
+	  [ -z "$$kdir" ] || $(MAKE) -C $$kdir $(KARGS) clean
+	rm -f vip_mod/bindings_generated.rs
+	cd userland && cargo clean

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the vip module binds to with bindgen: kernel APIs that the 6.12
+ * `bindings` crate lacks, our UAPI, and our C helpers for static inline
+ * functions and macros (vip_mod/helpers.c).
+ */
+#include <linux/netdevice.h>
+#include <linux/skbuff.h>
+#include <net/genetlink.h>
+#include <net/netlink.h>
+#include <net/net_namespace.h>
+
+#include <uapi/linux/vip.h>
+#include "vip_helpers.h"
+
+/* Values that bindgen cannot evaluate from their macros. */
+const size_t VIP_NLMSG_GOODSIZE = NLMSG_GOODSIZE;

@@ -1,0 +1,41 @@
+# KTAP output for scenario scripts. Sourced.
+#   tap_plan N             announce N test cases (call once, first)
+#   check DESC CMD...      a case that passes if CMD succeeds
+#   check_fails DESC CMD.. a case that passes if CMD fails
+#   ok DESC / not_ok DESC  a case decided by the script
+#   diag TEXT              a comment line
+#   at_exit CMD...         run CMD when the script ends (last registered, first run)
+# The script's exit status is non-zero if any case failed.
+_tap_n=0
+_tap_failed=0
+
+tap_plan() { echo "KTAP version 1"; echo "1..$1"; }
+diag() { printf '# %s\n' "$*"; }
+ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n $*"; }
+not_ok() { _tap_n=$((_tap_n + 1)); _tap_failed=1; echo "not ok $_tap_n $*"; }
+
+# Runs CMD, showing its output as comments only when it fails.
+check() {
+  local desc=$1 out; shift
+  if out=$("$@" 2>&1); then ok "$desc"; else not_ok "$desc"; _tap_show "$out"; fi
+}
+check_fails() {
+  local desc=$1 out; shift
+  if out=$("$@" 2>&1); then not_ok "$desc"; _tap_show "$out"; else ok "$desc"; fi
+}
+_tap_show() { [ -n "$1" ] && printf '%s\n' "$1" | tail -20 | sed 's/^/# /'; return 0; }
+
+# Retries CMD for up to SECONDS (for state that settles asynchronously).
+eventually() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.2; done
+}
+
+_tap_cleanups=()
+at_exit() { _tap_cleanups=("$(printf '%q ' "$@")" "${_tap_cleanups[@]}"); }
+_tap_exit() {
+  local rc=$? cmd
+  for cmd in "${_tap_cleanups[@]}"; do eval "$cmd" >/dev/null 2>&1; done
+  exit $((rc || _tap_failed))
+}
+trap _tap_exit EXIT

@@ -1,0 +1,15 @@
+//! Client for the `vip` kernel module's generic netlink family.
+//!
+//! The message types mirror `include/uapi/linux/vip.h`; [`Client`] speaks them over a
+//! netlink socket. Both `vipctl` and `vipd` use this crate.
+
+mod client;
+mod message;
+
+pub use client::{Client, Error, ModuleVersion};
+pub use message::{VipAttr, VipCmd, VipMessage};
+
+/// The generic netlink family name (`VIP_GENL_NAME`).
+pub const FAMILY_NAME: &str = "vip";
+/// The protocol version this crate speaks (`VIP_GENL_VERSION`).
+pub const GENL_VERSION: u8 = 1;
