@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Generic netlink: family registration, commands and reply messages.
+//! Generic netlink: family registration, commands, dumps and messages.
 //!
 //! This wrapper holds every `unsafe` that talking to genetlink needs, so that the family
 //! itself (`netlink.rs`) is defined in safe code.
 
-use crate::bindings;
+use crate::{bindings, netns::Net};
 use core::{marker::PhantomData, mem::ManuallyDrop, ptr::NonNull};
 use kernel::{
     error::{from_result, to_result},
@@ -15,7 +15,7 @@ use kernel::{
 };
 
 /// `EMSGSIZE`, which the 6.12 `kernel` crate does not name.
-fn emsgsize() -> Error {
+pub(crate) fn emsgsize() -> Error {
     Error::from_errno(-(kernel::bindings::EMSGSIZE as i32))
 }
 
@@ -24,9 +24,20 @@ fn emsgsize() -> Error {
 pub(crate) enum Permission {
     /// Anyone.
     Any,
+    /// `CAP_NET_ADMIN` in the user namespace that owns the request's network namespace.
+    NetAdmin,
 }
 
-/// A command of a generic netlink family, answered by a `doit` handler.
+impl Permission {
+    const fn flags(self) -> u8 {
+        match self {
+            Permission::Any => 0,
+            Permission::NetAdmin => bindings::GENL_UNS_ADMIN_PERM as u8,
+        }
+    }
+}
+
+/// A command answered by a `doit` handler.
 pub(crate) trait Command {
     /// The command number.
     const CMD: u32;
@@ -36,19 +47,50 @@ pub(crate) trait Command {
     fn doit(request: &Request<'_>) -> Result;
 }
 
-/// The `genl_small_ops` entry that dispatches `C::CMD` to `C::doit`.
-pub(crate) const fn small_op<C: Command>() -> bindings::genl_small_ops {
-    bindings::genl_small_ops {
-        doit: Some(doit_callback::<C>),
+/// A command answered, as a dump, by a series of messages written into successive buffers.
+pub(crate) trait Dump {
+    /// Where the dump has got to, kept between the reads of the requester.
+    type Cursor;
+    /// Starts a dump in `net`.
+    fn start(net: &Net) -> Result<KBox<Self::Cursor>>;
+    /// Writes as many messages as fit, from where `cursor` is.
+    fn dump(cursor: &mut Self::Cursor, out: &mut DumpWriter<'_>) -> Result;
+    /// Ends the dump, whether it completed or not.
+    fn done(cursor: KBox<Self::Cursor>);
+}
+
+const fn op(cmd: u32, permission: Permission) -> bindings::genl_ops {
+    bindings::genl_ops {
+        doit: None,
+        start: None,
         dumpit: None,
-        cmd: C::CMD as u8,
+        done: None,
+        // The family's policy applies.
+        policy: core::ptr::null(),
+        maxattr: 0,
+        cmd: cmd as u8,
         internal_flags: 0,
-        flags: match C::PERMISSION {
-            Permission::Any => 0,
-        },
+        flags: permission.flags(),
         // Strict validation: unknown attributes and trailing data are errors.
         validate: 0,
     }
+}
+
+/// The `genl_ops` entry of a command with only a `doit` handler.
+pub(crate) const fn doit_op<C: Command>() -> bindings::genl_ops {
+    let mut op = op(C::CMD, C::PERMISSION);
+    op.doit = Some(doit_callback::<C>);
+    op
+}
+
+/// The `genl_ops` entry of a command that answers one request with `C` and a dump with
+/// `D`. Both run with `C::PERMISSION`.
+pub(crate) const fn doit_dump_op<C: Command, D: Dump>() -> bindings::genl_ops {
+    let mut op = doit_op::<C>();
+    op.start = Some(start_callback::<D>);
+    op.dumpit = Some(dumpit_callback::<D>);
+    op.done = Some(done_callback::<D>);
+    op
 }
 
 /// # Safety
@@ -62,6 +104,70 @@ unsafe extern "C" fn doit_callback<C: Command>(
     // does not outlive this call.
     let request = unsafe { Request::from_raw(info) };
     from_result(|| C::doit(&request).map(|()| 0))
+}
+
+/// The dump cursor lives in the first bytes of `cb->ctx`, as a pointer from `KBox`.
+fn cursor_slot(cb: *mut bindings::netlink_callback) -> *mut *mut ffi::c_void {
+    // SAFETY: `cb` is valid (all callers get it from genetlink), and `ctx` is 48 bytes of
+    // per-dump scratch space, aligned for a pointer.
+    unsafe { core::ptr::addr_of_mut!((*cb).__bindgen_anon_1.ctx).cast() }
+}
+
+/// # Safety
+///
+/// Only genetlink calls this, with a valid `cb`.
+unsafe extern "C" fn start_callback<D: Dump>(cb: *mut bindings::netlink_callback) -> ffi::c_int {
+    from_result(|| {
+        // SAFETY: `cb` is valid and its socket belongs to a live namespace during the dump.
+        let net = unsafe { Net::from_raw(bindings::vip_genl_dump_net(cb)) };
+        let cursor = D::start(net)?;
+        // SAFETY: `cursor_slot` points into `cb`; `done_callback` takes the box back.
+        unsafe { *cursor_slot(cb) = KBox::into_raw(cursor).cast() };
+        Ok(0)
+    })
+}
+
+/// # Safety
+///
+/// Only genetlink calls this, with valid `skb` and `cb`, after `start_callback` succeeded.
+unsafe extern "C" fn dumpit_callback<D: Dump>(
+    skb: *mut bindings::sk_buff,
+    cb: *mut bindings::netlink_callback,
+) -> ffi::c_int {
+    // SAFETY: `start_callback` stored a valid cursor, which only `done_callback` frees, and
+    // genetlink runs the callbacks of one dump one at a time.
+    let cursor = unsafe { &mut *(*cursor_slot(cb)).cast::<D::Cursor>() };
+    let mut out = DumpWriter {
+        skb,
+        cb,
+        written: 0,
+        _lifetime: PhantomData,
+    };
+    match D::dump(cursor, &mut out) {
+        // A non-zero length asks for another call; an empty buffer ends the dump.
+        // SAFETY: `skb` is valid for the duration of the call.
+        Ok(()) => unsafe { (*skb).len as ffi::c_int },
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Only genetlink calls this, once, with a valid `cb`, after `start_callback` succeeded.
+unsafe extern "C" fn done_callback<D: Dump>(cb: *mut bindings::netlink_callback) -> ffi::c_int {
+    // SAFETY: the slot holds the pointer `start_callback` made with `KBox::into_raw`, and
+    // this is the last callback of the dump.
+    let cursor = unsafe { KBox::from_raw((*cursor_slot(cb)).cast::<D::Cursor>()) };
+    D::done(cursor);
+    0
+}
+
+/// Attribute type and its validation, for one entry of a [`Policy`].
+pub(crate) enum AttrKind {
+    /// A big-endian 32-bit value, such as an IPv4 address.
+    Be32,
+    /// A 32-bit value whose bits must lie within the mask.
+    U32Mask(u32),
 }
 
 /// An attribute policy table, indexed by attribute type.
@@ -80,18 +186,40 @@ impl<const N: usize> Policy<N> {
         Self(unsafe { core::mem::zeroed() })
     }
 
+    /// Accepts attribute `attr` in requests, as `kind`.
+    pub(crate) const fn accept(mut self, attr: u32, kind: AttrKind) -> Self {
+        let entry = &mut self.0[attr as usize];
+        match kind {
+            AttrKind::Be32 => entry.type_ = bindings::NLA_BE32 as u8,
+            AttrKind::U32Mask(mask) => {
+                entry.type_ = bindings::NLA_U32 as u8;
+                entry.validation_type = bindings::NLA_VALIDATE_MASK as u8;
+                entry.__bindgen_anon_1.mask = mask;
+            }
+        }
+        self
+    }
+
     fn as_slice(&'static self) -> &'static [bindings::nla_policy] {
         &self.0
     }
 }
 
+/// The operations table of a family.
+#[repr(transparent)]
+pub(crate) struct Ops<const N: usize>(pub(crate) [bindings::genl_ops; N]);
+
+// SAFETY: never written after construction; the function pointers are `'static` and the
+// policy pointers null (the family's policy applies).
+unsafe impl<const N: usize> Sync for Ops<N> {}
+
 /// What a family is made of; copied into the kernel's `genl_family` on registration.
-pub(crate) struct Family<const N: usize> {
+pub(crate) struct Family<const N: usize, const M: usize> {
     /// NUL-terminated name, as the UAPI header defines it.
     pub(crate) name: &'static [u8],
     pub(crate) version: u32,
     pub(crate) policy: &'static Policy<N>,
-    pub(crate) ops: &'static [bindings::genl_small_ops],
+    pub(crate) ops: &'static Ops<M>,
 }
 
 /// A registered family; dropping it unregisters the family.
@@ -110,8 +238,8 @@ unsafe impl Sync for Registration {}
 
 impl Registration {
     /// Registers `family`, owned by `module`.
-    pub(crate) fn new<const N: usize>(
-        family: &Family<N>,
+    pub(crate) fn new<const N: usize, const M: usize>(
+        family: &Family<N, M>,
         module: &'static ThisModule,
     ) -> Result<Self> {
         let mut raw = bindings::genl_family::default();
@@ -123,8 +251,8 @@ impl Registration {
         let policy = family.policy.as_slice();
         raw.maxattr = u32::try_from(policy.len().checked_sub(1).ok_or(EINVAL)?)?;
         raw.policy = policy.as_ptr();
-        raw.small_ops = family.ops.as_ptr();
-        raw.n_small_ops = u8::try_from(family.ops.len())?;
+        raw.ops = family.ops.0.as_ptr();
+        raw.n_ops = u8::try_from(M)?;
         raw.set_netnsok(1);
         // Handlers take their own locks; genl_mutex would serialise every namespace.
         raw.set_parallel_ops(1);
@@ -148,6 +276,31 @@ impl Drop for Registration {
     }
 }
 
+/// A netlink attribute of a request.
+///
+/// # Invariants
+///
+/// `nla` is a valid attribute that passed the family's policy.
+#[derive(Clone, Copy)]
+pub(crate) struct Attr<'a> {
+    nla: NonNull<bindings::nlattr>,
+    _lifetime: PhantomData<&'a bindings::nlattr>,
+}
+
+impl Attr<'_> {
+    /// The value of an attribute the policy declares 32 bits wide.
+    pub(crate) fn u32(self) -> u32 {
+        // SAFETY: valid (type invariant), and the policy checked the length.
+        unsafe { bindings::vip_nla_get_u32(self.nla.as_ptr()) }
+    }
+
+    /// The raw (big-endian) value of an attribute the policy declares `NLA_BE32`.
+    pub(crate) fn be32(self) -> u32 {
+        // SAFETY: valid (type invariant), and the policy checked the length.
+        unsafe { bindings::vip_nla_get_be32(self.nla.as_ptr()) }
+    }
+}
+
 /// A request being answered by a `doit` handler.
 ///
 /// # Invariants
@@ -158,7 +311,7 @@ pub(crate) struct Request<'a> {
     _lifetime: PhantomData<&'a bindings::genl_info>,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
     /// # Safety
     ///
     /// `info` must be valid and not null for the lifetime of the returned value.
@@ -171,9 +324,45 @@ impl Request<'_> {
         }
     }
 
+    /// The network namespace of the requesting socket.
+    pub(crate) fn net(&self) -> &'a Net {
+        // SAFETY: `info` is valid (type invariant); the requesting socket keeps its
+        // namespace alive for the duration of the request.
+        unsafe { Net::from_raw(bindings::vip_genl_info_net(self.info.as_ptr())) }
+    }
+
+    /// The request's attribute `attr`, if present.
+    pub(crate) fn attr(&self, attr: u32) -> Option<Attr<'a>> {
+        // SAFETY: `info` is valid (type invariant) and `attrs` has `maxattr + 1` entries,
+        // validated against the policy; out-of-range types are never asked for, since
+        // every caller passes an enum `vip_attr` constant.
+        let nla = unsafe { *(*self.info.as_ptr()).attrs.add(attr as usize) };
+        // INVARIANT: genetlink validated every attribute it parsed.
+        NonNull::new(nla).map(|nla| Attr {
+            nla,
+            _lifetime: PhantomData,
+        })
+    }
+
+    /// The request's attribute `attr`; if it is missing, says so in the extended ack.
+    pub(crate) fn required(&self, attr: u32) -> Result<Attr<'a>> {
+        self.attr(attr).ok_or_else(|| {
+            // SAFETY: `info` is valid (type invariant).
+            unsafe { bindings::vip_genl_set_err_missing(self.info.as_ptr(), attr as ffi::c_int) };
+            EINVAL
+        })
+    }
+
+    /// Explains a refusal in the extended ack, pointing at `attr` if given.
+    pub(crate) fn error(&self, attr: Option<Attr<'_>>, msg: &'static CStr) {
+        let nla = attr.map_or(core::ptr::null(), |a| a.nla.as_ptr().cast_const());
+        // SAFETY: `info` is valid (type invariant); extack keeps `msg`, which is `'static`.
+        unsafe { bindings::vip_genl_set_err_msg(self.info.as_ptr(), nla, msg.as_char_ptr()) };
+    }
+
     /// Sends a reply of one message, with header `cmd` and the attributes `build` puts.
-    pub(crate) fn reply(&self, cmd: u32, build: impl FnOnce(&mut Message) -> Result) -> Result {
-        let mut msg = Message::new(bindings::VIP_NLMSG_GOODSIZE)?;
+    pub(crate) fn reply(&self, cmd: u32, build: impl FnOnce(&mut Writer<'_>) -> Result) -> Result {
+        let msg = OwnedMessage::new(bindings::VIP_NLMSG_GOODSIZE)?;
         let info = self.info.as_ptr();
         // SAFETY: `info` is valid (type invariant) and names the family the request came to;
         // `msg` is a fresh message we own.
@@ -183,7 +372,11 @@ impl Request<'_> {
         if header.is_null() {
             return Err(emsgsize());
         }
-        build(&mut msg)?;
+        // INVARIANT: `msg` owns the buffer for as long as the writer lives.
+        build(&mut Writer {
+            skb: msg.skb,
+            _lifetime: PhantomData,
+        })?;
         // SAFETY: `header` was put into this message just above.
         unsafe { bindings::vip_genlmsg_end(msg.as_ptr(), header) };
         let skb = msg.into_raw();
@@ -193,16 +386,126 @@ impl Request<'_> {
     }
 }
 
+/// Puts attributes into a message under construction.
+///
+/// # Invariants
+///
+/// `skb` is a valid message buffer for `'a`.
+pub(crate) struct Writer<'a> {
+    skb: NonNull<bindings::sk_buff>,
+    _lifetime: PhantomData<&'a mut bindings::sk_buff>,
+}
+
+impl Writer<'_> {
+    fn skb(&mut self) -> *mut bindings::sk_buff {
+        self.skb.as_ptr()
+    }
+
+    /// Puts a `u32` attribute; `EMSGSIZE` when the message is full.
+    pub(crate) fn put_u32(&mut self, attr: u32, value: u32) -> Result {
+        // SAFETY: `skb` is valid (type invariant).
+        to_result(unsafe { bindings::vip_nla_put_u32(self.skb(), attr as ffi::c_int, value) })
+    }
+
+    /// Puts a `u64` attribute, padded with `VIP_A_PAD`; `EMSGSIZE` when the message is full.
+    pub(crate) fn put_u64(&mut self, attr: u32, value: u64) -> Result {
+        let pad = bindings::VIP_A_PAD as ffi::c_int;
+        // SAFETY: `skb` is valid (type invariant).
+        to_result(unsafe { bindings::vip_nla_put_u64(self.skb(), attr as ffi::c_int, value, pad) })
+    }
+
+    /// Puts a big-endian 32-bit attribute (given raw); `EMSGSIZE` when the message is full.
+    pub(crate) fn put_be32(&mut self, attr: u32, value: u32) -> Result {
+        // SAFETY: `skb` is valid (type invariant).
+        to_result(unsafe { bindings::vip_nla_put_be32(self.skb(), attr as ffi::c_int, value) })
+    }
+
+    /// Puts a NUL-terminated string attribute; `EMSGSIZE` when the message is full.
+    pub(crate) fn put_string(&mut self, attr: u32, value: &CStr) -> Result {
+        // SAFETY: `skb` is valid (type invariant) and `value` is NUL-terminated.
+        to_result(unsafe {
+            bindings::vip_nla_put_string(self.skb(), attr as ffi::c_int, value.as_char_ptr())
+        })
+    }
+}
+
+/// Writes the messages of one read of a dump.
+///
+/// # Invariants
+///
+/// `skb` and `cb` are the valid buffer and callback state of the current `dumpit` call.
+pub(crate) struct DumpWriter<'a> {
+    skb: *mut bindings::sk_buff,
+    cb: *mut bindings::netlink_callback,
+    written: usize,
+    _lifetime: PhantomData<&'a mut bindings::sk_buff>,
+}
+
+impl DumpWriter<'_> {
+    /// Adds one message with header `cmd` and the attributes `build` puts. Returns
+    /// `Ok(false)`, leaving the buffer as it was, when the message does not fit: the caller
+    /// stops and sends the same item first in the next read.
+    pub(crate) fn message(
+        &mut self,
+        cmd: u32,
+        build: impl FnOnce(&mut Writer<'_>) -> Result,
+    ) -> Result<bool> {
+        // SAFETY: `skb` and `cb` are valid (type invariant); the family is the one the dump
+        // was started on.
+        let header = unsafe {
+            let family = bindings::vip_genl_dump_family(self.cb);
+            bindings::vip_genlmsg_put_dump(self.skb, self.cb, family, cmd as u8)
+        };
+        if header.is_null() {
+            return self.full();
+        }
+        // INVARIANT: the dump buffer is valid during this call.
+        // SAFETY: `skb` is not null (type invariant).
+        let skb = unsafe { NonNull::new_unchecked(self.skb) };
+        let result = build(&mut Writer {
+            skb,
+            _lifetime: PhantomData,
+        });
+        match result {
+            Ok(()) => {
+                // SAFETY: `header` was put into this buffer just above.
+                unsafe { bindings::vip_genlmsg_end(self.skb, header) };
+                self.written += 1;
+                Ok(true)
+            }
+            Err(e) => {
+                // SAFETY: `header` was put into this buffer just above; cancelling trims
+                // the buffer back to where it was before it.
+                unsafe { bindings::vip_genlmsg_cancel(self.skb, header) };
+                if e == emsgsize() {
+                    self.full()
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn full(&self) -> Result<bool> {
+        // A message too large for an empty buffer would never fit: an error, not a loop.
+        if self.written == 0 {
+            Err(emsgsize())
+        } else {
+            Ok(false)
+        }
+    }
+}
+
 /// A generic netlink message being built; freed on drop unless it was sent.
 ///
 /// # Invariants
 ///
 /// `skb` is a valid socket buffer owned by this value.
-pub(crate) struct Message {
+struct OwnedMessage {
     skb: NonNull<bindings::sk_buff>,
 }
 
-impl Message {
+impl OwnedMessage {
     fn new(size: usize) -> Result<Self> {
         // SAFETY: genlmsg_new has no preconditions; it returns null on failure.
         let skb = unsafe { bindings::vip_genlmsg_new(size, kernel::bindings::GFP_KERNEL) };
@@ -219,23 +522,9 @@ impl Message {
     fn into_raw(self) -> *mut bindings::sk_buff {
         ManuallyDrop::new(self).skb.as_ptr()
     }
-
-    /// Puts a `u32` attribute; `EMSGSIZE` when the message is full.
-    pub(crate) fn put_u32(&mut self, attr: u32, value: u32) -> Result {
-        // SAFETY: `skb` is valid (type invariant).
-        to_result(unsafe { bindings::vip_nla_put_u32(self.as_ptr(), attr as ffi::c_int, value) })
-    }
-
-    /// Puts a NUL-terminated string attribute; `EMSGSIZE` when the message is full.
-    pub(crate) fn put_string(&mut self, attr: u32, value: &CStr) -> Result {
-        // SAFETY: `skb` is valid (type invariant) and `value` is NUL-terminated.
-        to_result(unsafe {
-            bindings::vip_nla_put_string(self.as_ptr(), attr as ffi::c_int, value.as_char_ptr())
-        })
-    }
 }
 
-impl Drop for Message {
+impl Drop for OwnedMessage {
     fn drop(&mut self) {
         // SAFETY: we own `skb` (type invariant) and nothing else frees it.
         unsafe { bindings::vip_nlmsg_free(self.as_ptr()) };

@@ -3,17 +3,50 @@
 //! The `vip` generic netlink family, as `include/uapi/linux/vip.h` documents it.
 
 use crate::{
+    addr::Ipv4Addr,
     bindings,
-    genetlink::{self, Command, Family, Permission, Policy, Request},
+    genetlink::{
+        self, AttrKind, Command, Dump, DumpWriter, Family, Ops, Permission, Policy, Request, Writer,
+    },
+    netns::Net,
+    table::{MappingInfo, MappingSpec, SetMode, TableError, Walk, MAPPING_SIZE},
 };
-use kernel::prelude::*;
+use kernel::{c_str, prelude::*};
 
 const ATTR_COUNT: usize = bindings::__VIP_A_MAX as usize;
+const MAP_FLAGS_ALL: u32 = bindings::__VIP_MAP_F_ALL;
 
-/// Every attribute so far is reply-only, so requests may carry none.
-static POLICY: Policy<ATTR_COUNT> = Policy::reject_all();
+/// What requests may carry; everything else (including the reply-only attributes) is
+/// refused by strict validation.
+static POLICY: Policy<ATTR_COUNT> = Policy::reject_all()
+    .accept(bindings::VIP_A_PEER_VIP, AttrKind::Be32)
+    .accept(bindings::VIP_A_PEER_IP4, AttrKind::Be32)
+    .accept(bindings::VIP_A_LOCAL_VIP, AttrKind::Be32)
+    .accept(bindings::VIP_A_FLAGS, AttrKind::U32Mask(MAP_FLAGS_ALL))
+    .accept(
+        bindings::VIP_A_SET_FLAGS,
+        AttrKind::U32Mask(bindings::__VIP_SET_F_ALL),
+    );
 
-static OPS: [bindings::genl_small_ops; 1] = [genetlink::small_op::<GetVersion>()];
+static OPS: Ops<6> = Ops([
+    genetlink::doit_op::<GetVersion>(),
+    genetlink::doit_op::<MapSet>(),
+    genetlink::doit_op::<MapDel>(),
+    genetlink::doit_dump_op::<MapGet, MapDump>(),
+    genetlink::doit_op::<MapFlush>(),
+    genetlink::doit_op::<GetInfo>(),
+]);
+
+/// Registers the family; it stays registered until the returned value is dropped.
+pub(crate) fn register(module: &'static ThisModule) -> Result<genetlink::Registration> {
+    let family = Family {
+        name: bindings::VIP_GENL_NAME,
+        version: bindings::VIP_GENL_VERSION,
+        policy: &POLICY,
+        ops: &OPS,
+    };
+    genetlink::Registration::new(&family, module)
+}
 
 /// `VIP_CMD_GET_VERSION`: the module version and the protocol version it speaks.
 struct GetVersion;
@@ -30,13 +63,190 @@ impl Command for GetVersion {
     }
 }
 
-/// Registers the family; it stays registered until the returned value is dropped.
-pub(crate) fn register(module: &'static ThisModule) -> Result<genetlink::Registration> {
-    let family = Family {
-        name: bindings::VIP_GENL_NAME,
-        version: bindings::VIP_GENL_VERSION,
-        policy: &POLICY,
-        ops: &OPS,
+/// The peer VIP a request names; it must be a VIP.
+fn peer_vip(request: &Request<'_>) -> Result<Ipv4Addr> {
+    let attr = request.required(bindings::VIP_A_PEER_VIP)?;
+    let vip = Ipv4Addr::from_raw(attr.be32());
+    if !vip.is_vip() {
+        request.error(Some(attr), c_str!("peer VIP must be in 240.0.0.0/4"));
+        return Err(EINVAL);
+    }
+    Ok(vip)
+}
+
+/// Says why the table refused, in errno and extended ack.
+fn table_error(request: &Request<'_>, err: TableError) -> Error {
+    let (errno, msg) = match err {
+        TableError::Exists => (EEXIST, c_str!("this VIP has a mapping already")),
+        TableError::NotFound => (ENOENT, c_str!("this VIP has no mapping")),
+        TableError::Full => (ENOSPC, c_str!("the mapping table is full")),
+        TableError::Kernel(e) => return e,
     };
-    genetlink::Registration::new(&family, module)
+    request.error(request.attr(bindings::VIP_A_PEER_VIP), msg);
+    errno
+}
+
+/// `VIP_CMD_MAP_SET`: creates or changes a mapping.
+struct MapSet;
+
+impl Command for MapSet {
+    const CMD: u32 = bindings::VIP_CMD_MAP_SET;
+    const PERMISSION: Permission = Permission::NetAdmin;
+
+    fn doit(request: &Request<'_>) -> Result {
+        let peer_vip = peer_vip(request)?;
+        let attr = request.required(bindings::VIP_A_PEER_IP4)?;
+        let peer_ip4 = Ipv4Addr::from_raw(attr.be32());
+        if !peer_ip4.is_physical_unicast() {
+            request.error(
+                Some(attr),
+                c_str!("peer address must be a unicast IPv4 address, not loopback or class E"),
+            );
+            return Err(EINVAL);
+        }
+        let local_vip = match request.attr(bindings::VIP_A_LOCAL_VIP) {
+            None => Ipv4Addr::UNSPECIFIED,
+            Some(attr) => {
+                let vip = Ipv4Addr::from_raw(attr.be32());
+                if vip != Ipv4Addr::UNSPECIFIED && !vip.is_vip() {
+                    request.error(Some(attr), c_str!("local VIP must be in 240.0.0.0/4"));
+                    return Err(EINVAL);
+                }
+                vip
+            }
+        };
+        let flags = request.attr(bindings::VIP_A_FLAGS).map_or(0, |a| a.u32());
+        let set_flags = request
+            .attr(bindings::VIP_A_SET_FLAGS)
+            .map_or(bindings::VIP_SET_F_CREATE, |a| a.u32());
+        let mode = SetMode {
+            create: set_flags & bindings::VIP_SET_F_CREATE != 0,
+            replace: set_flags & bindings::VIP_SET_F_REPLACE != 0,
+        };
+        let spec = MappingSpec {
+            peer_vip,
+            peer_ip4,
+            local_vip,
+            flags,
+        };
+        request
+            .net()
+            .vip()
+            .table
+            .set(&spec, mode)
+            .map_err(|e| table_error(request, e))
+    }
+}
+
+/// `VIP_CMD_MAP_DEL`: deletes a mapping.
+struct MapDel;
+
+impl Command for MapDel {
+    const CMD: u32 = bindings::VIP_CMD_MAP_DEL;
+    const PERMISSION: Permission = Permission::NetAdmin;
+
+    fn doit(request: &Request<'_>) -> Result {
+        let vip = peer_vip(request)?;
+        request
+            .net()
+            .vip()
+            .table
+            .delete(vip)
+            .map_err(|e| table_error(request, e))
+    }
+}
+
+/// Puts a mapping's attributes into a reply or dump message.
+fn put_mapping(msg: &mut Writer<'_>, info: &MappingInfo) -> Result {
+    msg.put_be32(bindings::VIP_A_PEER_VIP, info.spec.peer_vip.to_raw())?;
+    msg.put_be32(bindings::VIP_A_PEER_IP4, info.spec.peer_ip4.to_raw())?;
+    if info.spec.local_vip != Ipv4Addr::UNSPECIFIED {
+        msg.put_be32(bindings::VIP_A_LOCAL_VIP, info.spec.local_vip.to_raw())?;
+    }
+    msg.put_u32(bindings::VIP_A_FLAGS, info.spec.flags)?;
+    msg.put_u64(bindings::VIP_A_RX_PACKETS, info.rx_packets)?;
+    msg.put_u64(bindings::VIP_A_RX_BYTES, info.rx_bytes)?;
+    msg.put_u64(bindings::VIP_A_TX_PACKETS, info.tx_packets)?;
+    msg.put_u64(bindings::VIP_A_TX_BYTES, info.tx_bytes)?;
+    let now = crate::time::jiffies();
+    if info.last_rx != 0 {
+        msg.put_u64(
+            bindings::VIP_A_LAST_RX_MSECS,
+            crate::time::msecs_since(now, info.last_rx),
+        )?;
+    }
+    if info.last_tx != 0 {
+        msg.put_u64(
+            bindings::VIP_A_LAST_TX_MSECS,
+            crate::time::msecs_since(now, info.last_tx),
+        )?;
+    }
+    Ok(())
+}
+
+/// `VIP_CMD_MAP_GET` with a peer VIP: that one mapping.
+struct MapGet;
+
+impl Command for MapGet {
+    const CMD: u32 = bindings::VIP_CMD_MAP_GET;
+    const PERMISSION: Permission = Permission::Any;
+
+    fn doit(request: &Request<'_>) -> Result {
+        let vip = peer_vip(request)?;
+        let info = request
+            .net()
+            .vip()
+            .table
+            .get(vip)
+            .ok_or_else(|| table_error(request, TableError::NotFound))?;
+        request.reply(Self::CMD, |msg| put_mapping(msg, &info))
+    }
+}
+
+/// `VIP_CMD_MAP_GET` as a dump: every mapping.
+struct MapDump;
+
+impl Dump for MapDump {
+    type Cursor = Walk;
+
+    fn start(net: &Net) -> Result<KBox<Walk>> {
+        Walk::new(&net.vip().table)
+    }
+
+    fn dump(walk: &mut Walk, out: &mut DumpWriter<'_>) -> Result {
+        walk.for_each_info(|info| out.message(MapGet::CMD, |msg| put_mapping(msg, info)))
+    }
+
+    fn done(walk: KBox<Walk>) {
+        drop(walk);
+    }
+}
+
+/// `VIP_CMD_MAP_FLUSH`: deletes every mapping.
+struct MapFlush;
+
+impl Command for MapFlush {
+    const CMD: u32 = bindings::VIP_CMD_MAP_FLUSH;
+    const PERMISSION: Permission = Permission::NetAdmin;
+
+    fn doit(request: &Request<'_>) -> Result {
+        let deleted = request.net().vip().table.flush()?;
+        request.reply(Self::CMD, |msg| msg.put_u32(bindings::VIP_A_COUNT, deleted))
+    }
+}
+
+/// `VIP_CMD_GET_INFO`: the table's size.
+struct GetInfo;
+
+impl Command for GetInfo {
+    const CMD: u32 = bindings::VIP_CMD_GET_INFO;
+    const PERMISSION: Permission = Permission::Any;
+
+    fn doit(request: &Request<'_>) -> Result {
+        let count = request.net().vip().table.count();
+        request.reply(Self::CMD, |msg| {
+            msg.put_u32(bindings::VIP_A_COUNT, count)?;
+            msg.put_u32(bindings::VIP_A_MAPPING_SIZE, MAPPING_SIZE as u32)
+        })
+    }
 }

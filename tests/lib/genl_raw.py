@@ -18,8 +18,20 @@ CTRL_ATTR_FAMILY_NAME = 2
 NLM_F_REQUEST = 1
 NLM_F_ACK = 4
 NLMSG_ERROR = 2
+NLM_F_CREATE = 0x400
+SOL_NETLINK = 270
+NETLINK_EXT_ACK = 11
+NLMSGERR_ATTR_MSG = 1
+NLM_F_CAPPED = 0x100
 VIP_CMD_GET_VERSION = 1
+VIP_CMD_MAP_SET = 2
+VIP_CMD_MAP_DEL = 3
 VIP_A_VERSION = 1
+VIP_A_PEER_VIP = 3
+VIP_A_PEER_IP4 = 4
+VIP_A_LOCAL_VIP = 5
+VIP_A_FLAGS = 6
+VIP_A_RX_PACKETS = 7
 
 
 def nla(kind, payload):
@@ -40,21 +52,22 @@ class Genl:
     def __init__(self):
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
         self.sock.bind((0, 0))
+        self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
         self.seq = 0
 
-    def request(self, family, cmd, payload=b"", version=1, genl_override=None):
+    def request(self, family, cmd, payload=b"", version=1, genl_override=None, flags=0):
         """Sends one message, returns the list of (type, payload) answers up to the ack."""
         self.seq += 1
         genl = genl_override if genl_override is not None else struct.pack("=BBH", cmd, version, 0)
         body = genl + payload
-        header = struct.pack("=IHHII", 16 + len(body), family, NLM_F_REQUEST | NLM_F_ACK, self.seq, 0)
+        header = struct.pack("=IHHII", 16 + len(body), family, NLM_F_REQUEST | NLM_F_ACK | flags, self.seq, 0)
         self.sock.send(header + body)
         answers = []
         while True:
             data = self.sock.recv(65536)
             while len(data) >= 16:
-                length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data)
-                answers.append((kind, data[16:length]))
+                length, kind, flags, seq, _pid = struct.unpack_from("=IHHII", data)
+                answers.append((kind, data[16:length], flags))
                 if kind == NLMSG_ERROR:
                     return answers
                 data = data[(length + 3) & ~3:]
@@ -62,7 +75,7 @@ class Genl:
     def family_id(self, name):
         answers = self.request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
                                nla(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"))
-        for kind, payload in answers:
+        for kind, payload, _ in answers:
             if kind == GENL_ID_CTRL:
                 for attr, value in attrs(payload[4:]):
                     if attr == CTRL_ATTR_FAMILY_ID:
@@ -70,17 +83,35 @@ class Genl:
         sys.exit(f"no generic netlink family {name!r}: is vip.ko loaded?")
 
 
-def error_code(answers):
-    for kind, payload in answers:
+def error_of(answers):
+    """The error code and extended-ack message of the answer."""
+    for kind, payload, flags in answers:
         if kind == NLMSG_ERROR:
-            return struct.unpack_from("=i", payload)[0]
-    return None
+            code = struct.unpack_from("=i", payload)[0]
+            echoed = 16 if flags & NLM_F_CAPPED else struct.unpack_from("=I", payload, 4)[0]
+            message = None
+            for attr, value in attrs(payload[4 + ((echoed + 3) & ~3):]):
+                if attr == NLMSGERR_ATTR_MSG:
+                    message = value.rstrip(b"\0").decode()
+            return code, message
+    return None, None
 
 
-def expect_error(answers, code):
-    got = error_code(answers)
+def expect_error(answers, code, message=None):
+    got, got_message = error_of(answers)
     if got != -code:
-        sys.exit(f"expected -{errno.errorcode[code]}, got {got}")
+        sys.exit(f"expected -{errno.errorcode[code]}, got {got} ({got_message})")
+    if message is not None and (got_message is None or message not in got_message):
+        sys.exit(f"expected a message with {message!r}, got {got_message!r}")
+    print(f"refused: {errno.errorcode[code]}: {got_message}")
+
+
+def addr(text):
+    return socket.inet_aton(text)
+
+
+def map_set(genl, family, *parts):
+    return genl.request(family, VIP_CMD_MAP_SET, b"".join(parts))
 
 
 def case_get_version_with_attr(genl, family):
@@ -100,7 +131,60 @@ def case_short_genl_header(genl, family):
     expect_error(genl.request(family, 0, genl_override=b"\x01"), errno.EINVAL)
 
 
+def case_map_set_not_vip(genl, family):
+    expect_error(map_set(genl, family, nla(VIP_A_PEER_VIP, addr("10.0.0.1")), nla(VIP_A_PEER_IP4, addr("192.0.2.9"))),
+                 errno.EINVAL, "240.0.0.0/4")
+
+
+def case_map_set_missing_addr(genl, family):
+    expect_error(map_set(genl, family, nla(VIP_A_PEER_VIP, addr("240.0.0.9"))), errno.EINVAL, "missing")
+
+
+def case_map_set_bad_peer(genl, family):
+    for bad in ("0.0.0.0", "127.0.0.1", "224.0.0.1", "240.0.0.1", "255.255.255.255"):
+        expect_error(map_set(genl, family, nla(VIP_A_PEER_VIP, addr("240.0.0.9")), nla(VIP_A_PEER_IP4, addr(bad))),
+                     errno.EINVAL, "unicast")
+
+
+def case_map_set_bad_local(genl, family):
+    expect_error(map_set(genl, family, nla(VIP_A_PEER_VIP, addr("240.0.0.9")), nla(VIP_A_PEER_IP4, addr("192.0.2.9")),
+                         nla(VIP_A_LOCAL_VIP, addr("192.0.2.1"))), errno.EINVAL, "local VIP")
+
+
+def case_map_set_bad_flags(genl, family):
+    expect_error(map_set(genl, family, nla(VIP_A_PEER_VIP, addr("240.0.0.9")), nla(VIP_A_PEER_IP4, addr("192.0.2.9")),
+                         nla(VIP_A_FLAGS, struct.pack("=I", 0x80))), errno.EINVAL)
+
+
+def case_map_set_short_addr(genl, family):
+    expect_error(map_set(genl, family, nla(VIP_A_PEER_VIP, b"\xf0\x00"), nla(VIP_A_PEER_IP4, addr("192.0.2.9"))),
+                 errno.EINVAL)
+
+
+def case_map_set_reply_only_attr(genl, family):
+    expect_error(map_set(genl, family, nla(VIP_A_PEER_VIP, addr("240.0.0.9")), nla(VIP_A_PEER_IP4, addr("192.0.2.9")),
+                         nla(VIP_A_RX_PACKETS, struct.pack("=Q", 1))), errno.EINVAL)
+
+
+def case_map_set_unknown_attr(genl, family):
+    expect_error(map_set(genl, family, nla(VIP_A_PEER_VIP, addr("240.0.0.9")), nla(VIP_A_PEER_IP4, addr("192.0.2.9")),
+                         nla(200, b"\0\0\0\0")), errno.EINVAL)
+
+
+def case_map_del_missing(genl, family):
+    expect_error(genl.request(family, VIP_CMD_MAP_DEL, nla(VIP_A_PEER_VIP, addr("240.9.9.9"))), errno.ENOENT, "no mapping")
+
+
 CASES = {
+    "map-set-not-vip": case_map_set_not_vip,
+    "map-set-missing-addr": case_map_set_missing_addr,
+    "map-set-bad-peer": case_map_set_bad_peer,
+    "map-set-bad-local": case_map_set_bad_local,
+    "map-set-bad-flags": case_map_set_bad_flags,
+    "map-set-short-addr": case_map_set_short_addr,
+    "map-set-reply-only-attr": case_map_set_reply_only_attr,
+    "map-set-unknown-attr": case_map_set_unknown_attr,
+    "map-del-missing": case_map_del_missing,
     "get-version-with-attr": case_get_version_with_attr,
     "truncated-attr": case_truncated_attr,
     "unknown-command": case_unknown_command,

@@ -6,6 +6,15 @@
  * version VIP_GENL_VERSION. The family is per network namespace: every request
  * acts on the namespace of the socket that sends it.
  *
+ * Commands that change state need CAP_NET_ADMIN in the user namespace that
+ * owns the network namespace. Every attribute is validated: an attribute a
+ * command does not take, or one of the wrong type, length or range, is refused
+ * with -EINVAL and an extended ack message that names it, and nothing changes.
+ *
+ * Addresses (VIP_A_PEER_VIP, VIP_A_PEER_IP4, VIP_A_LOCAL_VIP) are IPv4
+ * addresses in network byte order (NLA_BE32, like struct in_addr). Virtual IPs
+ * are class-E addresses, 240.0.0.0/4, and never 255.255.255.255.
+ *
  * Commands
  * --------
  *
@@ -15,9 +24,46 @@
  *    VIP_A_GENL_VERSION: NLA_U32, the generic netlink protocol version the
  *                        module speaks (VIP_GENL_VERSION)
  *
- * Attributes that a command does not take are rejected with -EINVAL and an
- * extended ack message naming the attribute; so are attributes of the wrong
- * type or length.
+ * VIP_CMD_MAP_SET: creates or changes the mapping of one peer VIP. Takes
+ *
+ *    VIP_A_PEER_VIP: NLA_BE32, required: the peer's virtual IP, the key
+ *    VIP_A_PEER_IP4: NLA_BE32, required: the peer's current physical IPv4
+ *                    address, where packets to PEER_VIP are tunnelled and the
+ *                    only outer source accepted for packets from PEER_VIP
+ *    VIP_A_LOCAL_VIP: NLA_BE32, optional: our own virtual IP toward this peer
+ *                     (0.0.0.0 or absent: none); must be a VIP too
+ *    VIP_A_FLAGS: NLA_U32, optional: a mask of enum vip_map_flags
+ *
+ *    VIP_A_SET_FLAGS: NLA_U32, optional: a mask of enum vip_set_flags, what
+ *                     the command may do, as NLM_F_CREATE and NLM_F_REPLACE do
+ *                     for routes (generic netlink keeps those header flags
+ *                     for itself): VIP_SET_F_CREATE creates a missing mapping,
+ *                     VIP_SET_F_REPLACE changes an existing one. Absent:
+ *                     VIP_SET_F_CREATE alone. A missing mapping without
+ *                     CREATE is -ENOENT; an existing one without REPLACE is
+ *                     -EEXIST. A change keeps the mapping's counters and
+ *                     times: a peer that moved is the same peer.
+ *
+ * VIP_CMD_MAP_DEL: deletes the mapping of VIP_A_PEER_VIP (required);
+ *    -ENOENT if there is none.
+ *
+ * VIP_CMD_MAP_GET: with VIP_A_PEER_VIP, answers with that mapping (or
+ *    -ENOENT). As a dump (NLM_F_DUMP, no attribute), answers with every
+ *    mapping, one message each, split across as many reads as it takes; a
+ *    table resized during the dump may show a mapping twice. Each message has
+ *
+ *    VIP_A_PEER_VIP, VIP_A_PEER_IP4, VIP_A_FLAGS, and VIP_A_LOCAL_VIP when set
+ *    VIP_A_RX_PACKETS, VIP_A_RX_BYTES, VIP_A_TX_PACKETS, VIP_A_TX_BYTES: NLA_U64
+ *    VIP_A_LAST_RX_MSECS, VIP_A_LAST_TX_MSECS: NLA_U64, milliseconds since the
+ *                        last packet from / to the peer; absent if none yet
+ *
+ * VIP_CMD_MAP_FLUSH: deletes every mapping. Takes no attribute; answers with
+ *    VIP_A_COUNT: NLA_U32, how many mappings it deleted.
+ *
+ * VIP_CMD_GET_INFO: takes no attribute. Answers with the table's state:
+ *
+ *    VIP_A_COUNT: NLA_U32, mappings in the table
+ *    VIP_A_MAPPING_SIZE: NLA_U32, bytes the module allocates for one mapping
  */
 
 #ifndef _UAPI_LINUX_VIP_H
@@ -29,6 +75,11 @@
 enum vip_cmd {
 	VIP_CMD_UNSPEC,
 	VIP_CMD_GET_VERSION,
+	VIP_CMD_MAP_SET,
+	VIP_CMD_MAP_DEL,
+	VIP_CMD_MAP_GET,
+	VIP_CMD_MAP_FLUSH,
+	VIP_CMD_GET_INFO,
 	__VIP_CMD_MAX,
 };
 #define VIP_CMD_MAX (__VIP_CMD_MAX - 1)
@@ -37,8 +88,37 @@ enum vip_attr {
 	VIP_A_UNSPEC,
 	VIP_A_VERSION,
 	VIP_A_GENL_VERSION,
+	VIP_A_PEER_VIP,
+	VIP_A_PEER_IP4,
+	VIP_A_LOCAL_VIP,
+	VIP_A_FLAGS,
+	VIP_A_RX_PACKETS,
+	VIP_A_RX_BYTES,
+	VIP_A_TX_PACKETS,
+	VIP_A_TX_BYTES,
+	VIP_A_LAST_RX_MSECS,
+	VIP_A_LAST_TX_MSECS,
+	VIP_A_COUNT,
+	VIP_A_MAPPING_SIZE,
+	VIP_A_PAD,
+	VIP_A_SET_FLAGS,
 	__VIP_A_MAX,
 };
 #define VIP_A_MAX (__VIP_A_MAX - 1)
+
+enum vip_map_flags {
+	/* Renegotiation failed: packets to or from this VIP are dropped, and
+	 * the VIP is not reused until garbage collection (paper, section 3.1). */
+	VIP_MAP_F_INVALID = 1U << 0,
+	/* Installed on a hint or during negotiation, not yet confirmed. */
+	VIP_MAP_F_TEMPORARY = 1U << 1,
+	__VIP_MAP_F_ALL = VIP_MAP_F_INVALID | VIP_MAP_F_TEMPORARY,
+};
+
+enum vip_set_flags {
+	VIP_SET_F_CREATE = 1U << 0,
+	VIP_SET_F_REPLACE = 1U << 1,
+	__VIP_SET_F_ALL = VIP_SET_F_CREATE | VIP_SET_F_REPLACE,
+};
 
 #endif /* _UAPI_LINUX_VIP_H */

@@ -1,11 +1,15 @@
 //! A netlink connection to the `vip` module.
 
-use crate::message::{VipAttr, VipCmd, VipMessage};
+use crate::message::{VIP_SET_F_CREATE, VIP_SET_F_REPLACE, VipAttr, VipCmd, VipMessage};
 use futures::StreamExt;
 use genetlink::{GenetlinkError, GenetlinkHandle};
-use netlink_packet_core::{ErrorMessage, NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{
+    ErrorMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+};
 use netlink_packet_generic::GenlMessage;
 use netlink_sys::AsyncSocket;
+use serde::Serialize;
+use std::{net::Ipv4Addr, time::Duration};
 
 /// Why a request to the module failed, in words an operator can act on.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,106 @@ impl From<GenetlinkError> for Error {
     }
 }
 
+/// A mapping as userspace sets it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MappingSpec {
+    pub peer_vip: Ipv4Addr,
+    pub peer_ip4: Ipv4Addr,
+    pub local_vip: Option<Ipv4Addr>,
+    /// A mask of `VIP_MAP_F_*`.
+    pub flags: u32,
+}
+
+/// A mapping as the module reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mapping {
+    #[serde(flatten)]
+    pub spec: MappingSpec,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Time since the last packet from the peer; `None` if none yet.
+    #[serde(serialize_with = "serialize_msecs")]
+    pub last_rx: Option<Duration>,
+    #[serde(serialize_with = "serialize_msecs")]
+    pub last_tx: Option<Duration>,
+}
+
+fn serialize_msecs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+        None => s.serialize_none(),
+    }
+}
+
+impl TryFrom<VipMessage> for Mapping {
+    type Error = Error;
+
+    fn try_from(msg: VipMessage) -> Result<Self, Error> {
+        let (mut vip, mut ip4, mut local, mut flags) = (None, None, None, 0);
+        let mut m = Mapping {
+            spec: MappingSpec {
+                peer_vip: Ipv4Addr::UNSPECIFIED,
+                peer_ip4: Ipv4Addr::UNSPECIFIED,
+                local_vip: None,
+                flags: 0,
+            },
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            last_rx: None,
+            last_tx: None,
+        };
+        for attr in msg.attrs {
+            match attr {
+                VipAttr::PeerVip(a) => vip = Some(a),
+                VipAttr::PeerIp4(a) => ip4 = Some(a),
+                VipAttr::LocalVip(a) => local = Some(a),
+                VipAttr::Flags(f) => flags = f,
+                VipAttr::RxPackets(v) => m.rx_packets = v,
+                VipAttr::RxBytes(v) => m.rx_bytes = v,
+                VipAttr::TxPackets(v) => m.tx_packets = v,
+                VipAttr::TxBytes(v) => m.tx_bytes = v,
+                VipAttr::LastRxMsecs(v) => m.last_rx = Some(Duration::from_millis(v)),
+                VipAttr::LastTxMsecs(v) => m.last_tx = Some(Duration::from_millis(v)),
+                _ => {}
+            }
+        }
+        let (Some(peer_vip), Some(peer_ip4)) = (vip, ip4) else {
+            return Err(Error::BadReply(
+                "mapping without VIP_A_PEER_VIP or VIP_A_PEER_IP4".into(),
+            ));
+        };
+        m.spec = MappingSpec {
+            peer_vip,
+            peer_ip4,
+            local_vip: local,
+            flags,
+        };
+        Ok(m)
+    }
+}
+
+/// What a set may do to an existing or missing mapping (the `ip route` verbs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetMode {
+    /// Create; refuse if the VIP has a mapping.
+    Add,
+    /// Create, or change an existing mapping.
+    Replace,
+    /// Change an existing mapping; refuse if there is none.
+    Change,
+}
+
+/// The table's state, as `VIP_CMD_GET_INFO` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TableInfo {
+    pub mappings: u32,
+    pub mapping_size: u32,
+}
+
 /// What `VIP_CMD_GET_VERSION` answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModuleVersion {
@@ -49,7 +153,39 @@ pub struct ModuleVersion {
     pub genl_version: u32,
 }
 
+/// A change to the table, for [`Client::pipeline`].
+#[derive(Clone, Debug)]
+pub enum Change {
+    Set(MappingSpec, SetMode),
+    Del(Ipv4Addr),
+}
+
+impl Change {
+    fn request(&self) -> (VipCmd, Vec<VipAttr>) {
+        match self {
+            Change::Set(spec, mode) => {
+                let mut attrs = vec![
+                    VipAttr::PeerVip(spec.peer_vip),
+                    VipAttr::PeerIp4(spec.peer_ip4),
+                ];
+                if let Some(local) = spec.local_vip {
+                    attrs.push(VipAttr::LocalVip(local));
+                }
+                attrs.push(VipAttr::Flags(spec.flags));
+                attrs.push(VipAttr::SetFlags(match mode {
+                    SetMode::Add => VIP_SET_F_CREATE,
+                    SetMode::Replace => VIP_SET_F_CREATE | VIP_SET_F_REPLACE,
+                    SetMode::Change => VIP_SET_F_REPLACE,
+                }));
+                (VipCmd::MapSet, attrs)
+            }
+            Change::Del(vip) => (VipCmd::MapDel, vec![VipAttr::PeerVip(*vip)]),
+        }
+    }
+}
+
 /// A connection to the module in the caller's network namespace.
+#[derive(Clone)]
 pub struct Client {
     handle: GenetlinkHandle,
 }
@@ -73,7 +209,7 @@ impl Client {
             match attr {
                 VipAttr::Version(v) => version = Some(v),
                 VipAttr::GenlVersion(v) => genl_version = Some(v),
-                VipAttr::Other(_) => {}
+                _ => {}
             }
         }
         match (version, genl_version) {
@@ -87,25 +223,204 @@ impl Client {
         }
     }
 
-    /// Sends a request that is answered by exactly one message.
-    async fn request_one(&mut self, cmd: VipCmd, attrs: Vec<VipAttr>) -> Result<VipMessage, Error> {
-        let mut msg = NetlinkMessage::from(GenlMessage::from_payload(VipMessage { cmd, attrs }));
-        msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        msg.finalize();
-        let mut replies = self.handle.request(msg).await?;
-        let mut answer = None;
-        while let Some(reply) = replies.next().await {
-            let reply = reply.map_err(|e| Error::BadReply(e.to_string()))?;
-            match reply.payload {
-                NetlinkPayload::InnerMessage(genl) => answer = Some(genl.payload),
-                NetlinkPayload::Error(err) if err.code.is_some() => {
-                    return Err(refusal(&err, reply.header.flags));
+    /// Creates or changes the mapping of `spec.peer_vip`.
+    pub async fn map_set(&mut self, spec: &MappingSpec, mode: SetMode) -> Result<(), Error> {
+        self.change(&Change::Set(spec.clone(), mode)).await
+    }
+
+    /// Deletes the mapping of `vip`.
+    pub async fn map_del(&mut self, vip: Ipv4Addr) -> Result<(), Error> {
+        self.change(&Change::Del(vip)).await
+    }
+
+    async fn change(&mut self, change: &Change) -> Result<(), Error> {
+        let (cmd, attrs) = change.request();
+        self.request(cmd, attrs, 0).await.map(drop)
+    }
+
+    /// Applies `changes` in order and reports each failure, with the change's index, to
+    /// `on_error`. For loading large tables: the changes go out many to a system call on a
+    /// socket of their own, only failures are answered, and a `GET_INFO` request closing each
+    /// batch tells when the kernel has handled all of it (it handles one socket's messages
+    /// in the order sent).
+    pub async fn pipeline(
+        &mut self,
+        changes: Vec<Change>,
+        on_error: impl FnMut(usize, Error) + Send + 'static,
+    ) -> Result<(), Error> {
+        let family = self.handle.resolve_family::<VipMessage>().await?.id;
+        tokio::task::spawn_blocking(move || pipeline_blocking(family, &changes, on_error))
+            .await
+            .map_err(|e| Error::Netlink(e.to_string()))?
+    }
+
+    /// The mapping of `vip`.
+    pub async fn map_get(&mut self, vip: Ipv4Addr) -> Result<Mapping, Error> {
+        let reply = self
+            .request(VipCmd::MapGet, vec![VipAttr::PeerVip(vip)], 0)
+            .await?;
+        reply
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::BadReply("empty answer".into()))?
+            .try_into()
+    }
+
+    /// Every mapping.
+    pub async fn map_dump(&mut self) -> Result<Vec<Mapping>, Error> {
+        let replies = self.request(VipCmd::MapGet, vec![], NLM_F_DUMP).await?;
+        replies.into_iter().map(Mapping::try_from).collect()
+    }
+
+    /// Deletes every mapping; returns how many there were.
+    pub async fn map_flush(&mut self) -> Result<u32, Error> {
+        let reply = self.request(VipCmd::MapFlush, vec![], 0).await?;
+        reply
+            .iter()
+            .flat_map(|m| &m.attrs)
+            .find_map(|a| {
+                if let VipAttr::Count(n) = a {
+                    Some(*n)
+                } else {
+                    None
                 }
+            })
+            .ok_or_else(|| Error::BadReply("flush answer lacks VIP_A_COUNT".into()))
+    }
+
+    /// The table's size.
+    pub async fn info(&mut self) -> Result<TableInfo, Error> {
+        let reply = self.request(VipCmd::GetInfo, vec![], 0).await?;
+        let (mut mappings, mut mapping_size) = (None, None);
+        for attr in reply.iter().flat_map(|m| &m.attrs) {
+            match attr {
+                VipAttr::Count(n) => mappings = Some(*n),
+                VipAttr::MappingSize(n) => mapping_size = Some(*n),
                 _ => {}
             }
         }
-        answer.ok_or_else(|| Error::BadReply(format!("no answer to {cmd:?}")))
+        match (mappings, mapping_size) {
+            (Some(mappings), Some(mapping_size)) => Ok(TableInfo {
+                mappings,
+                mapping_size,
+            }),
+            _ => Err(Error::BadReply(
+                "info answer lacks VIP_A_COUNT or VIP_A_MAPPING_SIZE".into(),
+            )),
+        }
     }
+
+    async fn request_one(&mut self, cmd: VipCmd, attrs: Vec<VipAttr>) -> Result<VipMessage, Error> {
+        let replies = self.request(cmd, attrs, 0).await?;
+        replies
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::BadReply(format!("no answer to {cmd:?}")))
+    }
+
+    /// Sends a request (with `NLM_F_REQUEST | NLM_F_ACK` and `flags`) and collects the
+    /// answers: none for a plain ack, one for a reply, many for a dump.
+    async fn request(
+        &mut self,
+        cmd: VipCmd,
+        attrs: Vec<VipAttr>,
+        flags: u16,
+    ) -> Result<Vec<VipMessage>, Error> {
+        let mut msg = NetlinkMessage::from(GenlMessage::from_payload(VipMessage { cmd, attrs }));
+        msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        msg.finalize();
+        collect(self.handle.request(msg).await?).await
+    }
+}
+
+/// Requests per system call in [`Client::pipeline`]: their failures must fit in the socket's
+/// receive buffer.
+const PIPELINE_BATCH: usize = 512;
+
+fn pipeline_blocking(
+    family: u16,
+    changes: &[Change],
+    mut on_error: impl FnMut(usize, Error),
+) -> Result<(), Error> {
+    use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
+    let mut socket = Socket::new(NETLINK_GENERIC)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    socket.set_ext_ack(true)?;
+    socket.set_cap_ack(true)?;
+    let message = |cmd, attrs, seq: u32| {
+        let mut genl = GenlMessage::from_payload(VipMessage { cmd, attrs });
+        genl.set_resolved_family_id(family);
+        let mut msg = NetlinkMessage::from(genl);
+        msg.header.flags = NLM_F_REQUEST;
+        msg.header.sequence_number = seq;
+        msg.finalize();
+        msg
+    };
+    let mut out = Vec::new();
+    let mut inbuf = vec![0u8; 1 << 16];
+    for (batch_no, batch) in changes.chunks(PIPELINE_BATCH).enumerate() {
+        let first = batch_no * PIPELINE_BATCH;
+        out.clear();
+        // Sequence numbers are the changes' indexes, plus one; the barrier's is 0.
+        for (i, change) in batch.iter().enumerate() {
+            let (cmd, attrs) = change.request();
+            append(&mut out, &message(cmd, attrs, (first + i + 1) as u32));
+        }
+        append(&mut out, &message(VipCmd::GetInfo, vec![], 0));
+        socket.send(&out, 0)?;
+        'batch: loop {
+            let n = socket.recv(&mut &mut inbuf[..], 0)?;
+            let mut rest = &inbuf[..n];
+            while !rest.is_empty() {
+                let msg = NetlinkMessage::<GenlMessage<VipMessage>>::deserialize(rest)
+                    .map_err(|e| Error::BadReply(e.to_string()))?;
+                let len = (msg.header.length as usize).next_multiple_of(4).max(16);
+                rest = rest.get(len..).unwrap_or_default();
+                let seq = msg.header.sequence_number as usize;
+                match msg.payload {
+                    NetlinkPayload::Error(err) if err.code.is_some() => {
+                        if seq == 0 {
+                            return Err(refusal(&err, msg.header.flags));
+                        }
+                        on_error(seq - 1, refusal(&err, msg.header.flags));
+                    }
+                    NetlinkPayload::InnerMessage(_) if seq == 0 => break 'batch,
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn append(out: &mut Vec<u8>, msg: &NetlinkMessage<GenlMessage<VipMessage>>) {
+    let start = out.len();
+    out.resize(start + msg.buffer_len(), 0);
+    msg.serialize(&mut out[start..]);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// Reads a request's answers up to its end: none for a plain ack, one for a reply, many for
+/// a dump; an error acknowledgement becomes an [`Error`].
+async fn collect(
+    replies: impl futures::Stream<
+        Item = Result<NetlinkMessage<GenlMessage<VipMessage>>, netlink_packet_core::DecodeError>,
+    >,
+) -> Result<Vec<VipMessage>, Error> {
+    let mut replies = std::pin::pin!(replies);
+    let mut answers = Vec::new();
+    while let Some(reply) = replies.next().await {
+        let reply = reply.map_err(|e| Error::BadReply(e.to_string()))?;
+        match reply.payload {
+            NetlinkPayload::InnerMessage(genl) => answers.push(genl.payload),
+            NetlinkPayload::Error(err) if err.code.is_some() => {
+                return Err(refusal(&err, reply.header.flags));
+            }
+            _ => {}
+        }
+    }
+    Ok(answers)
 }
 
 /// Turns an error acknowledgement into an [`Error`], with the extended-ack text if any.

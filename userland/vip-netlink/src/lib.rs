@@ -6,8 +6,8 @@
 mod client;
 mod message;
 
-pub use client::{Client, Error, ModuleVersion};
-pub use message::{VipAttr, VipCmd, VipMessage};
+pub use client::{Change, Client, Error, Mapping, MappingSpec, ModuleVersion, SetMode, TableInfo};
+pub use message::{VIP_MAP_F_INVALID, VIP_MAP_F_TEMPORARY, VipAttr, VipCmd, VipMessage};
 
 /// The generic netlink family name (`VIP_GENL_NAME`).
 pub const FAMILY_NAME: &str = "vip";

@@ -2,30 +2,62 @@
 
 use netlink_packet_core::{
     DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, Parseable,
-    ParseableParametrized, emit_u32, parse_string, parse_u32,
+    ParseableParametrized, emit_u32, emit_u64, parse_string, parse_u32, parse_u64,
 };
 use netlink_packet_generic::{GenlFamily, GenlHeader};
+use std::net::Ipv4Addr;
 
 /// `enum vip_cmd`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum VipCmd {
     GetVersion = 1,
+    MapSet = 2,
+    MapDel = 3,
+    MapGet = 4,
+    MapFlush = 5,
+    GetInfo = 6,
 }
 
 impl TryFrom<u8> for VipCmd {
     type Error = DecodeError;
 
     fn try_from(value: u8) -> Result<Self, DecodeError> {
-        match value {
-            1 => Ok(Self::GetVersion),
-            other => Err(format!("unknown vip command {other}").into()),
-        }
+        Ok(match value {
+            1 => Self::GetVersion,
+            2 => Self::MapSet,
+            3 => Self::MapDel,
+            4 => Self::MapGet,
+            5 => Self::MapFlush,
+            6 => Self::GetInfo,
+            other => return Err(format!("unknown vip command {other}").into()),
+        })
     }
 }
 
 const VIP_A_VERSION: u16 = 1;
 const VIP_A_GENL_VERSION: u16 = 2;
+const VIP_A_PEER_VIP: u16 = 3;
+const VIP_A_PEER_IP4: u16 = 4;
+const VIP_A_LOCAL_VIP: u16 = 5;
+const VIP_A_FLAGS: u16 = 6;
+const VIP_A_RX_PACKETS: u16 = 7;
+const VIP_A_RX_BYTES: u16 = 8;
+const VIP_A_TX_PACKETS: u16 = 9;
+const VIP_A_TX_BYTES: u16 = 10;
+const VIP_A_LAST_RX_MSECS: u16 = 11;
+const VIP_A_LAST_TX_MSECS: u16 = 12;
+const VIP_A_COUNT: u16 = 13;
+const VIP_A_MAPPING_SIZE: u16 = 14;
+const VIP_A_SET_FLAGS: u16 = 16;
+
+/// `enum vip_set_flags`.
+pub const VIP_SET_F_CREATE: u32 = 1 << 0;
+pub const VIP_SET_F_REPLACE: u32 = 1 << 1;
+
+/// `enum vip_map_flags`.
+pub const VIP_MAP_F_INVALID: u32 = 1 << 0;
+pub const VIP_MAP_F_TEMPORARY: u32 = 1 << 1;
 
 /// `enum vip_attr`. Attributes this crate does not know are kept raw, so that a newer
 /// module does not break an older client.
@@ -33,14 +65,47 @@ const VIP_A_GENL_VERSION: u16 = 2;
 pub enum VipAttr {
     Version(String),
     GenlVersion(u32),
+    PeerVip(Ipv4Addr),
+    PeerIp4(Ipv4Addr),
+    LocalVip(Ipv4Addr),
+    Flags(u32),
+    RxPackets(u64),
+    RxBytes(u64),
+    TxPackets(u64),
+    TxBytes(u64),
+    LastRxMsecs(u64),
+    LastTxMsecs(u64),
+    Count(u32),
+    MappingSize(u32),
+    SetFlags(u32),
     Other(DefaultNla),
+}
+
+fn parse_in_addr(payload: &[u8]) -> Result<Ipv4Addr, DecodeError> {
+    let octets: [u8; 4] = payload
+        .try_into()
+        .map_err(|_| DecodeError::from(format!("IPv4 address of {} bytes", payload.len())))?;
+    Ok(Ipv4Addr::from(octets))
 }
 
 impl Nla for VipAttr {
     fn value_len(&self) -> usize {
         match self {
             Self::Version(s) => s.len() + 1,
-            Self::GenlVersion(_) => 4,
+            Self::GenlVersion(_)
+            | Self::PeerVip(_)
+            | Self::PeerIp4(_)
+            | Self::LocalVip(_)
+            | Self::Flags(_)
+            | Self::Count(_)
+            | Self::MappingSize(_)
+            | Self::SetFlags(_) => 4,
+            Self::RxPackets(_)
+            | Self::RxBytes(_)
+            | Self::TxPackets(_)
+            | Self::TxBytes(_)
+            | Self::LastRxMsecs(_)
+            | Self::LastTxMsecs(_) => 8,
             Self::Other(nla) => nla.value_len(),
         }
     }
@@ -49,6 +114,19 @@ impl Nla for VipAttr {
         match self {
             Self::Version(_) => VIP_A_VERSION,
             Self::GenlVersion(_) => VIP_A_GENL_VERSION,
+            Self::PeerVip(_) => VIP_A_PEER_VIP,
+            Self::PeerIp4(_) => VIP_A_PEER_IP4,
+            Self::LocalVip(_) => VIP_A_LOCAL_VIP,
+            Self::Flags(_) => VIP_A_FLAGS,
+            Self::RxPackets(_) => VIP_A_RX_PACKETS,
+            Self::RxBytes(_) => VIP_A_RX_BYTES,
+            Self::TxPackets(_) => VIP_A_TX_PACKETS,
+            Self::TxBytes(_) => VIP_A_TX_BYTES,
+            Self::LastRxMsecs(_) => VIP_A_LAST_RX_MSECS,
+            Self::LastTxMsecs(_) => VIP_A_LAST_TX_MSECS,
+            Self::Count(_) => VIP_A_COUNT,
+            Self::MappingSize(_) => VIP_A_MAPPING_SIZE,
+            Self::SetFlags(_) => VIP_A_SET_FLAGS,
             Self::Other(nla) => nla.kind(),
         }
     }
@@ -59,7 +137,20 @@ impl Nla for VipAttr {
                 buffer[..s.len()].copy_from_slice(s.as_bytes());
                 buffer[s.len()] = 0;
             }
-            Self::GenlVersion(v) => emit_u32(buffer, *v).expect("buffer sized by value_len"),
+            Self::PeerVip(a) | Self::PeerIp4(a) | Self::LocalVip(a) => {
+                buffer[..4].copy_from_slice(&a.octets())
+            }
+            Self::GenlVersion(v)
+            | Self::Flags(v)
+            | Self::Count(v)
+            | Self::MappingSize(v)
+            | Self::SetFlags(v) => emit_u32(buffer, *v).expect("buffer sized by value_len"),
+            Self::RxPackets(v)
+            | Self::RxBytes(v)
+            | Self::TxPackets(v)
+            | Self::TxBytes(v)
+            | Self::LastRxMsecs(v)
+            | Self::LastTxMsecs(v) => emit_u64(buffer, *v).expect("buffer sized by value_len"),
             Self::Other(nla) => nla.emit_value(buffer),
         }
     }
@@ -71,6 +162,19 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for VipAttr {
         Ok(match buf.kind() {
             VIP_A_VERSION => Self::Version(parse_string(payload)?),
             VIP_A_GENL_VERSION => Self::GenlVersion(parse_u32(payload)?),
+            VIP_A_PEER_VIP => Self::PeerVip(parse_in_addr(payload)?),
+            VIP_A_PEER_IP4 => Self::PeerIp4(parse_in_addr(payload)?),
+            VIP_A_LOCAL_VIP => Self::LocalVip(parse_in_addr(payload)?),
+            VIP_A_FLAGS => Self::Flags(parse_u32(payload)?),
+            VIP_A_RX_PACKETS => Self::RxPackets(parse_u64(payload)?),
+            VIP_A_RX_BYTES => Self::RxBytes(parse_u64(payload)?),
+            VIP_A_TX_PACKETS => Self::TxPackets(parse_u64(payload)?),
+            VIP_A_TX_BYTES => Self::TxBytes(parse_u64(payload)?),
+            VIP_A_LAST_RX_MSECS => Self::LastRxMsecs(parse_u64(payload)?),
+            VIP_A_LAST_TX_MSECS => Self::LastTxMsecs(parse_u64(payload)?),
+            VIP_A_COUNT => Self::Count(parse_u32(payload)?),
+            VIP_A_MAPPING_SIZE => Self::MappingSize(parse_u32(payload)?),
+            VIP_A_SET_FLAGS => Self::SetFlags(parse_u32(payload)?),
             _ => Self::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -140,6 +244,34 @@ mod tests {
             attrs: vec![VipAttr::Version("0.1.0".into()), VipAttr::GenlVersion(1)],
         };
         assert_eq!(roundtrip(&msg), msg);
+    }
+
+    #[test]
+    fn mapping_roundtrips() {
+        let msg = VipMessage {
+            cmd: VipCmd::MapGet,
+            attrs: vec![
+                VipAttr::PeerVip(Ipv4Addr::new(240, 0, 0, 2)),
+                VipAttr::PeerIp4(Ipv4Addr::new(192, 0, 2, 20)),
+                VipAttr::LocalVip(Ipv4Addr::new(240, 0, 0, 1)),
+                VipAttr::Flags(VIP_MAP_F_TEMPORARY),
+                VipAttr::RxPackets(u64::MAX),
+                VipAttr::LastTxMsecs(1234),
+                VipAttr::Count(7),
+            ],
+        };
+        assert_eq!(roundtrip(&msg), msg);
+        // Addresses travel in network byte order.
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf);
+        assert_eq!(&buf[4..8], &[240, 0, 0, 2]);
+    }
+
+    #[test]
+    fn address_of_wrong_length_is_an_error() {
+        let buf = [6, 0, VIP_A_PEER_VIP as u8, 0, 240, 0, 0, 0];
+        let header = GenlHeader { cmd: 4, version: 1 };
+        assert!(VipMessage::parse_with_param(&buf, header).is_err());
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! `vipctl`: inspect and configure the VIP kernel module.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 use serde::Serialize;
-use std::process::ExitCode;
-use vip_netlink::Client;
+use std::{net::Ipv4Addr, process::ExitCode, time::Duration};
+use vip_netlink::{
+    Change, Client, Mapping, MappingSpec, SetMode, VIP_MAP_F_INVALID, VIP_MAP_F_TEMPORARY,
+};
 
 #[derive(Parser)]
 #[command(
@@ -22,8 +25,207 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show every mapping, with its counters and the time since its last packets.
+    Show,
+    /// Mappings from peer VIPs to physical addresses.
+    #[command(subcommand)]
+    Map(MapCommand),
+    /// Show the table's size and the memory one mapping takes.
+    Info,
+    /// Apply `map add|replace|change|del` lines from FILE (- for standard input), in order,
+    /// pipelined on one socket. Nothing is applied if a line does not parse.
+    Batch { file: std::path::PathBuf },
     /// Show the versions of vipctl and of the loaded module.
     Version,
+    /// Print a shell completion script.
+    Completions { shell: Shell },
+    /// Print the man page (roff).
+    Manpage,
+}
+
+#[derive(Subcommand)]
+enum MapCommand {
+    /// Add a mapping: VIP via IP [local VIP] [temporary] [invalid]. Fails if VIP has one.
+    Add(SpecArgs),
+    /// Add a mapping, or change the existing one.
+    Replace(SpecArgs),
+    /// Change an existing mapping. Fails if VIP has none.
+    Change(SpecArgs),
+    /// Delete the mapping of a VIP.
+    Del { vip: Ipv4Addr },
+    /// Show the mapping of a VIP.
+    Get { vip: Ipv4Addr },
+    /// Delete every mapping.
+    Flush,
+}
+
+#[derive(clap::Args)]
+struct SpecArgs {
+    /// The peer's virtual IP (240.0.0.0/4).
+    vip: Ipv4Addr,
+    /// `via IP` (required), then optionally `local VIP`, `temporary`, `invalid`.
+    #[arg(required = true, num_args = 1.., value_name = "WORDS")]
+    words: Vec<String>,
+}
+
+fn is_vip(addr: Ipv4Addr) -> bool {
+    addr.octets()[0] >= 240 && !addr.is_broadcast()
+}
+
+impl SpecArgs {
+    /// Reads the iproute2-style keywords after the VIP.
+    fn spec(&self) -> Result<MappingSpec> {
+        if !is_vip(self.vip) {
+            bail!("{} is not a virtual IP: VIPs are in 240.0.0.0/4", self.vip);
+        }
+        let mut spec = MappingSpec {
+            peer_vip: self.vip,
+            peer_ip4: Ipv4Addr::UNSPECIFIED,
+            local_vip: None,
+            flags: 0,
+        };
+        let mut via = None;
+        let mut words = self.words.iter();
+        while let Some(word) = words.next() {
+            let mut address = |what: &str| -> Result<Ipv4Addr> {
+                let value = words
+                    .next()
+                    .with_context(|| format!("`{word}` needs {what}"))?;
+                value
+                    .parse()
+                    .with_context(|| format!("`{value}` is not an IPv4 address"))
+            };
+            match word.as_str() {
+                "via" => via = Some(address("the peer's physical IPv4 address")?),
+                "local" => {
+                    let local = address("our virtual IP toward the peer")?;
+                    if !is_vip(local) {
+                        bail!("local {local} is not a virtual IP: VIPs are in 240.0.0.0/4");
+                    }
+                    spec.local_vip = Some(local);
+                }
+                "temporary" => spec.flags |= VIP_MAP_F_TEMPORARY,
+                "invalid" => spec.flags |= VIP_MAP_F_INVALID,
+                other => bail!("unknown word `{other}`: expected via, local, temporary or invalid"),
+            }
+        }
+        spec.peer_ip4 = via.context("missing `via IP`: where the peer is now")?;
+        let ip = spec.peer_ip4;
+        if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.octets()[0] >= 240 {
+            bail!("{ip} cannot be a peer's physical address: it must be a unicast IPv4 address");
+        }
+        Ok(spec)
+    }
+}
+
+fn flag_names(flags: u32) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if flags & VIP_MAP_F_TEMPORARY != 0 {
+        names.push("temporary");
+    }
+    if flags & VIP_MAP_F_INVALID != 0 {
+        names.push("invalid");
+    }
+    names
+}
+
+fn ago(d: Option<Duration>) -> String {
+    match d {
+        None => "never".into(),
+        Some(d) if d < Duration::from_secs(1) => format!("{}ms", d.as_millis()),
+        Some(d) => format!("{:.1}s", d.as_secs_f64()),
+    }
+}
+
+/// One line per mapping, in the spirit of `ip route`.
+fn mapping_line(m: &Mapping) -> String {
+    let mut line = format!("{} via {}", m.spec.peer_vip, m.spec.peer_ip4);
+    if let Some(local) = m.spec.local_vip {
+        line += &format!(" local {local}");
+    }
+    for flag in flag_names(m.spec.flags) {
+        line += &format!(" {flag}");
+    }
+    line += &format!(
+        " rx {} pkts {} bytes ({}) tx {} pkts {} bytes ({})",
+        m.rx_packets,
+        m.rx_bytes,
+        ago(m.last_rx),
+        m.tx_packets,
+        m.tx_bytes,
+        ago(m.last_tx)
+    );
+    line
+}
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+/// Reads one batch line: `map add|replace|change VIP WORDS...` or `map del VIP`. Parsed
+/// directly rather than through clap, which costs too much for a million lines.
+fn parse_batch_line(line: &str) -> Result<Change> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let vip = |text: &str| -> Result<Ipv4Addr> {
+        text.parse()
+            .with_context(|| format!("`{text}` is not an IPv4 address"))
+    };
+    let spec = |vip: Ipv4Addr, rest: &[&str]| {
+        SpecArgs {
+            vip,
+            words: rest.iter().map(|w| w.to_string()).collect(),
+        }
+        .spec()
+    };
+    Ok(match words.as_slice() {
+        ["map", "add", v, rest @ ..] => Change::Set(spec(vip(v)?, rest)?, SetMode::Add),
+        ["map", "replace", v, rest @ ..] => Change::Set(spec(vip(v)?, rest)?, SetMode::Replace),
+        ["map", "change", v, rest @ ..] => Change::Set(spec(vip(v)?, rest)?, SetMode::Change),
+        ["map", "del", v] => Change::Del(vip(v)?),
+        _ => bail!("expected `map add|replace|change VIP via IP ...` or `map del VIP`"),
+    })
+}
+
+/// Reads a batch file into changes; any line that does not parse fails the whole batch.
+fn parse_batch(text: &str) -> Result<Vec<(usize, Change)>> {
+    let mut changes = Vec::new();
+    for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let change = parse_batch_line(line).with_context(|| format!("line {number}"))?;
+        changes.push((number, change));
+    }
+    Ok(changes)
+}
+
+async fn run_batch(path: &std::path::Path) -> Result<()> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let changes = parse_batch(&text)?;
+    let lines: Vec<usize> = changes.iter().map(|(n, _)| *n).collect();
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = failures.clone();
+    let total = lines.len();
+    Client::connect()?
+        .pipeline(
+            changes.into_iter().map(|(_, c)| c).collect(),
+            move |index, e| {
+                if counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 20 {
+                    eprintln!("vipctl: line {}: {e}", lines[index]);
+                }
+            },
+        )
+        .await?;
+    let failed = failures.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} of {total} changes failed");
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -34,7 +236,12 @@ struct Versions {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
     match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "vipctl", &mut std::io::stdout());
+        }
+        Command::Manpage => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?,
         Command::Version => {
             let module = Client::connect()?.version().await?;
             let versions = Versions {
@@ -42,14 +249,62 @@ async fn run(cli: Cli) -> Result<()> {
                 module: module.version,
                 genl_version: module.genl_version,
             };
-            if cli.json {
-                println!("{}", serde_json::to_string(&versions)?);
+            if json {
+                print_json(&versions)?;
             } else {
                 println!("vipctl {}", versions.vipctl);
                 println!(
                     "module {} (netlink protocol {})",
                     versions.module, versions.genl_version
                 );
+            }
+        }
+        Command::Batch { file } => run_batch(&file).await?,
+        Command::Info => {
+            let info = Client::connect()?.info().await?;
+            if json {
+                print_json(&info)?;
+            } else {
+                println!("mappings: {}", info.mappings);
+                println!("bytes per mapping: {}", info.mapping_size);
+            }
+        }
+        Command::Show => {
+            let mut mappings = Client::connect()?.map_dump().await?;
+            mappings.sort_by_key(|m| m.spec.peer_vip);
+            if json {
+                print_json(&mappings)?;
+            } else {
+                for m in &mappings {
+                    println!("{}", mapping_line(m));
+                }
+            }
+        }
+        Command::Map(command) => {
+            let mut client = Client::connect()?;
+            match command {
+                MapCommand::Add(args) => client.map_set(&args.spec()?, SetMode::Add).await?,
+                MapCommand::Replace(args) => {
+                    client.map_set(&args.spec()?, SetMode::Replace).await?
+                }
+                MapCommand::Change(args) => client.map_set(&args.spec()?, SetMode::Change).await?,
+                MapCommand::Del { vip } => client.map_del(vip).await?,
+                MapCommand::Get { vip } => {
+                    let m = client.map_get(vip).await?;
+                    if json {
+                        print_json(&m)?;
+                    } else {
+                        println!("{}", mapping_line(&m));
+                    }
+                }
+                MapCommand::Flush => {
+                    let deleted = client.map_flush().await?;
+                    if json {
+                        print_json(&serde_json::json!({ "deleted": deleted }))?;
+                    } else {
+                        println!("deleted {deleted} mappings");
+                    }
+                }
             }
         }
     }
@@ -69,6 +324,63 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("vipctl: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(words: &str) -> Result<MappingSpec> {
+        let mut argv = vec!["vipctl", "map", "add"];
+        argv.extend(words.split_whitespace());
+        let cli = Cli::try_parse_from(argv)?;
+        match cli.command {
+            Command::Map(MapCommand::Add(args)) => args.spec(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn batch_parses_or_refuses_whole() {
+        let ok = parse_batch("# comment\n\nmap add 240.0.0.2 via 192.0.2.1\nmap del 240.0.0.2\n");
+        assert_eq!(ok.unwrap().len(), 2);
+        let err = parse_batch("map add 240.0.0.2 via 192.0.2.1\nmap add 10.0.0.1 via 192.0.2.1");
+        assert!(format!("{:#}", err.unwrap_err()).starts_with("line 2"));
+        let err = parse_batch("show");
+        assert!(format!("{:#}", err.unwrap_err()).contains("expected `map"));
+        let err = parse_batch("map del 240.0.0.2 extra");
+        assert!(format!("{:#}", err.unwrap_err()).contains("expected `map"));
+    }
+
+    #[test]
+    fn parses_full_spec() {
+        let s = spec("240.0.0.2 via 192.0.2.20 local 240.0.0.1 temporary").unwrap();
+        assert_eq!(s.peer_vip, Ipv4Addr::new(240, 0, 0, 2));
+        assert_eq!(s.peer_ip4, Ipv4Addr::new(192, 0, 2, 20));
+        assert_eq!(s.local_vip, Some(Ipv4Addr::new(240, 0, 0, 1)));
+        assert_eq!(s.flags, VIP_MAP_F_TEMPORARY);
+    }
+
+    #[test]
+    fn refuses_bad_specs() {
+        for (words, why) in [
+            ("10.0.0.1 via 192.0.2.20", "not a virtual IP"),
+            ("255.255.255.255 via 192.0.2.20", "not a virtual IP"),
+            ("240.0.0.2 local 240.0.0.1", "missing `via IP`"),
+            ("240.0.0.2 via", "needs"),
+            ("240.0.0.2 via 192.0.2.300", "not an IPv4 address"),
+            ("240.0.0.2 via 240.0.0.9", "unicast"),
+            ("240.0.0.2 via 127.0.0.1", "unicast"),
+            (
+                "240.0.0.2 via 192.0.2.20 local 192.0.2.1",
+                "local 192.0.2.1 is not",
+            ),
+            ("240.0.0.2 via 192.0.2.20 frobnicate", "unknown word"),
+        ] {
+            let err = format!("{:#}", spec(words).unwrap_err());
+            assert!(err.contains(why), "{words}: {err}");
         }
     }
 }

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * One entry of the VIP->IP mapping table. Declared in C because the table is a
+ * kernel rhashtable, whose fast paths are static inline functions specialised
+ * on compile-time parameters (key and node offsets) of this struct; the Rust
+ * side (vip_mod/table.rs) owns all the logic.
+ */
+#ifndef _VIP_MAPPING_H
+#define _VIP_MAPPING_H
+
+#include <linux/in6.h>
+#include <linux/rhashtable-types.h>
+#include <linux/types.h>
+
+/* Where a peer is now. AF_INET only so far; the union leaves room for AF_INET6. */
+struct vip_endpoint {
+	u16 family;
+	u16 reserved;
+	union {
+		__be32 ip4;
+		struct in6_addr ip6;
+	};
+};
+
+/*
+ * Mappings are never changed in place: a change publishes a new copy and frees
+ * the old one after a grace period, so readers always see a consistent entry.
+ * The counters and times are the exception: the data path updates them with
+ * relaxed atomics.
+ */
+struct vip_mapping {
+	struct rhash_head node;
+	__be32 peer_vip;		/* the key */
+	__be32 local_vip;		/* 0: none */
+	struct vip_endpoint peer;
+	u32 flags;			/* enum vip_map_flags */
+	unsigned long last_rx;		/* jiffies; 0: never */
+	unsigned long last_tx;
+	u64 rx_packets;
+	u64 rx_bytes;
+	u64 tx_packets;
+	u64 tx_bytes;
+	struct rcu_head rcu;
+};
+
+#endif /* _VIP_MAPPING_H */
