@@ -28,9 +28,12 @@ setup: kernel userland
 kernel:
 	@$(VM)/build-kernel $(KERNEL) >/dev/null
 
+# .vip-kdir records which kernel vip.ko was built for, so that the VM never loads it into
+# another (the debug and default kernels share this build directory).
 module:
 	@kdir=$$($(VM)/build-kernel $(KERNEL)) && \
-	  $(MAKE) -C $$kdir $(KARGS) modules
+	  { [ "$$(cat .vip-kdir 2>/dev/null)" = "$$kdir" ] || rm -f vip.ko; } && \
+	  $(MAKE) -C $$kdir $(KARGS) modules && echo "$$kdir" > .vip-kdir
 
 userland:
 	cd userland && cargo build --release --locked
@@ -61,5 +64,5 @@ lint: module
 clean:
 	@kdir=$$(ls -d $(VIP_CACHE)/kernel/$(KERNEL)-* 2>/dev/null | head -1); \
 	  [ -z "$$kdir" ] || $(MAKE) -C $$kdir $(KARGS) clean
-	rm -f vip_mod/bindings_generated.rs
+	rm -f vip_mod/bindings_generated.rs .vip-kdir
 	cd userland && cargo clean

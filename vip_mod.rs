@@ -7,8 +7,9 @@
 //! address. Userspace (`vipd`, `vipctl`) drives it over the `vip` generic netlink family.
 //!
 //! Layout: wrappers that hold the `unsafe` (`bindings`, generated; `genetlink`; `rcu`;
-//! `netns`, per-namespace state; `table`, the mapping table) and safe logic on top
-//! (`netlink`, the family's commands; `addr`; `time`).
+//! `netns`, per-namespace state; `table`, the mapping table; `device`, the `vip` link
+//! type; `skb` and `tunnel`, packets and routes) and logic on top (`netlink`, the family's
+//! commands; `xmit` and `receive`, the data path; `events`; `stats`; `addr`; `time`).
 
 use kernel::{c_str, prelude::*};
 
@@ -17,6 +18,10 @@ use kernel::{c_str, prelude::*};
 mod addr;
 #[path = "vip_mod/bindings.rs"]
 mod bindings;
+#[path = "vip_mod/device.rs"]
+mod device;
+#[path = "vip_mod/events.rs"]
+mod events;
 #[path = "vip_mod/genetlink.rs"]
 mod genetlink;
 #[path = "vip_mod/netlink.rs"]
@@ -25,10 +30,20 @@ mod netlink;
 mod netns;
 #[path = "vip_mod/rcu.rs"]
 mod rcu;
+#[path = "vip_mod/receive.rs"]
+mod receive;
+#[path = "vip_mod/skb.rs"]
+mod skb;
+#[path = "vip_mod/stats.rs"]
+mod stats;
 #[path = "vip_mod/table.rs"]
 mod table;
 #[path = "vip_mod/time.rs"]
 mod time;
+#[path = "vip_mod/tunnel.rs"]
+mod tunnel;
+#[path = "vip_mod/xmit.rs"]
+mod xmit;
 
 /// The module version reported over netlink; the userland workspace carries the same.
 pub(crate) const VERSION: &CStr = c_str!("0.1.0");
@@ -42,10 +57,12 @@ module! {
 }
 
 /// Everything the module registers. Fields drop in declaration order, the reverse of
-/// `init`: userspace loses the family first, then every namespace's table goes (after a
-/// grace period), and the mapping cache last, once deferred frees have run.
+/// `init`: userspace loses the family first, then every vip device goes, then every
+/// namespace's hook and table (unregister, grace period, free), and the mapping cache
+/// last, once deferred frees have run.
 struct VipModule {
     _family: genetlink::Registration,
+    _link: device::LinkRegistration,
     _pernet: netns::Registration,
     _cache: table::CacheRegistration,
 }
@@ -54,10 +71,12 @@ impl kernel::Module for VipModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let cache = table::CacheRegistration::new()?;
         let pernet = netns::Registration::new()?;
+        let link = device::LinkRegistration::new()?;
         let family = netlink::register(module)?;
         pr_info!("version {} loaded\n", VERSION);
         Ok(VipModule {
             _family: family,
+            _link: link,
             _pernet: pernet,
             _cache: cache,
         })

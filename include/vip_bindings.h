@@ -15,3 +15,8 @@
 
 /* Values that bindgen cannot evaluate from their macros. */
 const size_t VIP_NLMSG_GOODSIZE = NLMSG_GOODSIZE;
+/* What the kernel's ipip device offers (IPIP_FEATURES in net/ipv4/ipip.c). */
+const netdev_features_t VIP_NETDEV_FEATURES = NETIF_F_SG | NETIF_F_FRAGLIST |
+	NETIF_F_HIGHDMA | NETIF_F_GSO_SOFTWARE | NETIF_F_HW_CSUM;
+const int VIP_SKB_GSO_IPXIP4 = SKB_GSO_IPXIP4;
+const unsigned int VIP_HZ = HZ;

@@ -6,10 +6,21 @@
 #ifndef _VIP_HELPERS_H
 #define _VIP_HELPERS_H
 
+#include <linux/icmp.h>
+#include <linux/ip.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/ratelimit.h>
 #include <linux/rhashtable.h>
+#include <net/icmp.h>
+#include <net/inet_ecn.h>
+#include <net/ip_tunnels.h>
+#include <net/route.h>
+#include <net/rtnetlink.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
 #include <net/genetlink.h>
+#include <net/gso.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
@@ -39,6 +50,8 @@ int vip_nla_put_u32(struct sk_buff *skb, int attrtype, u32 value);
 int vip_nla_put_u64(struct sk_buff *skb, int attrtype, u64 value, int padattr);
 int vip_nla_put_be32(struct sk_buff *skb, int attrtype, __be32 value);
 int vip_nla_put_string(struct sk_buff *skb, int attrtype, const char *str);
+struct nlattr *vip_nla_nest_start(struct sk_buff *skb, int attrtype);
+void vip_nla_nest_end(struct sk_buff *skb, struct nlattr *start);
 u32 vip_nla_get_u32(const struct nlattr *nla);
 __be32 vip_nla_get_be32(const struct nlattr *nla);
 
@@ -61,5 +74,47 @@ void *vip_kmem_cache_zalloc(struct kmem_cache *cache, gfp_t flags);
 void vip_rcu_read_lock(void);
 void vip_rcu_read_unlock(void);
 unsigned long vip_jiffies(void);
+
+/* generic netlink events */
+void *vip_genlmsg_put_event(struct sk_buff *skb, const struct genl_family *family, u8 cmd);
+bool vip_genl_has_listeners(const struct genl_family *family, struct net *net, unsigned int group);
+int vip_genlmsg_multicast_netns(const struct genl_family *family, struct net *net,
+				struct sk_buff *skb, unsigned int group);
+void vip_ratelimit_init(struct ratelimit_state *rs, int interval, int burst);
+bool vip_ratelimit(struct ratelimit_state *rs);
+
+/* socket buffers */
+struct iphdr *vip_ip_hdr(const struct sk_buff *skb);
+bool vip_pskb_may_pull(struct sk_buff *skb, unsigned int len);
+void vip_kfree_skb(struct sk_buff *skb);
+void vip_skb_reset_network_header(struct sk_buff *skb);
+void vip_skb_reset_mac_header(struct sk_buff *skb);
+void vip_skb_set_rx(struct sk_buff *skb, struct net_device *dev);
+bool vip_skb_is_gso(const struct sk_buff *skb);
+int vip_skb_cow_head(struct sk_buff *skb, unsigned int headroom);
+void vip_skb_dst_update_pmtu(struct sk_buff *skb, u32 mtu);
+struct net *vip_dev_net(const struct net_device *dev);
+
+/* routing and tunnelling */
+struct rtable *vip_route_output(struct net *net, struct flowi4 *fl4, __be32 daddr, u8 tos, u32 mark);
+void vip_ip_rt_put(struct rtable *rt);
+struct net_device *vip_rt_dev(const struct rtable *rt);
+unsigned int vip_rt_mtu(const struct rtable *rt);
+unsigned int vip_ll_reserved_space(const struct net_device *dev);
+u8 vip_ecn_encap(u8 tos, const struct iphdr *inner, struct sk_buff *skb);
+int vip_ecn_decap(const struct iphdr *outer, struct sk_buff *skb);
+void vip_icmp_frag_needed(struct sk_buff *skb, u32 mtu);
+
+/* net_device fields behind struct groups and bitfields */
+void vip_netdev_set_lltx(struct net_device *dev);
+void vip_netdev_set_needs_free(struct net_device *dev);
+void vip_netdev_set_tstats(struct net_device *dev);
+void vip_netdev_add_priv_flags(struct net_device *dev, unsigned long long flags);
+__be16 vip_skb_protocol(const struct sk_buff *skb);
+
+/* device statistics */
+void vip_dev_tx_dropped(struct net_device *dev);
+void vip_dev_rx_dropped(struct net_device *dev);
+void vip_dev_rx_add(struct net_device *dev, unsigned int len);
 
 #endif /* _VIP_HELPERS_H */

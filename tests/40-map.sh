@@ -55,19 +55,23 @@ at_exit ip netns del vip-map-test
 check "another namespace starts with an empty table" \
   test "$(ip netns exec vip-map-test vipctl -j info | json_field mappings)" = 0
 
-# A million mappings in through one pipelined socket, and dumped back complete.
-awk 'BEGIN { for (i = 1; i <= 1000000; i++)
+# A million mappings in through one pipelined socket, and dumped back complete (a tenth
+# of that on the debug kernel, whose KASAN and kmemleak make it ten times slower).
+n=1000000
+[ "${VIP_KERNEL_VARIANT:-}" = debug ] && n=100000
+awk -v n=$n 'BEGIN { for (i = 1; i <= n; i++)
   printf "map add 240.%d.%d.%d via 192.0.2.%d\n", int(i / 65536), int(i / 256) % 256, i % 256, i % 250 + 1 }' \
   > /tmp/million
 start=$SECONDS
-check "1,000,000 mappings added in one batch" ip netns exec vip-map-test vipctl batch /tmp/million
+check "$n mappings added in one batch" ip netns exec vip-map-test vipctl batch /tmp/million
 diag "batch took $((SECONDS - start))s"
-check "the table counts 1,000,000" test "$(ip netns exec vip-map-test vipctl -j info | json_field mappings)" = 1000000
+check "the table counts $n" test "$(ip netns exec vip-map-test vipctl -j info | json_field mappings)" = $n
 start=$SECONDS
 ip netns exec vip-map-test vipctl show > /tmp/million.out
 diag "dump took $((SECONDS - start))s"
-check "the dump has 1,000,000 distinct mappings" \
-  test "$(cut -d' ' -f1 /tmp/million.out | sort -u | wc -l)" = 1000000
-check "a dumped mapping is right" grep -qx "240.15.66.64 via 192.0.2.1 rx 0 pkts 0 bytes (never) tx 0 pkts 0 bytes (never)" /tmp/million.out
-check "flush reports 1,000,000" bash -c 'ip netns exec vip-map-test vipctl map flush | grep -qx "deleted 1000000 mappings"'
+check "the dump has $n distinct mappings" \
+  test "$(cut -d' ' -f1 /tmp/million.out | sort -u | wc -l)" = $n
+last=$(awk -v i=$n 'BEGIN { printf "240.%d.%d.%d via 192.0.2.%d", int(i / 65536), int(i / 256) % 256, i % 256, i % 250 + 1 }')
+check "a dumped mapping is right ($last)" grep -qx "$last rx 0 pkts 0 bytes (never) tx 0 pkts 0 bytes (never)" /tmp/million.out
+check "flush reports $n" bash -c "ip netns exec vip-map-test vipctl map flush | grep -qx 'deleted $n mappings'"
 rm -f /tmp/million /tmp/million.out

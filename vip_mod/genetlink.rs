@@ -6,7 +6,12 @@
 //! itself (`netlink.rs`) is defined in safe code.
 
 use crate::{bindings, netns::Net};
-use core::{marker::PhantomData, mem::ManuallyDrop, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    mem::ManuallyDrop,
+    ptr::NonNull,
+    sync::atomic::{AtomicPtr, Ordering},
+};
 use kernel::{
     error::{from_result, to_result},
     ffi,
@@ -220,7 +225,13 @@ pub(crate) struct Family<const N: usize, const M: usize> {
     pub(crate) version: u32,
     pub(crate) policy: &'static Policy<N>,
     pub(crate) ops: &'static Ops<M>,
+    /// The multicast group for [`multicast`]; NUL-terminated.
+    pub(crate) events_group: &'static [u8],
 }
+
+/// The registered family, for [`multicast`] from the data path; null when there is none.
+/// Readers hold the RCU read lock, and `Registration::drop` waits for them.
+static FAMILY: AtomicPtr<bindings::genl_family> = AtomicPtr::new(core::ptr::null_mut());
 
 /// A registered family; dropping it unregisters the family.
 ///
@@ -229,6 +240,7 @@ pub(crate) struct Family<const N: usize, const M: usize> {
 /// `raw` is registered with genetlink, and its address is stable while it is.
 pub(crate) struct Registration {
     raw: Pin<KBox<Opaque<bindings::genl_family>>>,
+    _groups: KBox<[bindings::genl_multicast_group; 1]>,
 }
 
 // SAFETY: after registration only genetlink touches the family, under its own locks.
@@ -253,6 +265,14 @@ impl Registration {
         raw.policy = policy.as_ptr();
         raw.ops = family.ops.0.as_ptr();
         raw.n_ops = u8::try_from(M)?;
+        let mut group = bindings::genl_multicast_group::default();
+        if family.events_group.len() > group.name.len() || family.events_group.last() != Some(&0) {
+            return Err(EINVAL);
+        }
+        group.name[..family.events_group.len()].copy_from_slice(family.events_group);
+        let groups = KBox::new([group], GFP_KERNEL)?;
+        raw.mcgrps = groups.as_ptr();
+        raw.n_mcgrps = 1;
         raw.set_netnsok(1);
         // Handlers take their own locks; genl_mutex would serialise every namespace.
         raw.set_parallel_ops(1);
@@ -261,19 +281,70 @@ impl Registration {
         let raw = KBox::pin(Opaque::new(raw), GFP_KERNEL)?;
         // SAFETY: `raw` is pinned on the heap, so the family keeps its address until `drop`
         // unregisters it, and the policy and ops it points to are `'static`.
+        // The groups, like the family, stay in their boxes until `drop`.
         to_result(unsafe { bindings::genl_register_family(raw.get()) })?;
+        FAMILY.store(raw.get(), Ordering::Release);
         // INVARIANT: registered just above.
-        Ok(Self { raw })
+        Ok(Self {
+            raw,
+            _groups: groups,
+        })
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        // The data path may be about to multicast: unpublish, then wait for it.
+        FAMILY.store(core::ptr::null_mut(), Ordering::Release);
+        crate::rcu::synchronize();
         // SAFETY: the family is registered (type invariant). Unregistering waits for running
         // handlers, and dumps in progress hold a reference on the module, so nothing uses
         // the family once this returns and the box may be freed.
         unsafe { bindings::genl_unregister_family(self.raw.get()) };
     }
+}
+
+/// Whether anyone in `net` listens to the family's events.
+pub(crate) fn has_listeners(net: &Net) -> bool {
+    let family = FAMILY.load(Ordering::Acquire);
+    // SAFETY: a published family stays registered while the caller's RCU read section
+    // lasts (see `Registration::drop`); `net` is live.
+    !family.is_null() && unsafe { bindings::vip_genl_has_listeners(family, net.as_ptr(), 0) }
+}
+
+/// Multicasts an event with header `cmd` and the attributes `build` puts to the events
+/// group of `net`. Callable from any context, inside an RCU read-side section.
+pub(crate) fn multicast(
+    net: &Net,
+    cmd: u32,
+    build: impl FnOnce(&mut Writer<'_>) -> Result,
+) -> Result {
+    let family = FAMILY.load(Ordering::Acquire);
+    if family.is_null() {
+        return Ok(());
+    }
+    let msg = OwnedMessage::new(128, kernel::bindings::GFP_ATOMIC)?;
+    // SAFETY: `family` is registered while the caller's RCU read section lasts (see
+    // `Registration::drop`); `msg` is a fresh message we own.
+    let header = unsafe { bindings::vip_genlmsg_put_event(msg.as_ptr(), family, cmd as u8) };
+    if header.is_null() {
+        return Err(emsgsize());
+    }
+    build(&mut Writer {
+        skb: msg.skb,
+        _lifetime: PhantomData,
+    })?;
+    // SAFETY: `header` was put into this message just above.
+    unsafe { bindings::vip_genlmsg_end(msg.as_ptr(), header) };
+    // SAFETY: the multicast consumes the message whatever it returns; `family` and `net`
+    // are live (as above).
+    let ret =
+        unsafe { bindings::vip_genlmsg_multicast_netns(family, net.as_ptr(), msg.into_raw(), 0) };
+    // ESRCH: the last listener left meanwhile.
+    if ret == -(kernel::bindings::ESRCH as i32) {
+        return Ok(());
+    }
+    to_result(ret)
 }
 
 /// A netlink attribute of a request.
@@ -362,7 +433,7 @@ impl<'a> Request<'a> {
 
     /// Sends a reply of one message, with header `cmd` and the attributes `build` puts.
     pub(crate) fn reply(&self, cmd: u32, build: impl FnOnce(&mut Writer<'_>) -> Result) -> Result {
-        let msg = OwnedMessage::new(bindings::VIP_NLMSG_GOODSIZE)?;
+        let msg = OwnedMessage::new(bindings::VIP_NLMSG_GOODSIZE, kernel::bindings::GFP_KERNEL)?;
         let info = self.info.as_ptr();
         // SAFETY: `info` is valid (type invariant) and names the family the request came to;
         // `msg` is a fresh message we own.
@@ -409,7 +480,12 @@ impl Writer<'_> {
 
     /// Puts a `u64` attribute, padded with `VIP_A_PAD`; `EMSGSIZE` when the message is full.
     pub(crate) fn put_u64(&mut self, attr: u32, value: u64) -> Result {
-        let pad = bindings::VIP_A_PAD as ffi::c_int;
+        self.put_u64_pad(attr, value, bindings::VIP_A_PAD)
+    }
+
+    /// Puts a `u64` attribute, padded with attribute `pad` where alignment needs it.
+    pub(crate) fn put_u64_pad(&mut self, attr: u32, value: u64, pad: u32) -> Result {
+        let pad = pad as ffi::c_int;
         // SAFETY: `skb` is valid (type invariant).
         to_result(unsafe { bindings::vip_nla_put_u64(self.skb(), attr as ffi::c_int, value, pad) })
     }
@@ -418,6 +494,23 @@ impl Writer<'_> {
     pub(crate) fn put_be32(&mut self, attr: u32, value: u32) -> Result {
         // SAFETY: `skb` is valid (type invariant).
         to_result(unsafe { bindings::vip_nla_put_be32(self.skb(), attr as ffi::c_int, value) })
+    }
+
+    /// Puts a nested attribute holding what `build` puts.
+    pub(crate) fn put_nested(
+        &mut self,
+        attr: u32,
+        build: impl FnOnce(&mut Writer<'_>) -> Result,
+    ) -> Result {
+        // SAFETY: `skb` is valid (type invariant).
+        let nest = unsafe { bindings::vip_nla_nest_start(self.skb(), attr as ffi::c_int) };
+        if nest.is_null() {
+            return Err(emsgsize());
+        }
+        build(self)?;
+        // SAFETY: `nest` was started in this message just above.
+        unsafe { bindings::vip_nla_nest_end(self.skb(), nest) };
+        Ok(())
     }
 
     /// Puts a NUL-terminated string attribute; `EMSGSIZE` when the message is full.
@@ -506,9 +599,9 @@ struct OwnedMessage {
 }
 
 impl OwnedMessage {
-    fn new(size: usize) -> Result<Self> {
+    fn new(size: usize, gfp: kernel::bindings::gfp_t) -> Result<Self> {
         // SAFETY: genlmsg_new has no preconditions; it returns null on failure.
-        let skb = unsafe { bindings::vip_genlmsg_new(size, kernel::bindings::GFP_KERNEL) };
+        let skb = unsafe { bindings::vip_genlmsg_new(size, gfp) };
         // INVARIANT: a non-null result is a fresh socket buffer we now own.
         Ok(Self {
             skb: NonNull::new(skb).ok_or(ENOMEM)?,

@@ -99,6 +99,16 @@ int vip_nla_put_string(struct sk_buff *skb, int attrtype, const char *str)
 	return nla_put_string(skb, attrtype, str);
 }
 
+struct nlattr *vip_nla_nest_start(struct sk_buff *skb, int attrtype)
+{
+	return nla_nest_start(skb, attrtype);
+}
+
+void vip_nla_nest_end(struct sk_buff *skb, struct nlattr *start)
+{
+	nla_nest_end(skb, start);
+}
+
 u32 vip_nla_get_u32(const struct nlattr *nla)
 {
 	return nla_get_u32(nla);
@@ -184,4 +194,163 @@ void vip_rcu_read_unlock(void)
 unsigned long vip_jiffies(void)
 {
 	return READ_ONCE(jiffies);
+}
+
+void *vip_genlmsg_put_event(struct sk_buff *skb, const struct genl_family *family, u8 cmd)
+{
+	return genlmsg_put(skb, 0, 0, family, 0, cmd);
+}
+
+bool vip_genl_has_listeners(const struct genl_family *family, struct net *net, unsigned int group)
+{
+	return genl_has_listeners(family, net, group);
+}
+
+int vip_genlmsg_multicast_netns(const struct genl_family *family, struct net *net,
+				struct sk_buff *skb, unsigned int group)
+{
+	return genlmsg_multicast_netns(family, net, skb, 0, group, GFP_ATOMIC);
+}
+
+void vip_ratelimit_init(struct ratelimit_state *rs, int interval, int burst)
+{
+	ratelimit_state_init(rs, interval, burst);
+	ratelimit_set_flags(rs, RATELIMIT_MSG_ON_RELEASE);
+}
+
+bool vip_ratelimit(struct ratelimit_state *rs)
+{
+	return __ratelimit(rs);
+}
+
+struct iphdr *vip_ip_hdr(const struct sk_buff *skb)
+{
+	return ip_hdr(skb);
+}
+
+bool vip_pskb_may_pull(struct sk_buff *skb, unsigned int len)
+{
+	return pskb_may_pull(skb, len);
+}
+
+void vip_kfree_skb(struct sk_buff *skb)
+{
+	kfree_skb(skb);
+}
+
+void vip_skb_reset_network_header(struct sk_buff *skb)
+{
+	skb_reset_network_header(skb);
+}
+
+void vip_skb_reset_mac_header(struct sk_buff *skb)
+{
+	skb_reset_mac_header(skb);
+}
+
+void vip_skb_set_rx(struct sk_buff *skb, struct net_device *dev)
+{
+	skb->dev = dev;
+	skb->pkt_type = PACKET_HOST;
+}
+
+bool vip_skb_is_gso(const struct sk_buff *skb)
+{
+	return skb_is_gso(skb);
+}
+
+int vip_skb_cow_head(struct sk_buff *skb, unsigned int headroom)
+{
+	return skb_cow_head(skb, headroom);
+}
+
+void vip_skb_dst_update_pmtu(struct sk_buff *skb, u32 mtu)
+{
+	skb_dst_update_pmtu_no_confirm(skb, mtu);
+}
+
+struct net *vip_dev_net(const struct net_device *dev)
+{
+	return dev_net(dev);
+}
+
+struct rtable *vip_route_output(struct net *net, struct flowi4 *fl4, __be32 daddr, u8 tos, u32 mark)
+{
+	ip_tunnel_init_flow(fl4, IPPROTO_IPIP, daddr, 0, 0, tos, net, 0, mark, 0, 0);
+	return ip_route_output_key(net, fl4);
+}
+
+void vip_ip_rt_put(struct rtable *rt)
+{
+	ip_rt_put(rt);
+}
+
+struct net_device *vip_rt_dev(const struct rtable *rt)
+{
+	return rt->dst.dev;
+}
+
+unsigned int vip_rt_mtu(const struct rtable *rt)
+{
+	return dst_mtu(&rt->dst);
+}
+
+unsigned int vip_ll_reserved_space(const struct net_device *dev)
+{
+	return LL_RESERVED_SPACE(dev);
+}
+
+u8 vip_ecn_encap(u8 tos, const struct iphdr *inner, struct sk_buff *skb)
+{
+	return ip_tunnel_ecn_encap(tos, inner, skb);
+}
+
+int vip_ecn_decap(const struct iphdr *outer, struct sk_buff *skb)
+{
+	return IP_ECN_decapsulate(outer, skb);
+}
+
+void vip_icmp_frag_needed(struct sk_buff *skb, u32 mtu)
+{
+	icmp_ndo_send(skb, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, htonl(mtu));
+}
+
+void vip_netdev_set_lltx(struct net_device *dev)
+{
+	dev->lltx = true;
+}
+
+void vip_netdev_set_needs_free(struct net_device *dev)
+{
+	dev->needs_free_netdev = true;
+}
+
+void vip_netdev_set_tstats(struct net_device *dev)
+{
+	dev->pcpu_stat_type = NETDEV_PCPU_STAT_TSTATS;
+}
+
+void vip_netdev_add_priv_flags(struct net_device *dev, unsigned long long flags)
+{
+	dev->priv_flags |= flags;
+}
+
+__be16 vip_skb_protocol(const struct sk_buff *skb)
+{
+	return skb->protocol;
+}
+
+void vip_dev_tx_dropped(struct net_device *dev)
+{
+	DEV_STATS_INC(dev, tx_dropped);
+}
+
+void vip_dev_rx_dropped(struct net_device *dev)
+{
+	DEV_STATS_INC(dev, rx_dropped);
+}
+
+void vip_dev_rx_add(struct net_device *dev, unsigned int len)
+{
+	dev_sw_netstats_rx_add(dev, len);
 }

@@ -44,6 +44,7 @@ pub(crate) fn register(module: &'static ThisModule) -> Result<genetlink::Registr
         version: bindings::VIP_GENL_VERSION,
         policy: &POLICY,
         ops: &OPS,
+        events_group: bindings::VIP_GENL_MCGRP_EVENTS,
     };
     genetlink::Registration::new(&family, module)
 }
@@ -235,7 +236,7 @@ impl Command for MapFlush {
     }
 }
 
-/// `VIP_CMD_GET_INFO`: the table's size.
+/// `VIP_CMD_GET_INFO`: the table's size and the drop counters.
 struct GetInfo;
 
 impl Command for GetInfo {
@@ -243,10 +244,15 @@ impl Command for GetInfo {
     const PERMISSION: Permission = Permission::Any;
 
     fn doit(request: &Request<'_>) -> Result {
-        let count = request.net().vip().table.count();
+        let vip = request.net().vip();
         request.reply(Self::CMD, |msg| {
-            msg.put_u32(bindings::VIP_A_COUNT, count)?;
-            msg.put_u32(bindings::VIP_A_MAPPING_SIZE, MAPPING_SIZE as u32)
+            msg.put_u32(bindings::VIP_A_COUNT, vip.table.count())?;
+            msg.put_u32(bindings::VIP_A_MAPPING_SIZE, MAPPING_SIZE as u32)?;
+            msg.put_nested(bindings::VIP_A_STATS, |stats| {
+                vip.stats.snapshot().try_for_each(|(stat, value)| {
+                    stats.put_u64_pad(stat, value, bindings::VIP_STAT_PAD)
+                })
+            })
         })
     }
 }

@@ -2,8 +2,8 @@
 
 //! Per network namespace state: every namespace has its own mapping table.
 
-use crate::{bindings, table::Table};
-use core::sync::atomic::{AtomicU32, Ordering};
+use crate::{bindings, receive, stats::Stats, table::Table};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use kernel::{error::from_result, ffi, prelude::*, types::Opaque};
 
 /// A network namespace (`struct net`).
@@ -19,7 +19,7 @@ impl Net {
         unsafe { &*net.cast::<Net>() }
     }
 
-    fn as_ptr(&self) -> *mut bindings::net {
+    pub(crate) fn as_ptr(&self) -> *mut bindings::net {
         self.0.get()
     }
 
@@ -39,6 +39,21 @@ impl Net {
 pub(crate) struct VipNet {
     #[pin]
     pub(crate) table: Table,
+    pub(crate) stats: Stats,
+    /// The device `receive` delivers to: the first vip device created in the namespace.
+    /// Written under RTNL by the device's init and uninit; read under RCU.
+    pub(crate) rx_device: AtomicPtr<bindings::net_device>,
+    /// Limits the events the data path multicasts.
+    #[pin]
+    event_limit: Opaque<bindings::ratelimit_state>,
+}
+
+impl VipNet {
+    /// Whether the event rate limit allows one more event now.
+    pub(crate) fn event_allowed(&self) -> bool {
+        // SAFETY: initialised in `net_init`; the state has its own lock.
+        unsafe { bindings::vip_ratelimit(self.event_limit.get()) }
+    }
 }
 
 /// The slot number the kernel assigns our per-namespace pointer; written once, by
@@ -53,14 +68,32 @@ unsafe extern "C" fn net_init(net: *mut bindings::net) -> ffi::c_int {
         let state = KBox::pin_init(
             try_pin_init!(VipNet {
                 table <- Table::new(),
+                stats: Stats::new(),
+                rx_device: AtomicPtr::new(core::ptr::null_mut()),
+                // SAFETY: initialises the state in place.
+                event_limit <- Opaque::ffi_init(|slot| unsafe {
+                    bindings::vip_ratelimit_init(
+                        slot,
+                        bindings::VIP_HZ as i32,
+                        bindings::VIP_EVENT_BURST as i32,
+                    )
+                }),
             }),
             GFP_KERNEL,
         )?;
         // SAFETY: the slot is ours, sized for a pointer (`size` below); `net_exit` takes the
         // box back. Pinned: nothing moves it out of the box before then.
-        unsafe {
+        let slot = unsafe {
             let slot = bindings::vip_net_generic(net, NET_ID.load(Ordering::Relaxed));
-            *slot.cast::<*mut VipNet>() = KBox::into_raw(Pin::into_inner_unchecked(state));
+            let slot = slot.cast::<*mut VipNet>();
+            *slot = KBox::into_raw(Pin::into_inner_unchecked(state));
+            slot
+        };
+        // SAFETY: `net` is being set up and stays alive; its state is in place.
+        if let Err(e) = receive::register(unsafe { Net::from_raw(net) }) {
+            // SAFETY: as in `net_exit`: the hook never ran, nothing else saw the state.
+            drop(unsafe { KBox::from_raw(*slot) });
+            return Err(e);
         }
         Ok(0)
     })
@@ -68,8 +101,19 @@ unsafe extern "C" fn net_init(net: *mut bindings::net) -> ffi::c_int {
 
 /// # Safety
 ///
+/// Called by the namespace core only, once per namespace, after `net_init` succeeded, when
+/// the namespace is going away.
+unsafe extern "C" fn net_pre_exit(net: *mut bindings::net) {
+    // Unregister before the state goes: the namespace core waits for an RCU grace period
+    // between pre_exit and exit, so no packet is in the hook when `net_exit` frees the table.
+    // SAFETY: the namespace is still alive during pre_exit.
+    receive::unregister(unsafe { Net::from_raw(net) });
+}
+
+/// # Safety
+///
 /// Called by the namespace core only, once per namespace, after `net_init` succeeded and
-/// after an RCU grace period that follows the namespace's last use.
+/// after an RCU grace period that follows `net_pre_exit`.
 unsafe extern "C" fn net_exit(net: *mut bindings::net) {
     // SAFETY: the slot holds the pointer `net_init` made with `KBox::into_raw`. The
     // namespace is dead and a grace period has passed since `pre_exit`, so no reader of
@@ -100,6 +144,7 @@ impl Registration {
     pub(crate) fn new() -> Result<Self> {
         let ops = bindings::pernet_operations {
             init: Some(net_init),
+            pre_exit: Some(net_pre_exit),
             exit: Some(net_exit),
             id: NET_ID.as_ptr(),
             size: core::mem::size_of::<*mut VipNet>(),

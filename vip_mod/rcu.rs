@@ -34,6 +34,12 @@ impl Drop for Guard {
     }
 }
 
+/// Waits until every read-side critical section that started before the call has ended.
+pub(crate) fn synchronize() {
+    // SAFETY: may sleep; every caller is in process context.
+    unsafe { bindings::synchronize_rcu() };
+}
+
 /// Waits until every callback queued with `call_rcu` so far has run.
 pub(crate) fn barrier() {
     // SAFETY: may sleep; every caller is in process context.

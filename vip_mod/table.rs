@@ -165,6 +165,56 @@ impl Drop for NewMapping {
     }
 }
 
+/// What transmit learns from the table about a destination VIP.
+pub(crate) enum TxLookup {
+    /// Send to this physical address.
+    Peer(Ipv4Addr),
+    /// No mapping.
+    Missing,
+    /// The mapping is marked invalid.
+    Invalid,
+}
+
+/// What receive learns from the table about a packet from a peer VIP.
+pub(crate) enum RxVerdict {
+    /// Mapped, from its mapped address, to the agreed local VIP: deliver it.
+    Accept,
+    /// No mapping for the source VIP.
+    Unknown,
+    /// Mapped, but from another address than `mapped`.
+    Moved { mapped: Ipv4Addr },
+    /// The mapping is marked invalid.
+    Invalid,
+    /// To another VIP than the local VIP agreed with the peer.
+    WrongLocal,
+}
+
+/// Adds to one of a mapping's counters.
+///
+/// # Safety
+///
+/// `field` must point to a counter of a mapping that stays valid during the call.
+unsafe fn add_counter(field: *mut u64, n: u64) {
+    // SAFETY: an aligned 8-byte field that everyone accesses atomically.
+    unsafe { AtomicU64::from_ptr(field) }.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Sets a mapping's last-packet time to now, writing only when it changes so that a busy
+/// mapping's cache line is not written on every packet.
+///
+/// # Safety
+///
+/// As for [`add_counter`].
+unsafe fn touch(field: *mut ffi::c_ulong) {
+    const { assert!(core::mem::size_of::<ffi::c_ulong>() == 8) };
+    let now = crate::time::jiffies();
+    // SAFETY: an aligned 8-byte field that everyone accesses atomically.
+    let time = unsafe { AtomicU64::from_ptr(field.cast()) };
+    if time.load(Ordering::Relaxed) != now {
+        time.store(now, Ordering::Relaxed);
+    }
+}
+
 /// Reads one of a mapping's counters, which the data path updates concurrently.
 ///
 /// # Safety
@@ -213,6 +263,60 @@ impl Table {
     ) -> Option<NonNull<bindings::vip_mapping>> {
         // SAFETY: the table is initialised, and the RCU read lock is held.
         NonNull::new(unsafe { bindings::vip_table_lookup(self.ht(), vip.to_raw()) })
+    }
+
+    /// Where to send a packet of `len` bytes to `vip`; counts it as sent.
+    pub(crate) fn lookup_tx(&self, vip: Ipv4Addr, len: u32) -> TxLookup {
+        let guard = rcu::Guard::new();
+        let Some(mapping) = self.lookup_raw(&guard, vip) else {
+            return TxLookup::Missing;
+        };
+        let m = mapping.as_ptr();
+        // SAFETY: found under the RCU read lock, which `guard` holds until we return. The
+        // flags and the peer never change once published; the counters are atomic.
+        unsafe {
+            if (*m).flags & bindings::VIP_MAP_F_INVALID != 0 {
+                return TxLookup::Invalid;
+            }
+            add_counter(&raw mut (*m).tx_packets, 1);
+            add_counter(&raw mut (*m).tx_bytes, u64::from(len));
+            touch(&raw mut (*m).last_tx);
+            TxLookup::Peer(Ipv4Addr::from_raw((*m).peer.__bindgen_anon_1.ip4))
+        }
+    }
+
+    /// Whether a packet of `len` bytes from `source` to `destination`, which came from
+    /// `outer_source`, may be delivered; counts it as received if so.
+    pub(crate) fn check_rx(
+        &self,
+        source: Ipv4Addr,
+        destination: Ipv4Addr,
+        outer_source: Ipv4Addr,
+        len: u32,
+    ) -> RxVerdict {
+        let guard = rcu::Guard::new();
+        let Some(mapping) = self.lookup_raw(&guard, source) else {
+            return RxVerdict::Unknown;
+        };
+        let m = mapping.as_ptr();
+        // SAFETY: as in `lookup_tx`.
+        unsafe {
+            let mapped = Ipv4Addr::from_raw((*m).peer.__bindgen_anon_1.ip4);
+            if (*m).flags & bindings::VIP_MAP_F_INVALID != 0 {
+                return RxVerdict::Invalid;
+            }
+            if mapped != outer_source {
+                return RxVerdict::Moved { mapped };
+            }
+            let local = Ipv4Addr::from_raw((*m).local_vip);
+            if local != Ipv4Addr::UNSPECIFIED && local != destination {
+                return RxVerdict::WrongLocal;
+            }
+            add_counter(&raw mut (*m).rx_packets, 1);
+            add_counter(&raw mut (*m).rx_bytes, u64::from(len));
+            touch(&raw mut (*m).last_rx);
+        }
+        RxVerdict::Accept
     }
 
     /// The number of mappings.

@@ -2,7 +2,7 @@
 _lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$_lib/tap.sh"
 VIP_ROOT=${VIP_ROOT:-$(cd "$_lib/../.." && pwd)}
-VIP_KO=$VIP_ROOT/vip.ko
+VIP_KO=${VIP_KO:-$VIP_ROOT/vip.ko}
 export PATH=$VIP_ROOT/userland/target/release:$PATH
 
 # Kernel modules built with the test kernel (ipip, wireguard, nftables, ...).

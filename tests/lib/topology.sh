@@ -104,10 +104,13 @@ topo_netem() {
   on r tc qdisc replace dev "$host-eth$lan" root netem $params
 }
 
+# Kills what still runs in the hosts (servers, monitors), then deletes them.
 topo_destroy() {
   local ns
   for ns in $(ip netns list | awk '{print $1}'); do
-    [[ $ns == "$TOPO_PREFIX"* ]] && ip netns del "$ns"
+    [[ $ns == "$TOPO_PREFIX"* ]] || continue
+    ip netns pids "$ns" | xargs -r kill -9 2>/dev/null
+    ip netns del "$ns"
   done
   return 0
 }

@@ -60,10 +60,34 @@
  * VIP_CMD_MAP_FLUSH: deletes every mapping. Takes no attribute; answers with
  *    VIP_A_COUNT: NLA_U32, how many mappings it deleted.
  *
- * VIP_CMD_GET_INFO: takes no attribute. Answers with the table's state:
+ * VIP_CMD_GET_INFO: takes no attribute. Answers with the namespace's state:
  *
  *    VIP_A_COUNT: NLA_U32, mappings in the table
  *    VIP_A_MAPPING_SIZE: NLA_U32, bytes the module allocates for one mapping
+ *    VIP_A_STATS: NLA_NESTED, counters of dropped packets: attributes of
+ *                 enum vip_stat, each NLA_U64
+ *
+ * Events
+ * ------
+ *
+ * The module multicasts events to the group VIP_GENL_MCGRP_EVENTS of the
+ * namespace they happen in, at most VIP_EVENT_BURST a second (those over the
+ * limit are counted in VIP_STAT_EVENTS_DROPPED). They are hints for the
+ * daemon: anyone who can send packets can cause them.
+ *
+ * VIP_CMD_EVENT_NO_MAPPING: a packet was sent to a VIP without mapping.
+ *    VIP_A_PEER_VIP: its destination
+ *
+ * VIP_CMD_EVENT_UNKNOWN: a packet came from a VIP without mapping.
+ *    VIP_A_PEER_VIP: its (inner) source
+ *    VIP_A_LOCAL_VIP: its (inner) destination
+ *    VIP_A_SEEN_IP4: its outer source: where the sender's daemon can be told
+ *
+ * VIP_CMD_EVENT_MOVED: a packet from a mapped VIP came from another address
+ *    than the mapping's. Never proof that the peer moved: check first.
+ *    VIP_A_PEER_VIP: its (inner) source
+ *    VIP_A_PEER_IP4: the address the mapping has
+ *    VIP_A_SEEN_IP4: the address the packet came from
  */
 
 #ifndef _UAPI_LINUX_VIP_H
@@ -71,6 +95,8 @@
 
 #define VIP_GENL_NAME "vip"
 #define VIP_GENL_VERSION 1
+#define VIP_GENL_MCGRP_EVENTS "events"
+#define VIP_EVENT_BURST 100
 
 enum vip_cmd {
 	VIP_CMD_UNSPEC,
@@ -80,6 +106,9 @@ enum vip_cmd {
 	VIP_CMD_MAP_GET,
 	VIP_CMD_MAP_FLUSH,
 	VIP_CMD_GET_INFO,
+	VIP_CMD_EVENT_NO_MAPPING,
+	VIP_CMD_EVENT_UNKNOWN,
+	VIP_CMD_EVENT_MOVED,
 	__VIP_CMD_MAX,
 };
 #define VIP_CMD_MAX (__VIP_CMD_MAX - 1)
@@ -102,9 +131,32 @@ enum vip_attr {
 	VIP_A_MAPPING_SIZE,
 	VIP_A_PAD,
 	VIP_A_SET_FLAGS,
+	VIP_A_SEEN_IP4,
+	VIP_A_STATS,
 	__VIP_A_MAX,
 };
 #define VIP_A_MAX (__VIP_A_MAX - 1)
+
+/* Why packets were dropped (VIP_A_STATS), per namespace. */
+enum vip_stat {
+	VIP_STAT_UNSPEC,
+	VIP_STAT_TX_MALFORMED,		/* not IPv4, or truncated */
+	VIP_STAT_TX_NO_MAPPING,		/* to a VIP without mapping */
+	VIP_STAT_TX_INVALID,		/* to a VIP whose mapping is invalid */
+	VIP_STAT_TX_NO_ROUTE,		/* no route to the peer's address */
+	VIP_STAT_TX_LOOP,		/* that route leads back into vip */
+	VIP_STAT_TX_TOO_BIG,		/* DF and over the path MTU */
+	VIP_STAT_TX_ERROR,		/* encapsulation failed */
+	VIP_STAT_RX_MALFORMED,		/* broken inner header */
+	VIP_STAT_RX_UNKNOWN,		/* from a VIP without mapping */
+	VIP_STAT_RX_MOVED,		/* from a VIP, not from its address */
+	VIP_STAT_RX_INVALID,		/* from a VIP whose mapping is invalid */
+	VIP_STAT_RX_WRONG_LOCAL,	/* not to the agreed local VIP */
+	VIP_STAT_RX_NO_DEVICE,		/* no vip device to deliver to */
+	VIP_STAT_EVENTS_DROPPED,	/* events over the rate limit */
+	VIP_STAT_PAD,			/* alignment padding, no value */
+	__VIP_STAT_MAX,
+};
 
 enum vip_map_flags {
 	/* Renegotiation failed: packets to or from this VIP are dropped, and

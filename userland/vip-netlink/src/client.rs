@@ -139,11 +139,66 @@ pub enum SetMode {
     Change,
 }
 
-/// The table's state, as `VIP_CMD_GET_INFO` answers.
+/// The namespace's state, as `VIP_CMD_GET_INFO` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TableInfo {
     pub mappings: u32,
     pub mapping_size: u32,
+    /// Dropped packets by reason (`enum vip_stat`, lower case without the prefix).
+    pub stats: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// Something the data path reports (see `include/uapi/linux/vip.h`, "Events").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A packet was sent to `peer_vip`, which has no mapping.
+    NoMapping { peer_vip: Ipv4Addr },
+    /// A packet came from `peer_vip`, which has no mapping, to `local_vip`, from `seen`.
+    Unknown {
+        peer_vip: Ipv4Addr,
+        local_vip: Ipv4Addr,
+        seen: Ipv4Addr,
+    },
+    /// A packet from `peer_vip`, mapped to `mapped`, came from `seen`.
+    Moved {
+        peer_vip: Ipv4Addr,
+        mapped: Ipv4Addr,
+        seen: Ipv4Addr,
+    },
+}
+
+impl TryFrom<VipMessage> for Event {
+    type Error = Error;
+
+    fn try_from(msg: VipMessage) -> Result<Self, Error> {
+        let (mut vip, mut local, mut mapped, mut seen) = (None, None, None, None);
+        for attr in &msg.attrs {
+            match *attr {
+                VipAttr::PeerVip(a) => vip = Some(a),
+                VipAttr::LocalVip(a) => local = Some(a),
+                VipAttr::PeerIp4(a) => mapped = Some(a),
+                VipAttr::SeenIp4(a) => seen = Some(a),
+                _ => {}
+            }
+        }
+        let missing = || Error::BadReply(format!("{:?} event lacks an attribute", msg.cmd));
+        let peer_vip = vip.ok_or_else(missing)?;
+        Ok(match msg.cmd {
+            VipCmd::EventNoMapping => Event::NoMapping { peer_vip },
+            VipCmd::EventUnknown => Event::Unknown {
+                peer_vip,
+                local_vip: local.ok_or_else(missing)?,
+                seen: seen.ok_or_else(missing)?,
+            },
+            VipCmd::EventMoved => Event::Moved {
+                peer_vip,
+                mapped: mapped.ok_or_else(missing)?,
+                seen: seen.ok_or_else(missing)?,
+            },
+            other => return Err(Error::BadReply(format!("{other:?} is not an event"))),
+        })
+    }
 }
 
 /// What `VIP_CMD_GET_VERSION` answers.
@@ -292,10 +347,19 @@ impl Client {
     pub async fn info(&mut self) -> Result<TableInfo, Error> {
         let reply = self.request(VipCmd::GetInfo, vec![], 0).await?;
         let (mut mappings, mut mapping_size) = (None, None);
+        let mut stats = std::collections::BTreeMap::new();
         for attr in reply.iter().flat_map(|m| &m.attrs) {
             match attr {
                 VipAttr::Count(n) => mappings = Some(*n),
                 VipAttr::MappingSize(n) => mapping_size = Some(*n),
+                VipAttr::Stats(values) => {
+                    for &(kind, value) in values {
+                        // Counters a newer module added are left out.
+                        if let Some(name) = crate::message::STAT_NAMES.get(usize::from(kind) - 1) {
+                            stats.insert(*name, value);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -303,6 +367,7 @@ impl Client {
             (Some(mappings), Some(mapping_size)) => Ok(TableInfo {
                 mappings,
                 mapping_size,
+                stats,
             }),
             _ => Err(Error::BadReply(
                 "info answer lacks VIP_A_COUNT or VIP_A_MAPPING_SIZE".into(),
@@ -330,6 +395,56 @@ impl Client {
         msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
         msg.finalize();
         collect(self.handle.request(msg).await?).await
+    }
+}
+
+/// A subscription to the module's events in the caller's namespace. Blocking: run it on a
+/// thread of its own (or `spawn_blocking`).
+pub struct EventListener {
+    socket: netlink_sys::Socket,
+    buf: Vec<u8>,
+    pending: std::collections::VecDeque<Event>,
+}
+
+impl EventListener {
+    /// Joins the family's `events` group.
+    pub async fn subscribe(client: &Client) -> Result<Self, Error> {
+        use netlink_sys::{Socket, protocols::NETLINK_GENERIC};
+        let family = client.handle.resolve_family::<VipMessage>().await?;
+        let group = *family
+            .multicast_groups
+            .get(crate::EVENTS_GROUP)
+            .ok_or_else(|| Error::BadReply("the family has no events group".into()))?;
+        let mut socket = Socket::new(NETLINK_GENERIC)?;
+        socket.bind_auto()?;
+        socket.add_membership(group)?;
+        Ok(Self {
+            socket,
+            buf: vec![0; 1 << 16],
+            pending: Default::default(),
+        })
+    }
+
+    /// Waits for the next event. Messages that are not events are skipped.
+    pub fn wait(&mut self) -> Result<Event, Error> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(event);
+            }
+            let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
+            let mut rest = &self.buf[..n];
+            while rest.len() >= 16 {
+                let msg = NetlinkMessage::<GenlMessage<VipMessage>>::deserialize(rest)
+                    .map_err(|e| Error::BadReply(e.to_string()))?;
+                let len = (msg.header.length as usize).next_multiple_of(4).max(16);
+                rest = rest.get(len..).unwrap_or_default();
+                if let NetlinkPayload::InnerMessage(genl) = msg.payload
+                    && let Ok(event) = Event::try_from(genl.payload)
+                {
+                    self.pending.push_back(event);
+                }
+            }
+        }
     }
 }
 

@@ -17,6 +17,9 @@ pub enum VipCmd {
     MapGet = 4,
     MapFlush = 5,
     GetInfo = 6,
+    EventNoMapping = 7,
+    EventUnknown = 8,
+    EventMoved = 9,
 }
 
 impl TryFrom<u8> for VipCmd {
@@ -30,6 +33,9 @@ impl TryFrom<u8> for VipCmd {
             4 => Self::MapGet,
             5 => Self::MapFlush,
             6 => Self::GetInfo,
+            7 => Self::EventNoMapping,
+            8 => Self::EventUnknown,
+            9 => Self::EventMoved,
             other => return Err(format!("unknown vip command {other}").into()),
         })
     }
@@ -50,6 +56,27 @@ const VIP_A_LAST_TX_MSECS: u16 = 12;
 const VIP_A_COUNT: u16 = 13;
 const VIP_A_MAPPING_SIZE: u16 = 14;
 const VIP_A_SET_FLAGS: u16 = 16;
+const VIP_A_SEEN_IP4: u16 = 17;
+const VIP_A_STATS: u16 = 18;
+const VIP_STAT_PAD: u16 = 15;
+
+/// The names of `enum vip_stat`, from `VIP_STAT_TX_MALFORMED` (1) on.
+pub const STAT_NAMES: [&str; 14] = [
+    "tx_malformed",
+    "tx_no_mapping",
+    "tx_invalid",
+    "tx_no_route",
+    "tx_loop",
+    "tx_too_big",
+    "tx_error",
+    "rx_malformed",
+    "rx_unknown",
+    "rx_moved",
+    "rx_invalid",
+    "rx_wrong_local",
+    "rx_no_device",
+    "events_dropped",
+];
 
 /// `enum vip_set_flags`.
 pub const VIP_SET_F_CREATE: u32 = 1 << 0;
@@ -78,6 +105,9 @@ pub enum VipAttr {
     Count(u32),
     MappingSize(u32),
     SetFlags(u32),
+    SeenIp4(Ipv4Addr),
+    /// Counters by `enum vip_stat` number; read-only.
+    Stats(Vec<(u16, u64)>),
     Other(DefaultNla),
 }
 
@@ -99,7 +129,9 @@ impl Nla for VipAttr {
             | Self::Flags(_)
             | Self::Count(_)
             | Self::MappingSize(_)
-            | Self::SetFlags(_) => 4,
+            | Self::SetFlags(_)
+            | Self::SeenIp4(_) => 4,
+            Self::Stats(stats) => stats.len() * 12,
             Self::RxPackets(_)
             | Self::RxBytes(_)
             | Self::TxPackets(_)
@@ -127,6 +159,8 @@ impl Nla for VipAttr {
             Self::Count(_) => VIP_A_COUNT,
             Self::MappingSize(_) => VIP_A_MAPPING_SIZE,
             Self::SetFlags(_) => VIP_A_SET_FLAGS,
+            Self::SeenIp4(_) => VIP_A_SEEN_IP4,
+            Self::Stats(_) => VIP_A_STATS | netlink_packet_core::NLA_F_NESTED,
             Self::Other(nla) => nla.kind(),
         }
     }
@@ -137,7 +171,15 @@ impl Nla for VipAttr {
                 buffer[..s.len()].copy_from_slice(s.as_bytes());
                 buffer[s.len()] = 0;
             }
-            Self::PeerVip(a) | Self::PeerIp4(a) | Self::LocalVip(a) => {
+            Self::Stats(stats) => {
+                for (i, (kind, value)) in stats.iter().enumerate() {
+                    let at = &mut buffer[i * 12..];
+                    at[..2].copy_from_slice(&12u16.to_ne_bytes());
+                    at[2..4].copy_from_slice(&kind.to_ne_bytes());
+                    emit_u64(&mut at[4..12], *value).expect("buffer sized by value_len");
+                }
+            }
+            Self::PeerVip(a) | Self::PeerIp4(a) | Self::LocalVip(a) | Self::SeenIp4(a) => {
                 buffer[..4].copy_from_slice(&a.octets())
             }
             Self::GenlVersion(v)
@@ -175,6 +217,16 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for VipAttr {
             VIP_A_COUNT => Self::Count(parse_u32(payload)?),
             VIP_A_MAPPING_SIZE => Self::MappingSize(parse_u32(payload)?),
             VIP_A_SET_FLAGS => Self::SetFlags(parse_u32(payload)?),
+            VIP_A_SEEN_IP4 => Self::SeenIp4(parse_in_addr(payload)?),
+            VIP_A_STATS => Self::Stats(
+                NlasIterator::new(payload)
+                    .filter(|nla| !matches!(nla, Ok(nla) if nla.kind() == VIP_STAT_PAD))
+                    .map(|nla| {
+                        let nla = nla?;
+                        Ok((nla.kind(), parse_u64(nla.value())?))
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            ),
             _ => Self::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -268,6 +320,18 @@ mod tests {
     }
 
     #[test]
+    fn stats_roundtrip() {
+        let msg = VipMessage {
+            cmd: VipCmd::GetInfo,
+            attrs: vec![
+                VipAttr::Count(3),
+                VipAttr::Stats(vec![(1, 5), (11, u64::MAX)]),
+            ],
+        };
+        assert_eq!(roundtrip(&msg), msg);
+    }
+
+    #[test]
     fn address_of_wrong_length_is_an_error() {
         let buf = [6, 0, VIP_A_PEER_VIP as u8, 0, 240, 0, 0, 0];
         let header = GenlHeader { cmd: 4, version: 1 };
@@ -335,5 +399,9 @@ mod tests {
         );
         assert!(header.contains(&format!("#define VIP_GENL_NAME \"{}\"", crate::FAMILY_NAME)));
         assert!(header.contains(&format!("#define VIP_GENL_VERSION {}", crate::GENL_VERSION)));
+        assert!(header.contains(&format!(
+            "#define VIP_GENL_MCGRP_EVENTS \"{}\"",
+            crate::EVENTS_GROUP
+        )));
     }
 }

@@ -6,7 +6,8 @@ use clap_complete::Shell;
 use serde::Serialize;
 use std::{net::Ipv4Addr, process::ExitCode, time::Duration};
 use vip_netlink::{
-    Change, Client, Mapping, MappingSpec, SetMode, VIP_MAP_F_INVALID, VIP_MAP_F_TEMPORARY,
+    Change, Client, Event, EventListener, Mapping, MappingSpec, SetMode, VIP_MAP_F_INVALID,
+    VIP_MAP_F_TEMPORARY,
 };
 
 #[derive(Parser)]
@@ -30,8 +31,11 @@ enum Command {
     /// Mappings from peer VIPs to physical addresses.
     #[command(subcommand)]
     Map(MapCommand),
-    /// Show the table's size and the memory one mapping takes.
+    /// Show the table's size, the memory one mapping takes, and dropped-packet counters.
     Info,
+    /// Print the module's events as they happen (packets to or from unmapped VIPs, from
+    /// moved peers), one per line, until interrupted.
+    Monitor,
     /// Apply `map add|replace|change|del` lines from FILE (- for standard input), in order,
     /// pipelined on one socket. Nothing is applied if a line does not parse.
     Batch { file: std::path::PathBuf },
@@ -158,6 +162,26 @@ fn mapping_line(m: &Mapping) -> String {
     line
 }
 
+fn event_line(event: &Event) -> String {
+    match event {
+        Event::NoMapping { peer_vip } => format!("no-mapping {peer_vip}"),
+        Event::Unknown {
+            peer_vip,
+            local_vip,
+            seen,
+        } => {
+            format!("unknown {peer_vip} to {local_vip} from {seen}")
+        }
+        Event::Moved {
+            peer_vip,
+            mapped,
+            seen,
+        } => {
+            format!("moved {peer_vip} mapped {mapped} seen {seen}")
+        }
+    }
+}
+
 fn print_json(value: &impl Serialize) -> Result<()> {
     println!("{}", serde_json::to_string(value)?);
     Ok(())
@@ -260,6 +284,20 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Batch { file } => run_batch(&file).await?,
+        Command::Monitor => {
+            let mut events = EventListener::subscribe(&Client::connect()?).await?;
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                loop {
+                    let event = events.wait()?;
+                    if json {
+                        print_json(&event)?;
+                    } else {
+                        println!("{}", event_line(&event));
+                    }
+                }
+            })
+            .await??;
+        }
         Command::Info => {
             let info = Client::connect()?.info().await?;
             if json {
@@ -267,6 +305,9 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("mappings: {}", info.mappings);
                 println!("bytes per mapping: {}", info.mapping_size);
+                for (name, value) in info.stats.iter().filter(|(_, v)| **v > 0) {
+                    println!("{name}: {value}");
+                }
             }
         }
         Command::Show => {

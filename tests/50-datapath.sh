@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The data path with static mappings: ping, TCP and UDP by VIP; a TCP transfer that keeps
+# going while one end moves; spoofed, unknown, unmapped and malformed packets dropped,
+# counted and reported.
+# timeout: 600
+source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/topology.sh"
+source "$(dirname "$0")/lib/vip.sh"
+tap_plan 20
+
+vip_unload; vip_load
+at_exit vip_unload
+topo_create a:1 b:2 c:1
+vip_host a 240.0.0.1
+vip_host b 240.0.0.2
+vip_map a b
+vip_map b a
+
+check "A pings B by VIP" on a ping -c3 -i0.2 -W2 240.0.0.2
+check "B pings A by VIP" on b ping -c3 -i0.2 -W2 240.0.0.1
+check "the outer packets are IPIP between physical addresses" \
+  bash -c "ip netns exec vip-a ping -c1 -W2 240.0.0.2 >/dev/null && \
+    ip netns exec vip-a vipctl -j map get 240.0.0.2 | python3 -c '
+import json, sys; m = json.load(sys.stdin); assert m[\"tx_packets\"] > 0 and m[\"rx_packets\"] > 0, m'"
+check "vip0 counts packets both ways" bash -c \
+  "ip netns exec vip-a ip -s -j link show vip0 | python3 -c '
+import json, sys; s = json.load(sys.stdin)[0][\"stats64\"]; assert s[\"rx\"][\"packets\"] > 0 and s[\"tx\"][\"packets\"] > 0, s'"
+
+# UDP and TCP by VIP.
+on b socat -u UDP4-RECV:5000,bind=240.0.0.2 OPEN:/tmp/udp.out,creat,trunc &
+sleep 0.5
+for i in $(seq 1 20); do echo "datagram $i"; done | on a socat -u - UDP4-SENDTO:240.0.0.2:5000
+sleep 1
+check "UDP from A reaches B by VIP" grep -q "datagram 20" /tmp/udp.out
+
+head -c 4000000 /dev/urandom > /tmp/payload
+want=$(sha256sum < /tmp/payload | cut -d' ' -f1)
+on b socat -u TCP4-LISTEN:5001,bind=240.0.0.2,reuseaddr OPEN:/tmp/tcp.out,creat,trunc &
+server=$!
+sleep 0.5
+check "4 MB over TCP from A to B by VIP" on a socat -u OPEN:/tmp/payload TCP4:240.0.0.2:5001
+wait $server
+check "... arrive intact (sha256)" test "$(sha256sum < /tmp/tcp.out | cut -d' ' -f1)" = "$want"
+
+# A moves to LAN2 in the middle of a slow transfer; B's mapping follows by hand.
+on b socat -u TCP4-LISTEN:5002,bind=240.0.0.2,reuseaddr OPEN:/tmp/tcp2.out,creat,trunc &
+server=$!
+sleep 0.5
+on a bash -c "python3 -c '
+import sys, time
+data = open(\"/tmp/payload\", \"rb\").read()
+for i in range(0, len(data), 100000):
+    sys.stdout.buffer.write(data[i:i + 100000]); sys.stdout.flush(); time.sleep(0.1)
+' | socat -u - TCP4:240.0.0.2:5002" &
+client=$!
+sleep 1.5
+topo_move a 2 make
+vip_map b a
+diag "A moved to $(topo_addr a) and B's mapping followed"
+wait $client; client_rc=$?
+wait $server
+check "the transfer across the move completes" test $client_rc = 0
+check "... with every byte intact (sha256)" test "$(sha256sum < /tmp/tcp2.out | cut -d' ' -f1)" = "$want"
+check "A and B still ping by VIP after the move" on a ping -c2 -i0.2 -W2 240.0.0.2
+
+# Events and drops: a monitor on B sees what C's forged packets cause.
+on b vipctl -j monitor > /tmp/events &
+sleep 0.5
+moved_before=$(vip_stat b rx_moved)
+on c python3 "$VIP_ROOT/tests/lib/ipip_send.py" "$(topo_addr b)" 240.0.0.1 240.0.0.2
+check "a packet from A's VIP but C's address is dropped and counted" \
+  eventually 3 test "$(vip_stat b rx_moved)" -gt "$moved_before"
+on c python3 "$VIP_ROOT/tests/lib/ipip_send.py" "$(topo_addr b)" 240.0.0.99 240.0.0.2
+check "a packet from an unmapped VIP is counted unknown" eventually 3 test "$(vip_stat b rx_unknown)" -gt 0
+on b ping -c1 -W1 240.0.0.77 >/dev/null 2>&1
+check "a packet to an unmapped VIP is counted" eventually 3 test "$(vip_stat b tx_no_mapping)" -gt 0
+for kind in version ihl length; do
+  on c python3 "$VIP_ROOT/tests/lib/ipip_send.py" "$(topo_addr b)" 240.0.0.1 240.0.0.2 --malformed $kind
+done
+check "malformed inner headers are dropped and counted" eventually 3 test "$(vip_stat b rx_malformed)" -ge 3
+sleep 1
+c1=$(topo_addr c)
+check "monitor shows the MOVED event" grep -q "\"event\":\"moved\",\"peer_vip\":\"240.0.0.1\",\"mapped\":\"$(topo_addr a)\",\"seen\":\"$c1\"" /tmp/events
+check "monitor shows the UNKNOWN event" grep -q "\"event\":\"unknown\",\"peer_vip\":\"240.0.0.99\",\"local_vip\":\"240.0.0.2\",\"seen\":\"$c1\"" /tmp/events
+check "monitor shows the NO_MAPPING event" grep -q '"event":"no_mapping","peer_vip":"240.0.0.77"' /tmp/events
+diag "events: $(tr '\n' ' ' < /tmp/events)"
+
+# The kernel's own ipip keeps working beside us.
+kmod ipip
+on a ip link add ipip1 type ipip local "$(topo_addr a)" remote "$(topo_addr b)"
+on b ip link add ipip1 type ipip local "$(topo_addr b)" remote "$(topo_addr a)"
+on a ip addr add 198.18.0.1/30 dev ipip1; on a ip link set ipip1 up
+on b ip addr add 198.18.0.2/30 dev ipip1; on b ip link set ipip1 up
+check "plain ipip tunnels still work with vip loaded" on a ping -c2 -i0.2 -W2 198.18.0.2
+
+# Teardown under traffic.
+on a ping -f -w 3 240.0.0.2 >/dev/null 2>&1 &
+flood=$!
+sleep 1
+ip netns pids vip-b | xargs -r kill -9
+check "deleting a namespace under traffic" ip netns del vip-b
+wait $flood
+check "unloading the module after that" vip_unload
+rm -f /tmp/payload /tmp/tcp.out /tmp/tcp2.out /tmp/udp.out /tmp/events

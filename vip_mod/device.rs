@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The `vip` network device: `ip link add vip0 type vip`.
+//!
+//! A point-to-point device without link-layer header or ARP. Packets routed to it are
+//! addressed to peer VIPs; `xmit` tunnels them to the peers' physical addresses. Packets
+//! that `receive` decapsulates arrive on it.
+
+use crate::{bindings, netns::Net, skb::SkBuff, xmit};
+use core::sync::atomic::Ordering;
+use kernel::{c_str, ffi, prelude::*, types::Opaque};
+
+/// The MTU of a new device: Ethernet's, less the outer IPv4 header.
+const DEFAULT_MTU: u32 = bindings::ETH_DATA_LEN - crate::skb::IPV4_HEADER_LEN;
+
+/// A network device (`struct net_device`).
+#[repr(transparent)]
+pub(crate) struct NetDevice(Opaque<bindings::net_device>);
+
+impl NetDevice {
+    /// # Safety
+    ///
+    /// `dev` must point to a device that stays valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(dev: *mut bindings::net_device) -> &'a NetDevice {
+        // SAFETY: `NetDevice` is a transparent wrapper; validity is the caller's promise.
+        unsafe { &*dev.cast::<NetDevice>() }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut bindings::net_device {
+        self.0.get()
+    }
+
+    /// The namespace the device is in.
+    pub(crate) fn net(&self) -> &Net {
+        // SAFETY: a device keeps its namespace alive while it is registered, and the
+        // callers run with the device registered.
+        unsafe { Net::from_raw(bindings::vip_dev_net(self.as_ptr())) }
+    }
+
+    /// Counts a packet dropped on transmit.
+    pub(crate) fn tx_dropped(&self) {
+        // SAFETY: valid (see `from_raw`).
+        unsafe { bindings::vip_dev_tx_dropped(self.as_ptr()) };
+    }
+
+    /// Counts a packet dropped on receive.
+    pub(crate) fn rx_dropped(&self) {
+        // SAFETY: valid (see `from_raw`).
+        unsafe { bindings::vip_dev_rx_dropped(self.as_ptr()) };
+    }
+
+    /// Counts a packet received, of `len` bytes.
+    pub(crate) fn rx_add(&self, len: u32) {
+        // SAFETY: valid (see `from_raw`); the core allocated per-CPU tstats for it.
+        unsafe { bindings::vip_dev_rx_add(self.as_ptr(), len) };
+    }
+}
+
+/// # Safety
+///
+/// Called by the core only, from `alloc_netdev`, with a device being set up.
+unsafe extern "C" fn setup(dev: *mut bindings::net_device) {
+    // SAFETY: the device is being allocated and is ours alone until registered.
+    unsafe {
+        bindings::vip_netdev_add_priv_flags(dev, bindings::IFF_NO_QUEUE as ffi::c_ulonglong);
+        // Lockless transmit: nothing in `xmit` needs the device's queue lock.
+        bindings::vip_netdev_set_lltx(dev);
+        bindings::vip_netdev_set_needs_free(dev);
+        // The core allocates per-CPU counters, which `iptunnel_xmit` and `rx_add` update.
+        bindings::vip_netdev_set_tstats(dev);
+    }
+    // SAFETY: as above.
+    let d = unsafe { &mut *dev };
+    d.netdev_ops = &NETDEV_OPS.0;
+    d.type_ = bindings::ARPHRD_NONE as u16;
+    d.flags = bindings::IFF_POINTOPOINT | bindings::IFF_NOARP;
+    d.hard_header_len = 0;
+    d.addr_len = 0;
+    // Room for the outer IPv4 header (the link layer's is added by the output device).
+    d.needed_headroom = crate::skb::IPV4_HEADER_LEN as u16;
+    d.mtu = DEFAULT_MTU;
+    d.min_mtu = 68;
+    d.max_mtu = 0xffff - crate::skb::IPV4_HEADER_LEN;
+    d.features = bindings::VIP_NETDEV_FEATURES;
+    d.hw_features = bindings::VIP_NETDEV_FEATURES;
+}
+
+/// # Safety
+///
+/// Called by the core only, under RTNL, when the device is registered.
+unsafe extern "C" fn init(dev: *mut bindings::net_device) -> ffi::c_int {
+    // SAFETY: the device is being registered in its namespace, which is alive.
+    let device = unsafe { NetDevice::from_raw(dev) };
+    // The first vip device of a namespace receives what `receive` decapsulates there.
+    let _ = device.net().vip().rx_device.compare_exchange(
+        core::ptr::null_mut(),
+        dev,
+        Ordering::Release,
+        Ordering::Relaxed,
+    );
+    0
+}
+
+/// # Safety
+///
+/// Called by the core only, under RTNL, when the device is unregistered.
+unsafe extern "C" fn uninit(dev: *mut bindings::net_device) {
+    // SAFETY: the device is still registered in its live namespace. The core waits for
+    // RCU readers (`receive`) after this returns and before the device is freed.
+    let device = unsafe { NetDevice::from_raw(dev) };
+    let _ = device.net().vip().rx_device.compare_exchange(
+        dev,
+        core::ptr::null_mut(),
+        Ordering::Release,
+        Ordering::Relaxed,
+    );
+}
+
+/// # Safety
+///
+/// Called by the core only, with a buffer that we now own and a registered device.
+unsafe extern "C" fn start_xmit(
+    skb: *mut bindings::sk_buff,
+    dev: *mut bindings::net_device,
+) -> bindings::netdev_tx_t {
+    // SAFETY: ownership of `skb` passes to us; the device is registered during the call.
+    let (skb, device) = unsafe { (SkBuff::from_raw(skb), NetDevice::from_raw(dev)) };
+    xmit::xmit(skb, device);
+    bindings::NETDEV_TX_OK
+}
+
+#[repr(transparent)]
+struct NetdevOps(bindings::net_device_ops);
+
+// SAFETY: never written after construction; it holds only function pointers.
+unsafe impl Sync for NetdevOps {}
+
+static NETDEV_OPS: NetdevOps = NetdevOps(bindings::net_device_ops {
+    ndo_init: Some(init),
+    ndo_uninit: Some(uninit),
+    ndo_start_xmit: Some(start_xmit),
+    ndo_get_stats64: Some(bindings::dev_get_tstats64),
+    // SAFETY: all other operations are optional: null is "not implemented".
+    ..unsafe { core::mem::zeroed() }
+});
+
+/// The registered `vip` link type; dropping it deletes every vip device in every namespace.
+///
+/// # Invariants
+///
+/// `ops` is registered, at a stable address, while this lives.
+pub(crate) struct LinkRegistration {
+    ops: Pin<KBox<Opaque<bindings::rtnl_link_ops>>>,
+}
+
+// SAFETY: after registration only the core touches `ops`, under RTNL.
+unsafe impl Send for LinkRegistration {}
+// SAFETY: no access to `ops` through `&self`.
+unsafe impl Sync for LinkRegistration {}
+
+impl LinkRegistration {
+    pub(crate) fn new() -> Result<Self> {
+        let ops = bindings::rtnl_link_ops {
+            kind: c_str!("vip").as_char_ptr(),
+            setup: Some(setup),
+            ..Default::default()
+        };
+        let ops = KBox::pin(Opaque::new(ops), GFP_KERNEL)?;
+        // SAFETY: pinned on the heap until `drop` unregisters it.
+        kernel::error::to_result(unsafe { bindings::rtnl_link_register(ops.get()) })?;
+        // INVARIANT: registered just above.
+        Ok(Self { ops })
+    }
+}
+
+impl Drop for LinkRegistration {
+    fn drop(&mut self) {
+        // SAFETY: registered (type invariant); this deletes every device of the kind and
+        // waits until they are gone.
+        unsafe { bindings::rtnl_link_unregister(self.ops.get()) };
+    }
+}
