@@ -53,7 +53,7 @@ shell: module userland
 	$(VM)/run --kernel $(KERNEL) --shell
 
 bench: module userland
-	@echo "make bench: no benchmarks yet (they come with the data path)"; exit 1
+	$(VM)/run --kernel $(KERNEL) --timeout 2400 $(ROOT)/tests/bench/datapath.sh
 
 lint: module
 	cd userland && cargo fmt --check && cargo clippy --release --locked --all-targets -- -D warnings

@@ -108,6 +108,8 @@ void vip_icmp_frag_needed(struct sk_buff *skb, u32 mtu);
 /* net_device fields behind struct groups and bitfields */
 void vip_netdev_set_lltx(struct net_device *dev);
 void vip_netdev_set_needs_free(struct net_device *dev);
+void vip_netdev_set_netns_immutable(struct net_device *dev);
+void vip_netif_keep_dst(struct net_device *dev);
 void vip_netdev_set_tstats(struct net_device *dev);
 void vip_netdev_add_priv_flags(struct net_device *dev, unsigned long long flags);
 __be16 vip_skb_protocol(const struct sk_buff *skb);

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
-tap_plan 20
+tap_plan 23
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -63,6 +63,13 @@ check "the transfer across the move completes" test $client_rc = 0
 check "... with every byte intact (sha256)" test "$(sha256sum < /tmp/tcp2.out | cut -d' ' -f1)" = "$want"
 check "A and B still ping by VIP after the move" on a ping -c2 -i0.2 -W2 240.0.0.2
 
+# Path MTU: the outer route's MTU, less the outer header, bounds what DF packets may be.
+on a ip link set eth2 mtu 1300
+out=$(on a ping -c1 -W2 -M do -s 1400 240.0.0.2 2>&1)
+check "a DF packet over the path MTU gets 'fragmentation needed' with mtu 1280" grep -q "mtu = 1280\|mtu=1280" <<<"$out"
+check "a DF packet that fits still goes" on a ping -c1 -W2 -M do -s 1200 240.0.0.2
+on a ip link set eth2 mtu 1500
+
 # Events and drops: a monitor on B sees what C's forged packets cause.
 on b vipctl -j monitor > /tmp/events &
 sleep 0.5
@@ -84,6 +91,10 @@ check "monitor shows the MOVED event" grep -q "\"event\":\"moved\",\"peer_vip\":
 check "monitor shows the UNKNOWN event" grep -q "\"event\":\"unknown\",\"peer_vip\":\"240.0.0.99\",\"local_vip\":\"240.0.0.2\",\"seen\":\"$c1\"" /tmp/events
 check "monitor shows the NO_MAPPING event" grep -q '"event":"no_mapping","peer_vip":"240.0.0.77"' /tmp/events
 diag "events: $(tr '\n' ' ' < /tmp/events)"
+
+ip netns add vip-elsewhere
+at_exit ip netns del vip-elsewhere
+check_fails "a vip device cannot move to another namespace" on a ip link set vip0 netns vip-elsewhere
 
 # The kernel's own ipip keeps working beside us.
 kmod ipip

@@ -66,6 +66,11 @@ unsafe extern "C" fn setup(dev: *mut bindings::net_device) {
         // Lockless transmit: nothing in `xmit` needs the device's queue lock.
         bindings::vip_netdev_set_lltx(dev);
         bindings::vip_netdev_set_needs_free(dev);
+        // Transmit needs the inner packet's route: to update its path MTU, and for ICMP
+        // "fragmentation needed" to find its way back.
+        bindings::vip_netif_keep_dst(dev);
+        // The namespace's state points at its receiving device: it must stay there.
+        bindings::vip_netdev_set_netns_immutable(dev);
         // The core allocates per-CPU counters, which `iptunnel_xmit` and `rx_add` update.
         bindings::vip_netdev_set_tstats(dev);
     }

@@ -325,6 +325,16 @@ void vip_netdev_set_needs_free(struct net_device *dev)
 	dev->needs_free_netdev = true;
 }
 
+void vip_netdev_set_netns_immutable(struct net_device *dev)
+{
+	dev->netns_immutable = true;
+}
+
+void vip_netif_keep_dst(struct net_device *dev)
+{
+	netif_keep_dst(dev);
+}
+
 void vip_netdev_set_tstats(struct net_device *dev)
 {
 	dev->pcpu_stat_type = NETDEV_PCPU_STAT_TSTATS;
