@@ -327,15 +327,8 @@ pub(crate) fn multicast(
     // SAFETY: `family` is registered while the caller's RCU read section lasts (see
     // `Registration::drop`); `msg` is a fresh message we own.
     let header = unsafe { bindings::vip_genlmsg_put_event(msg.as_ptr(), family, cmd as u8) };
-    if header.is_null() {
-        return Err(emsgsize());
-    }
-    build(&mut Writer {
-        skb: msg.skb,
-        _lifetime: PhantomData,
-    })?;
-    // SAFETY: `header` was put into this message just above.
-    unsafe { bindings::vip_genlmsg_end(msg.as_ptr(), header) };
+    // SAFETY: `header` was just put into `msg`.
+    unsafe { msg.finish(header, build) }?;
     // SAFETY: the multicast consumes the message whatever it returns; `family` and `net`
     // are live (as above).
     let ret =
@@ -440,16 +433,8 @@ impl<'a> Request<'a> {
         let header = unsafe {
             bindings::vip_genlmsg_put_reply(msg.as_ptr(), info, (*info).family, 0, cmd as u8)
         };
-        if header.is_null() {
-            return Err(emsgsize());
-        }
-        // INVARIANT: `msg` owns the buffer for as long as the writer lives.
-        build(&mut Writer {
-            skb: msg.skb,
-            _lifetime: PhantomData,
-        })?;
-        // SAFETY: `header` was put into this message just above.
-        unsafe { bindings::vip_genlmsg_end(msg.as_ptr(), header) };
+        // SAFETY: `header` was just put into `msg`.
+        unsafe { msg.finish(header, build) }?;
         let skb = msg.into_raw();
         // SAFETY: genlmsg_reply takes ownership of `skb` whatever it returns, and `info` is
         // valid (type invariant).
@@ -614,6 +599,30 @@ impl OwnedMessage {
 
     fn into_raw(self) -> *mut bindings::sk_buff {
         ManuallyDrop::new(self).skb.as_ptr()
+    }
+
+    /// Puts the attributes `build` makes after the generic netlink header `header` (null
+    /// if it did not fit) and closes the message.
+    ///
+    /// # Safety
+    ///
+    /// A non-null `header` must have been put into this message, as its last header.
+    unsafe fn finish(
+        &self,
+        header: *mut ffi::c_void,
+        build: impl FnOnce(&mut Writer<'_>) -> Result,
+    ) -> Result {
+        if header.is_null() {
+            return Err(emsgsize());
+        }
+        // INVARIANT: this message owns the buffer for as long as the writer lives.
+        build(&mut Writer {
+            skb: self.skb,
+            _lifetime: PhantomData,
+        })?;
+        // SAFETY: `header` belongs to this message (caller contract).
+        unsafe { bindings::vip_genlmsg_end(self.as_ptr(), header) };
+        Ok(())
     }
 }
 
