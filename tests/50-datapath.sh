@@ -46,12 +46,7 @@ check "... arrive intact (sha256)" test "$(sha256sum < /tmp/tcp.out | cut -d' ' 
 on b socat -u TCP4-LISTEN:5002,bind=240.0.0.2,reuseaddr OPEN:/tmp/tcp2.out,creat,trunc &
 server=$!
 sleep 0.5
-on a bash -c "python3 -c '
-import sys, time
-data = open(\"/tmp/payload\", \"rb\").read()
-for i in range(0, len(data), 100000):
-    sys.stdout.buffer.write(data[i:i + 100000]); sys.stdout.flush(); time.sleep(0.1)
-' | socat -u - TCP4:240.0.0.2:5002" &
+paced_cat /tmp/payload 100000 0.1 | on a socat -u - TCP4:240.0.0.2:5002 &
 client=$!
 sleep 1.5
 topo_move a 2 make

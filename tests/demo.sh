@@ -23,12 +23,7 @@ on b socat -u TCP4-LISTEN:7000,bind=240.0.0.2,reuseaddr OPEN:/tmp/demo.out,creat
 server=$!
 sleep 0.5
 diag "A sends 4 MB to B by VIP, 400 KB a second"
-on a bash -c "python3 -c '
-import sys, time
-data = open(\"/tmp/demo.data\", \"rb\").read()
-for i in range(0, len(data), 40000):
-    sys.stdout.buffer.write(data[i:i + 40000]); sys.stdout.flush(); time.sleep(0.1)
-' | socat -u - TCP4:240.0.0.2:7000" &
+paced_cat /tmp/demo.data 40000 0.1 | on a socat -u - TCP4:240.0.0.2:7000 &
 client=$!
 sleep 4
 topo_move a 2 make

@@ -20,7 +20,7 @@ use kernel::{
 };
 
 /// `EMSGSIZE`, which the 6.12 `kernel` crate does not name.
-pub(crate) fn emsgsize() -> Error {
+fn emsgsize() -> Error {
     Error::from_errno(-(kernel::bindings::EMSGSIZE as i32))
 }
 

@@ -11,6 +11,9 @@ use crate::{
     tunnel::{self, Route},
 };
 
+/// The DSCP bits of the TOS byte (`INET_DSCP_MASK`).
+const DSCP_MASK: u8 = 0xfc;
+
 /// Sends `skb`, or drops it and counts why.
 pub(crate) fn xmit(skb: SkBuff, dev: &NetDevice) {
     if let Err(reason) = try_xmit(skb, dev) {
@@ -35,7 +38,8 @@ fn try_xmit(mut skb: SkBuff, dev: &NetDevice) -> Result<(), Counter> {
             return Err(Counter::TxNoMapping);
         }
     };
-    let route = Route::output(net, peer, inner.tos).map_err(|_| Counter::TxNoRoute)?;
+    // Route on the DSCP only, as the kernel's tunnels do: ECN bits are not a route key.
+    let route = Route::output(net, peer, inner.tos & DSCP_MASK).map_err(|_| Counter::TxNoRoute)?;
     if route.goes_through(dev) {
         return Err(Counter::TxLoop);
     }
