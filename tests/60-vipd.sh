@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# vipd against a real BIND 9: names resolve to negotiated VIPs through the stub, both ends
+# hold the symmetric mapping, legacy hosts keep their physical addresses, negotiation
+# survives a lossy link, keys are pinned, and bad keys or garbage are refused.
+# timeout: 600
+source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/topology.sh"
+source "$(dirname "$0")/lib/dns.sh"
+tap_plan 29
+
+vip_unload; vip_load
+at_exit vip_unload
+topo_create a:1 b:2 c:1 d:2 dns
+
+# (Started outside `check`, whose subshell would lose the process IDs.)
+dns_start "a b d" "c"
+check "BIND serves vip.test" dns_server_dig a "$DNS_ZONE" SOA
+for h in a b d; do
+  vipd_start $h
+  check "vipd starts on ${h^^}" vipd_running $h
+done
+check "A's vipd created and configured vip0" bash -c \
+  "ip netns exec vip-a ip -br addr show vip0 | grep -q ' 24[0-9]\.\|25[0-5]\.' && ip netns exec vip-a ip route show 240.0.0.0/4 | grep -q vip0"
+
+magic_ok() { [[ $(dns_server_dig a "$MAGIC_PREFIX$1.$DNS_ZONE" A) =~ ^2(4[0-9]|5[0-5])\. ]]; }
+check "dig shows A's magic record, a class-E VIP" magic_ok a
+check "dig shows B's magic record" magic_ok b
+check "dig shows A's address record" \
+  bash -c "[ \"\$(ip netns exec vip-a dig +short @$TOPO_DNS_ADDR a.$DNS_ZONE A)\" = $(topo_addr a) ]"
+
+# First contact: the stub negotiates and answers with B's VIP.
+vip_b=$(dns_dig a b.$DNS_ZONE A)
+in_range() { [[ $1 =~ ^2(4[0-9]|5[0-5])\.[0-9]+\.[0-9]+\.[0-9]+$ ]]; }
+check "A's stub answers b.vip.test with a VIP ($vip_b)" in_range "$vip_b"
+check "getent (the libc resolver) gives the same VIP" \
+  bash -c "[ \"\$(ip netns exec vip-a getent ahostsv4 b.$DNS_ZONE | awk 'NR==1{print \$1}')\" = '$vip_b' ]"
+check "A pings B by name" on a ping -c3 -i0.2 -W2 b.$DNS_ZONE
+
+# The tables are symmetric: A calls B vip_b at B's address; B calls A by the VIP A uses as
+# its source toward B, at A's address.
+vip_a_at_b=$(on a ip -o route get "$vip_b" | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+map_is() { # HOST PEER_VIP ADDR LOCAL_VIP
+  on "$1" vipctl -j map get "$2" | python3 -c '
+import json, sys; m = json.load(sys.stdin)
+assert (m["peer_ip4"], m["local_vip"]) == (sys.argv[1], sys.argv[2]), m' "$3" "$4"
+}
+check "A maps B's VIP to B's address, with A's VIP as local" map_is a "$vip_b" "$(topo_addr b)" "$vip_a_at_b"
+check "B holds the symmetric mapping" map_is b "$vip_a_at_b" "$(topo_addr a)" "$vip_b"
+
+# TCP and UDP by name.
+head -c 2000000 /dev/urandom > /tmp/vipd-payload
+on b socat -u TCP4-LISTEN:5001,reuseaddr OPEN:/tmp/vipd-tcp.out,creat,trunc &
+sleep 0.5
+on a socat -u OPEN:/tmp/vipd-payload TCP4:b.$DNS_ZONE:5001
+wait $!
+check "a TCP transfer to b.vip.test arrives intact" \
+  bash -c "[ \"\$(sha256sum < /tmp/vipd-payload)\" = \"\$(sha256sum < /tmp/vipd-tcp.out)\" ]"
+on b socat -u UDP4-RECV:5002 OPEN:/tmp/vipd-udp.out,creat,trunc &
+udp=$!
+sleep 0.5
+for i in $(seq 1 10); do echo "datagram $i"; sleep 0.05; done | on a socat -u - UDP4-SENDTO:b.$DNS_ZONE:5002
+sleep 1; kill $udp 2>/dev/null
+check "UDP datagrams to b.vip.test arrive" grep -q "datagram 10" /tmp/vipd-udp.out
+
+# Legacy host C: no vipd, no magic record.
+check "A's stub answers legacy C with its physical address" \
+  bash -c "[ \"\$(ip netns exec vip-a dig +short +tries=1 +timeout=15 c.$DNS_ZONE)\" = $(topo_addr c) ]"
+check "A pings legacy C by name" on a ping -c2 -i0.2 -W2 c.$DNS_ZONE
+check "legacy C pings A by name (A's published address)" on c ping -c2 -i0.2 -W2 a.$DNS_ZONE
+
+# Other types and negative answers pass through.
+check "SOA queries are forwarded" bash -c "ip netns exec vip-a dig +short @127.0.0.53 $DNS_ZONE SOA | grep -q hostmaster"
+check "NXDOMAIN passes through" bash -c "ip netns exec vip-a dig @127.0.0.53 nosuch.$DNS_ZONE | grep -q 'status: NXDOMAIN'"
+
+# A second lookup is answered from the daemon's table: even with BIND frozen.
+kill -STOP "$DNS_NAMED_PID"
+check "a cached lookup needs no DNS server" bash -c "[ \"\$(ip netns exec vip-a dig +short +tries=1 +timeout=3 @127.0.0.53 b.$DNS_ZONE)\" = '$vip_b' ]"
+kill -CONT "$DNS_NAMED_PID"
+
+# Negotiation with D over a link that loses 30% of packets both ways.
+topo_netem d 2 "loss 30%"
+vip_d=$(dns_dig a d.$DNS_ZONE A)
+check "negotiation with D completes under 30% loss ($vip_d)" in_range "$vip_d"
+has_peer_at() { on "$1" vipctl -j show | python3 -c '
+import json, sys; t = json.load(sys.stdin)
+assert any(m["peer_ip4"] == sys.argv[1] for m in t), t' "$2"; }
+check "D holds the symmetric mapping" has_peer_at d "$(topo_addr a)"
+topo_netem d 2 ""
+
+# Garbage at B's negotiation port changes nothing.
+table_of() { on "$1" vipctl -j show | python3 -c '
+import json, sys
+for m in sorted(json.load(sys.stdin), key=lambda m: m["peer_vip"]):
+    print(m["peer_vip"], m["peer_ip4"], m["local_vip"], m["flags"])'; }
+before=$(table_of b)
+on a python3 - "$(topo_addr b)" <<'EOF'
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+msgs = [b"", b"\x56", b"\x56\x50\x01\x01", b"\x56\x50\x01\x01" + bytes(4) + os.urandom(60),
+        b"\x56\x50\x02\x01" + bytes(100), b"\x56\x50\x01\x09" + bytes(100), os.urandom(1500)]
+msgs += [os.urandom(n) for n in range(0, 200, 7)]
+for m in msgs:
+    s.sendto(m, (sys.argv[1], 4877))
+EOF
+sleep 1
+check "garbage at the negotiation port leaves B running" vipd_running b
+check "and B's table unchanged" test "$(table_of b)" = "$before"
+
+# D is reinstalled (new identity key) and asks A again: A refuses the changed key.
+vipd_stop d
+rm -f "$DNS_DIR/d/state/identity.key" "$DNS_DIR/d/state/peers.json" "$DNS_DIR/d/state/known_peers"
+on d ip link del vip0
+vipd_start d
+answer=$(dns_dig d a.$DNS_ZONE A)
+check "A refuses D's changed key, loudly" bash -c "grep -q 'REFUSED.*d.$DNS_ZONE' $DNS_DIR/a/vipd.log"
+check "D gets no VIP from A ($answer)" bash -c "! [[ '$answer' =~ ^2(4[0-9]|5[0-5])\\. ]]"
+
+# A wrong TSIG key: start-up fails, saying why.
+mkdir -p "$DNS_DIR/wrong"
+sed 's/secret "[^"]*"/secret "d3Jvbmd3cm9uZ3dyb25nd3Jvbmd3cm9uZ3dyb25nd3JvbmcK"/' "$DNS_DIR/a/a.key" > "$DNS_DIR/wrong/a.key" 2>/dev/null
+{ vipd_config a | sed "s#$DNS_DIR/a/#$DNS_DIR/wrong/#; s#127.0.0.53:53#127.0.0.54:53#"; echo; } > "$DNS_DIR/wrong/vipd.toml"
+sed -i 's/^retransmit_ms = 300/retransmit_ms = 300\nport = 4878/' "$DNS_DIR/wrong/vipd.toml"
+wrong_key_refused() {
+  local out
+  out=$(on c vipd -c "$DNS_DIR/wrong/vipd.toml" 2>&1) && return 1
+  echo "$out"
+  grep -q "dynamic update" <<<"$out" && grep -q "TSIG key a-key" <<<"$out"
+}
+check "a wrong TSIG key makes start-up fail with a clear message" wrong_key_refused
+check "and leaves no vip device behind" bash -c "! ip netns exec vip-c ip link show vip0 2>/dev/null"

@@ -1,0 +1,121 @@
+# A real BIND 9 in the DNS namespace, and vipd on the test hosts. Sourced after topology.sh.
+#
+#   dns_start "a b" "c"    named serving vip.test: hosts a and b get a TSIG key each and may
+#                          update their own A record and their magic record; c is a legacy
+#                          host with a static A record. Stopped at exit.
+#   vipd_start a [EXTRA]   vipd on a (config in $DNS_DIR/a/vipd.toml, EXTRA appended to it;
+#                          log in $DNS_DIR/a/vipd.log); a's resolv.conf points at its stub
+#   vipd_stop a            SIGTERM, wait
+#   vipd_log a             the log so far
+#   dns_dig a NAME [TYPE]  dig from host a through its resolver
+DNS_ZONE=vip.test
+DNS_DIR=/tmp/vip-dns
+MAGIC_PREFIX=vip105067072021-
+declare -A VIPD_PID=()
+
+dns_start() {
+  local vip_hosts=$1 legacy_hosts=${2:-} h
+  rm -rf "$DNS_DIR"
+  mkdir -p "$DNS_DIR/named"
+  {
+    echo "options {"
+    echo "  directory \"$DNS_DIR/named\";"
+    echo "  pid-file \"$DNS_DIR/named/named.pid\";"
+    echo "  listen-on { $TOPO_DNS_ADDR; }; listen-on-v6 { none; };"
+    echo "  recursion no; dnssec-validation no; notify no;"
+    echo "};"
+    for h in $vip_hosts; do
+      mkdir -p "$DNS_DIR/$h"
+      tsig-keygen -a hmac-sha256 "$h-key" > "$DNS_DIR/$h/$h.key"
+      echo "include \"$DNS_DIR/$h/$h.key\";"
+    done
+    echo "zone \"$DNS_ZONE\" {"
+    echo "  type primary; file \"$DNS_DIR/named/$DNS_ZONE.db\";"
+    echo "  update-policy {"
+    for h in $vip_hosts; do
+      echo "    grant $h-key name $h.$DNS_ZONE. A;"
+      echo "    grant $h-key name $MAGIC_PREFIX$h.$DNS_ZONE. A;"
+    done
+    echo "  };"
+    echo "};"
+  } > "$DNS_DIR/named.conf"
+  {
+    echo "\$TTL 30"
+    echo "@ IN SOA ns.$DNS_ZONE. hostmaster.$DNS_ZONE. 1 60 60 600 5"
+    echo "@ IN NS ns.$DNS_ZONE."
+    echo "ns IN A $TOPO_DNS_ADDR"
+    for h in $legacy_hosts; do echo "$h IN A $(topo_addr "$h")"; done
+  } > "$DNS_DIR/named/$DNS_ZONE.db"
+  for h in $vip_hosts $legacy_hosts; do
+    mkdir -p "/etc/netns/$TOPO_PREFIX$h"
+    echo "nameserver $TOPO_DNS_ADDR" > "/etc/netns/$TOPO_PREFIX$h/resolv.conf"
+  done
+  ip netns exec "${TOPO_PREFIX}dns" named -g -c "$DNS_DIR/named.conf" > "$DNS_DIR/named.log" 2>&1 &
+  DNS_NAMED_PID=$!
+  at_exit dns_stop
+  eventually 20 on dns dig +short +tries=1 +timeout=1 "@$TOPO_DNS_ADDR" "$DNS_ZONE" SOA >/dev/null
+}
+
+dns_stop() {
+  local h
+  for h in "${!VIPD_PID[@]}"; do vipd_stop "$h"; done
+  [ -n "${DNS_NAMED_PID:-}" ] && kill "$DNS_NAMED_PID" 2>/dev/null && wait "$DNS_NAMED_PID" 2>/dev/null
+  rm -rf /etc/netns/"$TOPO_PREFIX"*
+  return 0
+}
+
+# The short answer of a query from HOST to the zone's server itself.
+dns_server_dig() { local host=$1; shift; on "$host" dig +short +tries=2 +timeout=2 "@$TOPO_DNS_ADDR" "$@"; }
+
+dns_dig() { local host=$1; shift; on "$host" dig +short +tries=1 +timeout=15 "$@"; }
+
+vipd_config() {
+  local h=$1
+  cat <<EOF
+fqdn = "$h.$DNS_ZONE"
+state_dir = "$DNS_DIR/$h/state"
+
+[stub]
+listen = ["127.0.0.53:53"]
+
+[upstream]
+servers = ["$TOPO_DNS_ADDR:53"]
+timeout_ms = 1000
+
+[update]
+key_file = "$DNS_DIR/$h/$h.key"
+ttl = 5
+
+[negotiation]
+retransmit_ms = 300
+EOF
+}
+
+vipd_start() {
+  local h=$1 extra=${2:-}
+  { vipd_config "$h"; printf '%s\n' "$extra"; } > "$DNS_DIR/$h/vipd.toml"
+  echo "nameserver 127.0.0.53" > "/etc/netns/$TOPO_PREFIX$h/resolv.conf"
+  local started
+  started=$(grep -c "vipd ready" "$DNS_DIR/$h/vipd.log" 2>/dev/null)
+  # Not through `on`: $! must be vipd itself (ip netns exec and env exec it).
+  ip netns exec "$TOPO_PREFIX$h" env VIPD_LOG=info,vipd=debug vipd -c "$DNS_DIR/$h/vipd.toml" \
+    >> "$DNS_DIR/$h/vipd.log" 2>&1 &
+  VIPD_PID[$h]=$!
+  eventually 20 _vipd_ready "$h" "${started:-0}"
+}
+
+_vipd_ready() {
+  vipd_running "$1" || return 2
+  (($(grep -c "vipd ready" "$DNS_DIR/$1/vipd.log") > $2))
+}
+
+vipd_stop() {
+  local h=$1 pid=${VIPD_PID[$1]:-}
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  unset "VIPD_PID[$h]"
+  return 0
+}
+
+vipd_running() { kill -0 "${VIPD_PID[$1]}" 2>/dev/null; }
+vipd_log() { cat "$DNS_DIR/$1/vipd.log"; }

@@ -1,0 +1,335 @@
+//! The configuration file (TOML). Every key but `fqdn` has a default; unknown keys and bad
+//! values are refused, naming the key, so that a typo never silently changes behaviour.
+
+use anyhow::{Context, Result, bail};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+use vip_proto::wire::Fqdn;
+
+/// The default path of the configuration file.
+pub const DEFAULT_PATH: &str = "/etc/vipd/vipd.toml";
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This host's fully qualified name (required).
+    pub fqdn: Fqdn,
+    /// The vip device to create or adopt.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Where the identity key, the known-peers file and the state live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The range VIPs are drawn from and proposals are accepted in.
+    #[serde(default = "default_vip_range")]
+    pub vip_range: Ipv4Net,
+    /// Our physical address as published in DNS: "auto" (the source address of the route
+    /// toward the update server) or an address.
+    #[serde(default)]
+    pub address: AddressChoice,
+    #[serde(default)]
+    pub stub: Stub,
+    #[serde(default)]
+    pub upstream: Upstream,
+    #[serde(default)]
+    pub update: Update,
+    #[serde(default)]
+    pub negotiation: Negotiation,
+}
+
+/// How our published address is chosen.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum AddressChoice {
+    /// The source address of the route toward the update server.
+    #[default]
+    Auto,
+    /// A fixed address.
+    Fixed(Ipv4Addr),
+}
+
+impl<'de> Deserialize<'de> for AddressChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "auto" {
+            return Ok(Self::Auto);
+        }
+        s.parse().map(Self::Fixed).map_err(|_| {
+            serde::de::Error::custom(format!("expected \"auto\" or an IPv4 address, not {s:?}"))
+        })
+    }
+}
+
+/// The local DNS stub.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Stub {
+    /// Addresses to answer on, UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// TTL of answers that carry a VIP, seconds.
+    pub vip_ttl: u32,
+}
+
+impl Default for Stub {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 53], 53))],
+            vip_ttl: 5,
+        }
+    }
+}
+
+/// The resolvers the stub asks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upstream {
+    /// Tried in order.
+    pub servers: Vec<SocketAddr>,
+    /// Per query, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            timeout_ms: 2000,
+        }
+    }
+}
+
+/// Secure dynamic DNS updates (RFC 2136, TSIG).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Update {
+    /// Publish our address and VIP capability at start-up.
+    pub enabled: bool,
+    /// The primary server of our zone; by default the first upstream server.
+    pub server: Option<SocketAddr>,
+    /// Our zone; by default our FQDN without its first label.
+    pub zone: Option<Fqdn>,
+    /// The key file, as `tsig-keygen` writes it.
+    pub key_file: Option<PathBuf>,
+    /// TTL of our A record and our magic record, seconds.
+    pub ttl: u32,
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            server: None,
+            zone: None,
+            key_file: None,
+            ttl: 30,
+        }
+    }
+}
+
+/// VIP garbage collection policy (paper section 4.1.2).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcPolicy {
+    /// Mappings stay valid until this host reboots.
+    #[default]
+    ReclaimOnReboot,
+    /// Mappings unused for `lease_secs` are discarded (least recently used first).
+    Lease,
+}
+
+/// The negotiation protocol between daemons.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Negotiation {
+    /// UDP port of the negotiation protocol.
+    pub port: u16,
+    /// Wait for a reply this long before retransmitting, milliseconds.
+    pub retransmit_ms: u64,
+    /// Restarts from the DNS query after a request and its retransmission went unanswered.
+    pub restarts: u32,
+    /// Give up (and answer with the physical address) after this many rounds.
+    pub max_rounds: u8,
+    /// Garbage collection of VIP mappings.
+    pub gc: GcPolicy,
+    /// With `gc = "lease"`: seconds of disuse after which a mapping is discarded.
+    pub lease_secs: u64,
+}
+
+impl Default for Negotiation {
+    fn default() -> Self {
+        Self {
+            port: 4877,
+            retransmit_ms: 500,
+            restarts: 3,
+            max_rounds: 8,
+            gc: GcPolicy::default(),
+            lease_secs: 3600,
+        }
+    }
+}
+
+fn default_device() -> String {
+    "vip0".into()
+}
+
+fn default_state_dir() -> PathBuf {
+    "/var/lib/vipd".into()
+}
+
+fn default_vip_range() -> Ipv4Net {
+    Ipv4Net::new(Ipv4Addr::new(240, 0, 0, 0), 4).expect("a /4 is a valid prefix")
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and checks a configuration text.
+    pub fn parse(text: &str) -> Result<Self> {
+        // toml's messages name the key and show the line, which is what a user needs.
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.upstream.servers.is_empty() {
+            bail!("upstream.servers: at least one resolver is needed");
+        }
+        if self.stub.listen.is_empty() {
+            bail!("stub.listen: at least one address is needed");
+        }
+        let class_e = default_vip_range();
+        if !class_e.contains(&self.vip_range) || self.vip_range.prefix_len() > 30 {
+            bail!(
+                "vip_range: {} must lie inside {class_e} and hold more than a few addresses",
+                self.vip_range
+            );
+        }
+        if self.device.is_empty() || self.device.len() > 15 || self.device.contains(['/', ' ']) {
+            bail!("device: {:?} is not a valid interface name", self.device);
+        }
+        if self.update.enabled && self.update.key_file.is_none() {
+            bail!(
+                "update.key_file: needed to sign dynamic updates (or set update.enabled = false)"
+            );
+        }
+        if self.update.ttl == 0 || self.stub.vip_ttl == 0 {
+            bail!("update.ttl and stub.vip_ttl must be at least 1 second");
+        }
+        if self.negotiation.retransmit_ms == 0 || self.negotiation.max_rounds == 0 {
+            bail!("negotiation.retransmit_ms and negotiation.max_rounds must be positive");
+        }
+        if self.negotiation.port == 0 {
+            bail!("negotiation.port: 0 is not a port");
+        }
+        Ok(())
+    }
+
+    /// The server that receives our dynamic updates.
+    pub fn update_server(&self) -> SocketAddr {
+        self.update.server.unwrap_or(self.upstream.servers[0])
+    }
+
+    /// Our zone: the configured one, or our name without its first label.
+    pub fn zone(&self) -> Result<Fqdn> {
+        if let Some(zone) = &self.update.zone {
+            return Ok(zone.clone());
+        }
+        let name = self.fqdn.as_str();
+        let parent = name
+            .split_once('.')
+            .map(|(_, rest)| rest)
+            .filter(|rest| !rest.is_empty())
+            .with_context(|| format!("update.zone: cannot guess the zone of {name}; set it"))?;
+        Fqdn::new(parent).map_err(|e| anyhow::anyhow!("update.zone: {e}"))
+    }
+
+    /// Timeout of one upstream query.
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream.timeout_ms)
+    }
+
+    /// Wait before a negotiation retransmission.
+    pub fn retransmit(&self) -> Duration {
+        Duration::from_millis(self.negotiation.retransmit_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+fqdn = "a.vip.test"
+[upstream]
+servers = ["203.0.113.53:53"]
+[update]
+key_file = "/etc/vipd/a.key"
+"#;
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.fqdn.as_str(), "a.vip.test");
+        assert_eq!(c.device, "vip0");
+        assert_eq!(c.negotiation.port, 4877);
+        assert_eq!(c.zone().unwrap().as_str(), "vip.test");
+        assert_eq!(c.update_server(), "203.0.113.53:53".parse().unwrap());
+        assert_eq!(c.address, AddressChoice::Auto);
+    }
+
+    #[test]
+    fn shipped_example_parses() {
+        let c = Config::parse(include_str!("../dist/vipd.toml")).unwrap();
+        assert_eq!(c.fqdn.as_str(), "laptop.example.org");
+        assert_eq!(c.negotiation.retransmit_ms, 500);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse(&format!("{MINIMAL}\n[negotiation]\nprot = 5\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for (extra, key) in [
+            ("vip_range = \"10.0.0.0/8\"\n", "vip_range"),
+            ("address = \"nowhere\"\n", "address"),
+            ("device = \"a/b\"\n", "device"),
+            ("fqdn = \"bad..name\"\n", "fqdn"),
+        ] {
+            let text = format!(
+                "{extra}{}",
+                MINIMAL.replace(
+                    "fqdn = \"a.vip.test\"\n",
+                    if key == "fqdn" {
+                        ""
+                    } else {
+                        "fqdn = \"a.vip.test\"\n"
+                    }
+                )
+            );
+            let err = Config::parse(&text).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{key}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn updates_need_a_key() {
+        let err =
+            Config::parse("fqdn = \"a.vip.test\"\n[upstream]\nservers = [\"192.0.2.1:53\"]\n")
+                .unwrap_err();
+        assert!(format!("{err:#}").contains("update.key_file"), "{err:#}");
+    }
+}

@@ -1,0 +1,179 @@
+//! The daemon's hands in the kernel: the vip device, its addresses and routes (rtnetlink),
+//! and the module's mapping table (the `vip` generic netlink family).
+
+use anyhow::{Context, Result, bail};
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::{
+    Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+    packet_route::{
+        link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
+        route::RouteScope,
+    },
+};
+use std::net::{IpAddr, Ipv4Addr};
+use tracing::info;
+use vip_netlink::{Client as VipClient, Mapping, MappingSpec, SetMode, VIP_MAP_F_INVALID};
+
+/// The link kind the module registers.
+const KIND: &str = "vip";
+
+/// Handles on rtnetlink and on the module, for one device in our namespace.
+#[derive(Clone)]
+pub struct Kernel {
+    rt: Handle,
+    vip: VipClient,
+    ifindex: u32,
+}
+
+fn kind_of(link: &LinkMessage) -> Option<String> {
+    link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|info| match info {
+            LinkInfo::Kind(kind) => Some(kind.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+impl Kernel {
+    /// Checks that the module is loaded.
+    pub async fn module() -> Result<VipClient> {
+        let mut vip = VipClient::connect().context("generic netlink")?;
+        let version = vip.version().await.context("the vip kernel module")?;
+        info!(module = %version.version, "vip module found");
+        Ok(vip)
+    }
+
+    /// Creates `device` or adopts the vip device of that name, and brings it up.
+    pub async fn open(vip: VipClient, device: &str) -> Result<Self> {
+        let (connection, rt, _) = rtnetlink::new_connection().context("rtnetlink socket")?;
+        tokio::spawn(connection);
+        let existing = rt
+            .link()
+            .get()
+            .match_name(device.to_string())
+            .execute()
+            .try_next()
+            .await;
+        let ifindex = match existing {
+            Ok(Some(link)) => {
+                match kind_of(&link).as_deref() {
+                    Some(KIND) => {}
+                    other => bail!(
+                        "device {device} exists but is not a vip device (kind {})",
+                        other.unwrap_or("none")
+                    ),
+                }
+                info!(device, "adopting the existing vip device");
+                link.header.index
+            }
+            _ => {
+                let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Other(
+                    KIND.into(),
+                ))
+                .name(device.to_string())
+                .build();
+                rt.link()
+                    .add(msg)
+                    .execute()
+                    .await
+                    .with_context(|| format!("cannot create the vip device {device}"))?;
+                info!(device, "created the vip device");
+                let link = rt
+                    .link()
+                    .get()
+                    .match_name(device.to_string())
+                    .execute()
+                    .try_next()
+                    .await?
+                    .with_context(|| format!("{device} vanished after creation"))?;
+                link.header.index
+            }
+        };
+        rt.link()
+            .set(LinkUnspec::new_with_index(ifindex).up().build())
+            .execute()
+            .await
+            .with_context(|| format!("cannot bring {device} up"))?;
+        Ok(Self { rt, vip, ifindex })
+    }
+
+    /// Gives the device the local VIP `vip` (a /32), if it does not have it yet.
+    pub async fn add_local_vip(&self, vip: Ipv4Addr) -> Result<()> {
+        self.rt
+            .address()
+            .add(self.ifindex, IpAddr::V4(vip), 32)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("cannot add the local VIP {vip}"))
+    }
+
+    /// Routes `net` into the device, with `src` as the source address.
+    pub async fn route(&self, net: Ipv4Net, src: Ipv4Addr) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(net.network(), net.prefix_len())
+            .output_interface(self.ifindex)
+            .pref_source(src)
+            .scope(RouteScope::Link)
+            .build();
+        self.rt
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("cannot route {net} into the vip device"))
+    }
+
+    /// Installs or replaces the mapping of `peer_vip`.
+    pub async fn set_mapping(
+        &self,
+        peer_vip: Ipv4Addr,
+        peer_ip4: Ipv4Addr,
+        local_vip: Ipv4Addr,
+    ) -> Result<()> {
+        self.set(peer_vip, peer_ip4, local_vip, 0).await
+    }
+
+    /// Keeps `peer_vip` in the table but marked invalid: its packets are dropped.
+    pub async fn set_mapping_invalid(
+        &self,
+        peer_vip: Ipv4Addr,
+        peer_ip4: Ipv4Addr,
+        local_vip: Ipv4Addr,
+    ) -> Result<()> {
+        self.set(peer_vip, peer_ip4, local_vip, VIP_MAP_F_INVALID)
+            .await
+    }
+
+    async fn set(
+        &self,
+        peer_vip: Ipv4Addr,
+        peer_ip4: Ipv4Addr,
+        local_vip: Ipv4Addr,
+        flags: u32,
+    ) -> Result<()> {
+        let spec = MappingSpec {
+            peer_vip,
+            peer_ip4,
+            local_vip: Some(local_vip),
+            flags,
+        };
+        self.vip
+            .clone()
+            .map_set(&spec, SetMode::Replace)
+            .await
+            .with_context(|| format!("cannot map {peer_vip} to {peer_ip4}"))
+    }
+
+    /// The module's table.
+    pub async fn mappings(&self) -> Result<Vec<Mapping>> {
+        self.vip
+            .clone()
+            .map_dump()
+            .await
+            .context("cannot read the mapping table")
+    }
+}
