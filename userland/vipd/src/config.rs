@@ -41,6 +41,29 @@ pub struct Config {
     pub update: Update,
     #[serde(default)]
     pub negotiation: Negotiation,
+    #[serde(default)]
+    pub mobility: Mobility,
+}
+
+/// Following moves: ours and our partners'.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mobility {
+    /// Partners we exchanged packets with in the last `active_secs` get hints when we move
+    /// (the paper's Active Partner List, T).
+    pub active_secs: u64,
+    /// A partner we send to but heard nothing from for `lease_secs` is looked up in DNS
+    /// again (the paper's lease).
+    pub lease_secs: u64,
+}
+
+impl Default for Mobility {
+    fn default() -> Self {
+        Self {
+            active_secs: 60,
+            lease_secs: 30,
+        }
+    }
 }
 
 /// How our published address is chosen.
@@ -138,7 +161,8 @@ pub enum GcPolicy {
     /// Mappings stay valid until this host reboots.
     #[default]
     ReclaimOnReboot,
-    /// Mappings unused for `lease_secs` are discarded (least recently used first).
+    /// Mappings that carried no packet either way for `gc_idle_secs` are discarded
+    /// (least recently used first, as they age out) and their VIPs become reusable.
     Lease,
 }
 
@@ -156,8 +180,8 @@ pub struct Negotiation {
     pub max_rounds: u8,
     /// Garbage collection of VIP mappings.
     pub gc: GcPolicy,
-    /// With `gc = "lease"`: seconds of disuse after which a mapping is discarded.
-    pub lease_secs: u64,
+    /// With `gc = "lease"`: seconds without a packet after which a mapping is discarded.
+    pub gc_idle_secs: u64,
 }
 
 impl Default for Negotiation {
@@ -168,7 +192,7 @@ impl Default for Negotiation {
             restarts: 3,
             max_rounds: 8,
             gc: GcPolicy::default(),
-            lease_secs: 3600,
+            gc_idle_secs: 3600,
         }
     }
 }
@@ -228,6 +252,12 @@ impl Config {
         }
         if self.negotiation.retransmit_ms == 0 || self.negotiation.max_rounds == 0 {
             bail!("negotiation.retransmit_ms and negotiation.max_rounds must be positive");
+        }
+        if self.negotiation.gc_idle_secs == 0 {
+            bail!("negotiation.gc_idle_secs must be positive");
+        }
+        if self.mobility.active_secs == 0 || self.mobility.lease_secs == 0 {
+            bail!("mobility.active_secs and mobility.lease_secs must be positive");
         }
         if self.negotiation.port == 0 {
             bail!("negotiation.port: 0 is not a port");

@@ -1,5 +1,8 @@
 //! The daemon's state and its two roles in the negotiation of paper section 3.1: the
 //! requester (a local application looked a name up) and the responder (another daemon asks).
+//! Mobility (our address changes, hints, acks) is in the `mobility` submodule.
+
+mod mobility;
 
 use crate::{
     config::Config,
@@ -89,6 +92,8 @@ pub struct Daemon {
     inflight: Mutex<HashMap<Fqdn, Arc<tokio::sync::Mutex<()>>>>,
     sessions: Mutex<HashMap<(Fqdn, u64), ResponderSession>>,
     responder_work: Arc<Semaphore>,
+    /// Mobility: our published address, and the state of hints and acks.
+    mobility: mobility::State,
 }
 
 /// Locks a std mutex; a poisoned lock means a panic elsewhere already, so carry on.
@@ -109,6 +114,8 @@ impl Daemon {
         known: KnownPeers,
         peers: Peers,
         peers_path: PathBuf,
+        address: Ipv4Addr,
+        updater: Option<crate::dns::Updater>,
     ) -> Self {
         Self {
             config,
@@ -124,6 +131,7 @@ impl Daemon {
             inflight: Mutex::default(),
             sessions: Mutex::default(),
             responder_work: Arc::new(Semaphore::new(MAX_RESPONDER_WORK)),
+            mobility: mobility::State::new(address, updater),
         }
     }
 
@@ -324,11 +332,22 @@ impl Daemon {
         addr: Ipv4Addr,
         proposed: Ipv4Addr,
     ) -> Result<Ipv4Addr, NegotiationError> {
+        self.negotiate_from(peer, addr, proposed, None).await
+    }
+
+    /// Negotiates starting from given proposals: `my_vip` for us (the home VIP if none).
+    async fn negotiate_from(
+        &self,
+        peer: &Fqdn,
+        addr: Ipv4Addr,
+        proposed: Ipv4Addr,
+        my_vip: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, NegotiationError> {
         let session = rand::random::<u64>();
         let (tx, mut rx) = mpsc::channel(8);
         lock(&self.pending).insert(session, tx);
         let result = self
-            .negotiate_rounds(peer, addr, proposed, session, &mut rx)
+            .negotiate_rounds(peer, addr, proposed, my_vip, session, &mut rx)
             .await;
         lock(&self.pending).remove(&session);
         result
@@ -339,12 +358,16 @@ impl Daemon {
         peer: &Fqdn,
         addr: Ipv4Addr,
         proposed: Ipv4Addr,
+        my_vip: Option<Ipv4Addr>,
         session: u64,
         rx: &mut mpsc::Receiver<NegotiationPacket>,
     ) -> Result<Ipv4Addr, NegotiationError> {
-        let mut my_vip = self.home_vip;
+        let mut my_vip = my_vip.unwrap_or(self.home_vip);
         let mut peer_vip = proposed;
-        if !lock(&self.peers).may_use_locally(my_vip, self.range()) {
+        let ours_already = lock(&self.peers)
+            .get(peer)
+            .is_some_and(|p| p.local_vip == my_vip);
+        if !ours_already && !lock(&self.peers).may_use_locally(my_vip, self.range()) {
             my_vip = self.pick_local_vip();
         }
         let mac_key = self.pinned_keys(peer);
@@ -414,6 +437,7 @@ impl Daemon {
             if let Err(e) = self.socket.send_to(bytes, to).await {
                 debug!(%to, "negotiation send: {e}");
             }
+            let sent = Instant::now();
             let deadline = tokio::time::Instant::now() + wait;
             while let Ok(Some(packet)) = tokio::time::timeout_at(deadline, rx.recv()).await {
                 let msg = &packet.msg;
@@ -437,6 +461,7 @@ impl Daemon {
                     warn!(%peer, "reply with a bad MAC ignored");
                     continue;
                 }
+                self.observe_rtt(peer, sent.elapsed());
                 return Ok((packet.msg, keys));
             }
         }
@@ -460,7 +485,8 @@ impl Daemon {
             let packet = match wire::decode(&buf[..n]) {
                 Ok(Decoded::Negotiation(p)) => p,
                 Ok(Decoded::Control(c)) => {
-                    debug!(%from, kind = ?c.kind, "control message (not handled yet)");
+                    let daemon = self.clone();
+                    tokio::spawn(async move { daemon.on_control(c, from).await });
                     continue;
                 }
                 Err(e) => {

@@ -168,6 +168,24 @@ impl Kernel {
             .with_context(|| format!("cannot map {peer_vip} to {peer_ip4}"))
     }
 
+    /// Removes the mapping of `peer_vip` and its route.
+    pub async fn remove_mapping(&self, peer_vip: Ipv4Addr, local_vip: Ipv4Addr) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(peer_vip, 32)
+            .output_interface(self.ifindex)
+            .pref_source(local_vip)
+            .scope(RouteScope::Link)
+            .build();
+        if let Err(e) = self.rt.route().del(msg).execute().await {
+            tracing::debug!(%peer_vip, "route already gone: {e}");
+        }
+        self.vip
+            .clone()
+            .map_del(peer_vip)
+            .await
+            .with_context(|| format!("cannot delete the mapping of {peer_vip}"))
+    }
+
     /// The module's table.
     pub async fn mappings(&self) -> Result<Vec<Mapping>> {
         self.vip
@@ -175,5 +193,10 @@ impl Kernel {
             .map_dump()
             .await
             .context("cannot read the mapping table")
+    }
+
+    /// The module's client, e.g. to subscribe to its events.
+    pub fn vip(&self) -> &VipClient {
+        &self.vip
     }
 }

@@ -160,10 +160,23 @@ async fn run(cli: Cli) -> Result<()> {
     let upstream = dns::Upstream::new(&config.upstream.servers, config.upstream_timeout());
     let listen = config.stub.listen.clone();
     let daemon = Arc::new(daemon::Daemon::new(
-        config, identity, home_vip, upstream, kernel, socket, known, peers, peers_path,
+        config, identity, home_vip, upstream, kernel, socket, known, peers, peers_path, address,
+        updater,
     ));
 
     tokio::spawn(daemon.clone().serve_negotiation());
+    let (watcher, events) = (daemon.clone(), daemon.clone());
+    tokio::spawn(async move {
+        if let Err(e) = watcher.watch_addresses().await {
+            error!("address changes will go unnoticed: {e:#}");
+        }
+    });
+    tokio::spawn(async move {
+        if let Err(e) = events.watch_kernel_events().await {
+            error!("kernel events will go unheard: {e:#}");
+        }
+    });
+    tokio::spawn(daemon.clone().renew_leases());
     for (udp, tcp) in listeners {
         tokio::spawn(stub::serve_udp(daemon.clone(), udp));
         tokio::spawn(stub::serve_tcp(daemon.clone(), tcp));

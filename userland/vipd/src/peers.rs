@@ -82,13 +82,6 @@ impl Peers {
         self.by_fqdn.get(fqdn)
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the NAK path (next issue) looks partners up by VIP"
-        )
-    )]
     pub fn by_vip(&self, vip: Ipv4Addr) -> Option<&Peer> {
         self.by_vip.get(&vip).and_then(|f| self.by_fqdn.get(f))
     }
@@ -155,6 +148,13 @@ impl Peers {
         }
         self.by_vip.insert(peer.peer_vip, peer.fqdn);
         old
+    }
+
+    /// Forgets a partner (garbage collection); its VIP becomes free.
+    pub fn remove(&mut self, fqdn: &Fqdn) -> Option<Peer> {
+        let peer = self.by_fqdn.remove(fqdn)?;
+        self.by_vip.remove(&peer.peer_vip);
+        Some(peer)
     }
 
     /// Marks `vip` invalid: it stays unusable until collected.
