@@ -9,6 +9,7 @@
 #include <net/genetlink.h>
 #include <net/netlink.h>
 #include <net/net_namespace.h>
+#include <net/gro_cells.h>
 
 #include <uapi/linux/vip.h>
 #include "vip_helpers.h"

@@ -94,6 +94,7 @@ bool vip_skb_is_gso(const struct sk_buff *skb);
 int vip_skb_cow_head(struct sk_buff *skb, unsigned int headroom);
 void vip_skb_dst_update_pmtu(struct sk_buff *skb, u32 mtu);
 struct net *vip_dev_net(const struct net_device *dev);
+void *vip_netdev_priv(const struct net_device *dev);
 
 /* routing and tunnelling */
 struct rtable *vip_route_output(struct net *net, struct flowi4 *fl4, __be32 daddr, u8 tos, u32 mark);

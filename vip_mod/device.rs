@@ -49,6 +49,22 @@ impl NetDevice {
         unsafe { bindings::vip_dev_rx_dropped(self.as_ptr()) };
     }
 
+    /// The device's GRO cells (its private area; see `LinkRegistration::new`).
+    fn gro_cells(&self) -> *mut bindings::gro_cells {
+        // SAFETY: valid (see `from_raw`); every vip device is allocated with a private
+        // area that holds a `struct gro_cells`.
+        unsafe { bindings::vip_netdev_priv(self.as_ptr()).cast() }
+    }
+
+    /// Hands a decapsulated packet to the stack through GRO, as the kernel's ip tunnels do
+    /// (`gro_cells_receive` falls back to `netif_rx` when GRO cannot apply).
+    pub(crate) fn receive(&self, skb: SkBuff) {
+        // SAFETY: the cells were set up by `init` and are freed only by `free_private`,
+        // after the device left `rx_device` and RCU readers (we are one) finished; the
+        // buffer's ownership passes to the callee whatever it returns.
+        unsafe { bindings::gro_cells_receive(self.gro_cells(), skb.into_raw()) };
+    }
+
     /// Counts a packet received, of `len` bytes.
     pub(crate) fn rx_add(&self, len: u32) {
         // SAFETY: valid (see `from_raw`); the core allocated per-CPU tstats for it.
@@ -77,6 +93,7 @@ unsafe extern "C" fn setup(dev: *mut bindings::net_device) {
     // SAFETY: as above.
     let d = unsafe { &mut *dev };
     d.netdev_ops = &NETDEV_OPS.0;
+    d.priv_destructor = Some(free_private);
     d.type_ = bindings::ARPHRD_NONE as u16;
     d.flags = bindings::IFF_POINTOPOINT | bindings::IFF_NOARP;
     d.hard_header_len = 0;
@@ -96,6 +113,11 @@ unsafe extern "C" fn setup(dev: *mut bindings::net_device) {
 unsafe extern "C" fn init(dev: *mut bindings::net_device) -> ffi::c_int {
     // SAFETY: the device is being registered in its namespace, which is alive.
     let device = unsafe { NetDevice::from_raw(dev) };
+    // SAFETY: the private area holds zeroed `gro_cells` until now (see `new`).
+    let err = unsafe { bindings::gro_cells_init(device.gro_cells(), dev) };
+    if err != 0 {
+        return err;
+    }
     // The first vip device of a namespace receives what `receive` decapsulates there.
     let _ = device.net().vip().rx_device.compare_exchange(
         core::ptr::null_mut(),
@@ -119,6 +141,18 @@ unsafe extern "C" fn uninit(dev: *mut bindings::net_device) {
         Ordering::Release,
         Ordering::Relaxed,
     );
+}
+
+/// # Safety
+///
+/// Called by the core only, when the device is freed: after `uninit` and an RCU grace
+/// period, so no `receive` can still use its GRO cells. Also called if registration failed
+/// after `init`, or before it (the cells are then zeroed, which `gro_cells_destroy` skips).
+unsafe extern "C" fn free_private(dev: *mut bindings::net_device) {
+    // SAFETY: see above; the device's memory is still allocated.
+    let device = unsafe { NetDevice::from_raw(dev) };
+    // SAFETY: initialised by `init` or still zeroed.
+    unsafe { bindings::gro_cells_destroy(device.gro_cells()) };
 }
 
 /// # Safety
@@ -168,6 +202,8 @@ impl LinkRegistration {
         let ops = bindings::rtnl_link_ops {
             kind: c_str!("vip").as_char_ptr(),
             setup: Some(setup),
+            // The core zeroes the private area on allocation.
+            priv_size: core::mem::size_of::<bindings::gro_cells>(),
             ..Default::default()
         };
         let ops = KBox::pin(Opaque::new(ops), GFP_KERNEL)?;

@@ -269,6 +269,11 @@ void vip_skb_dst_update_pmtu(struct sk_buff *skb, u32 mtu)
 	skb_dst_update_pmtu_no_confirm(skb, mtu);
 }
 
+void *vip_netdev_priv(const struct net_device *dev)
+{
+	return netdev_priv(dev);
+}
+
 struct net *vip_dev_net(const struct net_device *dev)
 {
 	return dev_net(dev);

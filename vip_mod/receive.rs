@@ -79,7 +79,7 @@ unsafe extern "C" fn hook(
             let len = skb.len() - outer_len;
             if let Some(inner) = skb::decapsulate(skb, outer_len, dev) {
                 dev.rx_add(len);
-                skb::deliver(inner);
+                dev.receive(inner);
             }
             bindings::NF_STOLEN
         }

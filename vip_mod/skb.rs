@@ -170,9 +170,3 @@ pub(crate) fn decapsulate(skb: SkBuff, outer_len: u32, dev: &NetDevice) -> Optio
     }
     Some(skb)
 }
-
-/// Hands a packet to the stack as if received by its device (`skb->dev`).
-pub(crate) fn deliver(skb: SkBuff) {
-    // SAFETY: netif_rx takes ownership of a valid buffer whatever it returns.
-    unsafe { bindings::netif_rx(skb.into_raw()) };
-}
