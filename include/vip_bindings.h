@@ -10,6 +10,7 @@
 #include <net/netlink.h>
 #include <net/net_namespace.h>
 #include <net/gro_cells.h>
+#include <net/route.h>
 
 #include <uapi/linux/vip.h>
 #include "vip_helpers.h"

@@ -95,6 +95,8 @@ int vip_skb_cow_head(struct sk_buff *skb, unsigned int headroom);
 void vip_skb_dst_update_pmtu(struct sk_buff *skb, u32 mtu);
 struct net *vip_dev_net(const struct net_device *dev);
 void *vip_netdev_priv(const struct net_device *dev);
+void *vip_skb_pull_data(struct sk_buff *skb, unsigned int len);
+void *vip_skb_push_data(struct sk_buff *skb, unsigned int len);
 
 /* routing and tunnelling */
 struct rtable *vip_route_output(struct net *net, struct flowi4 *fl4, __be32 daddr, u8 tos, u32 mark);

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
-tap_plan 23
+tap_plan 26
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -86,6 +86,27 @@ check "monitor shows the MOVED event" grep -q "\"event\":\"moved\",\"peer_vip\":
 check "monitor shows the UNKNOWN event" grep -q "\"event\":\"unknown\",\"peer_vip\":\"240.0.0.99\",\"local_vip\":\"240.0.0.2\",\"seen\":\"$c1\"" /tmp/events
 check "monitor shows the NO_MAPPING event" grep -q '"event":"no_mapping","peer_vip":"240.0.0.77"' /tmp/events
 diag "events: $(tr '\n' ' ' < /tmp/events)"
+
+# Path MTU learnt from a router on the way: A back on LAN1, the router's port toward B
+# narrowed to 1300 bytes. The router's ICMP "fragmentation needed" about an outer packet
+# must teach A's route to B that MTU (as ipip_err does for the kernel's tunnels).
+topo_move a 1
+vip_map b a
+on a ip route flush cache # (forget the 1280 learnt for B's VIP above)
+on r ip link set b-eth2 mtu 1300
+on a ping -c1 -W2 240.0.0.2 > /dev/null 2>&1 # (neighbours resolved after the move)
+on a ping -c3 -i0.5 -W1 -M do -s 1400 240.0.0.2 > /dev/null 2>&1
+route_mtu_learnt() {
+  local route; route=$(on a ip route get "$(topo_addr b)")
+  grep -q "mtu 1300" <<<"$route" || { echo "$route"; on r nstat -az IcmpOutDestUnreachs IpFragFails; false; }
+}
+check "a router's 'fragmentation needed' sets A's path MTU to B (1300)" eventually 5 route_mtu_learnt
+out=$(on a ping -c1 -W2 -M do -s 1400 240.0.0.2 2>&1)
+check "the next big DF packet gets 'fragmentation needed' from A itself (mtu 1280)" \
+  grep -q "mtu = 1280\|mtu=1280" <<<"$out"
+check "a DF packet that fits the path still goes" on a ping -c1 -W2 -M do -s 1200 240.0.0.2
+on r ip link set b-eth2 mtu 1500
+on a ip route flush cache
 
 ip netns add vip-elsewhere
 at_exit ip netns del vip-elsewhere

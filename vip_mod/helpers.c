@@ -269,6 +269,16 @@ void vip_skb_dst_update_pmtu(struct sk_buff *skb, u32 mtu)
 	skb_dst_update_pmtu_no_confirm(skb, mtu);
 }
 
+void *vip_skb_pull_data(struct sk_buff *skb, unsigned int len)
+{
+	return __skb_pull(skb, len);
+}
+
+void *vip_skb_push_data(struct sk_buff *skb, unsigned int len)
+{
+	return __skb_push(skb, len);
+}
+
 void *vip_netdev_priv(const struct net_device *dev)
 {
 	return netdev_priv(dev);

@@ -97,6 +97,10 @@ enum Claim<'a> {
 
 fn claim<'a>(skb: &mut SkBuff, net: &'a Net) -> Claim<'a> {
     let outer = skb.ipv4_header();
+    if outer.protocol == bindings::IPPROTO_ICMP as u8 {
+        learn_path_mtu(skb, net, outer.header_len);
+        return Claim::NotOurs;
+    }
     if outer.protocol != bindings::IPPROTO_IPIP as u8 {
         return Claim::NotOurs;
     }
@@ -142,4 +146,47 @@ fn claim<'a>(skb: &mut SkBuff, net: &'a Net) -> Claim<'a> {
     // the pointer, and netfilter runs this hook in an RCU read-side section.
     let dev = unsafe { NetDevice::from_raw(dev) };
     Claim::Deliver { outer_len, dev }
+}
+
+/// ICMP "fragmentation needed" (type 3, code 4).
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_FRAG_NEEDED: u8 = 4;
+/// The ICMP header: type, code, checksum, unused, next-hop MTU.
+const ICMP_HEADER_LEN: u32 = 8;
+
+/// A router on the way to a peer said that one of our outer packets was too big: the
+/// route to the peer learns the path MTU, as `ipip_err` does for the kernel's tunnels, so
+/// that transmit sizes the next inner packets (and tells their senders) accordingly. Only
+/// messages quoting an IPIP packet with a VIP inside are ours; the ICMP packet goes on to
+/// the stack either way.
+fn learn_path_mtu(skb: &mut SkBuff, net: &Net, header_len: u32) {
+    let quoted_at = header_len + ICMP_HEADER_LEN;
+    if !skb.may_pull(quoted_at + IPV4_HEADER_LEN) {
+        return;
+    }
+    let [kind, code, _, _, _, _, mtu_hi, mtu_lo] = skb.bytes_at::<8>(header_len);
+    if kind != ICMP_DEST_UNREACH || code != ICMP_FRAG_NEEDED {
+        return;
+    }
+    let quoted = skb.ipv4_header_at(quoted_at);
+    if quoted.version != 4
+        || quoted.header_len < IPV4_HEADER_LEN
+        || quoted.protocol != bindings::IPPROTO_IPIP as u8
+    {
+        return;
+    }
+    let inner_at = quoted_at + quoted.header_len;
+    if !skb.may_pull(inner_at + IPV4_HEADER_LEN)
+        || !skb.ipv4_header_at(inner_at).destination.is_vip()
+    {
+        return;
+    }
+    let mtu = u32::from(u16::from_be_bytes([mtu_hi, mtu_lo]));
+    skb.with_data_advanced(quoted_at, |raw| {
+        // SAFETY: `raw` is valid and its data now starts at the quoted outer header, with
+        // 20 bytes linear; the namespace is live. The kernel bounds `mtu` (min_pmtu).
+        unsafe {
+            bindings::ipv4_update_pmtu(raw, net.as_ptr(), mtu, 0, bindings::IPPROTO_IPIP as u8)
+        };
+    });
 }

@@ -123,6 +123,37 @@ impl SkBuff {
         unsafe { Ipv4Header::read(bindings::vip_ip_hdr(self.as_ptr()).cast()) }
     }
 
+    /// `N` bytes `offset` bytes after the network header. The caller must have pulled
+    /// `offset + N` bytes.
+    pub(crate) fn bytes_at<const N: usize>(&self, offset: u32) -> [u8; N] {
+        // SAFETY: valid (type invariant); `offset + N` linear bytes (caller contract).
+        unsafe {
+            core::ptr::read_unaligned(
+                bindings::vip_ip_hdr(self.as_ptr())
+                    .cast::<u8>()
+                    .add(offset as usize)
+                    .cast::<[u8; N]>(),
+            )
+        }
+    }
+
+    /// Runs `f` on the buffer with its data pointer `offset` bytes further (for kernel
+    /// functions that read a header at `skb->data`), then moves it back. The caller must
+    /// have pulled at least `offset` bytes; `f` must not keep the buffer.
+    pub(crate) fn with_data_advanced(
+        &mut self,
+        offset: u32,
+        f: impl FnOnce(*mut bindings::sk_buff),
+    ) {
+        let raw = self.as_ptr();
+        // SAFETY: valid (type invariant); `offset` linear bytes (caller contract), so the
+        // pull stays within the head, and the push restores exactly what was pulled.
+        unsafe { bindings::vip_skb_pull_data(raw, offset) };
+        f(raw);
+        // SAFETY: as above.
+        unsafe { bindings::vip_skb_push_data(raw, offset) };
+    }
+
     /// The IPv4 header `offset` bytes after the network header (the inner header of an
     /// encapsulated packet). The caller must have pulled `offset + 20` bytes.
     pub(crate) fn ipv4_header_at(&self, offset: u32) -> Ipv4Header {

@@ -110,17 +110,7 @@ async fn run(cli: Cli) -> Result<()> {
     // Everything that can refuse us (module, ports, the DNS server's verdict on our key) is
     // checked before the kernel is touched or our VIP capability is published.
     let module = kernel::Kernel::module().await?;
-    let socket = tokio::net::UdpSocket::bind(SocketAddr::from((
-        Ipv4Addr::UNSPECIFIED,
-        config.negotiation.port,
-    )))
-    .await
-    .with_context(|| {
-        format!(
-            "cannot listen for negotiation on udp port {}",
-            config.negotiation.port
-        )
-    })?;
+    let socket = negotiation_socket(config.negotiation.port)?;
     let listeners = stub::bind(&config.stub.listen).await?;
     let address = match config.address {
         AddressChoice::Fixed(a) => a,
@@ -191,6 +181,21 @@ async fn run(cli: Cli) -> Result<()> {
     // Mappings stay in the kernel: connections outlive the daemon, and a restart adopts them.
     info!("stopping; kernel mappings are left in place");
     Ok(())
+}
+
+/// The negotiation and control socket. Its receive buffer is large: after a move, the
+/// acks of every partner arrive at once (the default 208 KiB dropped most of 500).
+fn negotiation_socket(port: u16) -> Result<tokio::net::UdpSocket> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    const RECEIVE_BUFFER: usize = 4 << 20;
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+        .with_context(|| format!("cannot listen for negotiation on udp port {port}"))?;
+    // FORCE passes net.core.rmem_max (we have CAP_NET_ADMIN); plain SO_RCVBUF otherwise.
+    if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        let _ = setsockopt(&socket, sockopt::RcvBuf, &RECEIVE_BUFFER);
+    }
+    socket.set_nonblocking(true)?;
+    Ok(tokio::net::UdpSocket::from_std(socket)?)
 }
 
 /// Our home VIP: the one we propose in our magic record. Drawn once and kept, so that a

@@ -17,7 +17,14 @@ use vip_proto::{
 
 /// Hint transmissions before giving up. From the first retransmission on, DNS is asked
 /// where the partner is now (it may have moved too: a two-sided move).
-const HINT_TRIES: u32 = 6;
+const HINT_TRIES: u32 = 10;
+/// Acks to a burst of hints come back one after another: the first timeout grows with the
+/// burst so that a move with many partners is not retransmitted before its acks are read.
+const RTO_PER_BURST_HINT: Duration = Duration::from_micros(500);
+/// In a burst larger than this, DNS is asked only from the second retransmission on.
+const SMALL_BURST: usize = 8;
+/// Partner lookups in flight at once during hints (a burst must not swamp the server).
+const HINT_LOOKUPS: usize = 32;
 /// Retransmission timeout before any round trip was measured.
 const INITIAL_RTO: Duration = Duration::from_millis(200);
 const MIN_RTO: Duration = Duration::from_millis(5);
@@ -42,6 +49,7 @@ pub(super) struct State {
     cues: Mutex<HashMap<Ipv4Addr, Instant>>,
     /// One address change handled at a time.
     moves: tokio::sync::Mutex<()>,
+    lookups: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -57,6 +65,7 @@ impl State {
             keys: Mutex::default(),
             cues: Mutex::default(),
             moves: tokio::sync::Mutex::new(()),
+            lookups: Arc::new(tokio::sync::Semaphore::new(HINT_LOOKUPS)),
         }
     }
 }
@@ -219,7 +228,7 @@ impl Daemon {
         let total = partners.len();
         let mut tasks = tokio::task::JoinSet::new();
         for peer in partners {
-            tasks.spawn(self.clone().hint(peer, new));
+            tasks.spawn(self.clone().hint(peer, new, total));
         }
         let mut acked = 0;
         while let Some(r) = tasks.join_next().await {
@@ -236,22 +245,25 @@ impl Daemon {
     /// One partner: hint, wait for the ack, retransmit with backoff. From the first
     /// retransmission on, ask DNS (in parallel) where the partner is now: it may have moved
     /// too, and then its hint to us went to our old address.
-    async fn hint(self: Arc<Self>, peer: Peer, new: Ipv4Addr) -> bool {
+    async fn hint(self: Arc<Self>, peer: Peer, new: Ipv4Addr, burst: usize) -> bool {
         let seq = self.mobility.seq.fetch_add(1, Ordering::Relaxed);
         let key = (peer.fqdn.clone(), seq);
         let (tx, mut ack) = oneshot::channel();
         lock(&self.mobility.acks).insert(key.clone(), tx);
         let mut target = peer.addr;
-        let mut rto = self.rto(&peer.fqdn);
+        let burst_floor = RTO_PER_BURST_HINT * u32::try_from(burst).unwrap_or(u32::MAX);
+        let mut rto = self.rto(&peer.fqdn).max(burst_floor).min(MAX_RTO);
+        let first_lookup = if burst <= SMALL_BURST { 1 } else { 2 };
         let mut dns: Option<tokio::task::JoinHandle<Option<Ipv4Addr>>> = None;
         let mut acked = false;
         for attempt in 0..HINT_TRIES {
             if *lock(&self.mobility.address) != new {
                 break; // superseded by a newer move
             }
-            if (attempt == 1 || attempt == 3) && dns.is_none() {
+            if attempt >= first_lookup && dns.is_none() {
                 let (daemon, fqdn) = (self.clone(), peer.fqdn.clone());
                 dns = Some(tokio::spawn(async move {
+                    let _slot = daemon.mobility.lookups.acquire().await.ok()?;
                     let a = daemon.upstream.lookup_a(&fqdn).await.ok()?;
                     a.addrs.first().copied()
                 }));

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Helpers of tests/bench/switching.sh (streams, receivers, analysis) and of `make bench`
+(plotting on the host). All times are CLOCK_REALTIME seconds (time.time()), the clock bash's
+$EPOCHREALTIME and vipd's log use too; every namespace of the VM shares it.
+
+Streams run until the file STOP exists (SECONDS at most); STARTED and READY are created
+once a sender has sent and a receiver listens.
+  udp-send VIP PORT INTERVAL_MS SECONDS STOP STARTED         datagrams "seq send_time"
+  udp-recv PORT SECONDS OUT READY STOP       OUT: "arrival seq send_time" per datagram
+  tcp-send VIP PORT CHUNK INTERVAL_MS SECONDS STOP STARTED   CHUNK bytes per interval
+  tcp-recv PORT SECONDS OUT READY STOP       OUT: "arrival cumulative_bytes" per read
+  analyze KIND FILE T0 T1 INTERVAL_MS             gap around a move (KIND udp or tcp)
+  logtimes T1                                     vipd log lines (stdin) as "+ms message"
+  export T1 LABEL FILE...                         samples near a move as CSV rows (stdout)
+  plot LOG OUTDIR                                 CSV block of a bench log -> switching.png
+"""
+import os
+import socket
+import struct
+import sys
+import time
+
+
+def paced(interval, seconds, stop):
+    """Yields once per interval until the file `stop` exists (or for `seconds` at most),
+    on an absolute schedule."""
+    start = time.time()
+    n = 0
+    while True:
+        due = start + n * interval
+        if due - start >= seconds or (n % 20 == 0 and os.path.exists(stop)):
+            return
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        yield n
+        n += 1
+
+
+def udp_send(vip, port, interval_ms, seconds, stop, started):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    addr = (vip, int(port))
+    for n in paced(float(interval_ms) / 1000, float(seconds), stop):
+        try:  # no route while the address moves: that datagram is lost, as on a real link
+            s.sendto(b"%d %.6f" % (n, time.time()), addr)
+        except OSError:
+            pass
+        if n == 0:
+            open(started, "w").close()
+
+
+def receive_until(stop, seconds, one):
+    """Calls one() until the file `stop` exists (plus 0.3 s) or `seconds` have passed."""
+    end = time.time() + float(seconds)
+    while time.time() < end:
+        if os.path.exists(stop):
+            end = min(end, time.time() + 0.3)
+        if one() is False:
+            return
+
+
+def udp_recv(port, seconds, out, ready, stop):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", int(port)))
+    s.settimeout(0.05)
+    open(ready, "w").close()
+    rows = []
+
+    def one():
+        try:
+            data = s.recv(256)
+        except socket.timeout:
+            return
+        now = time.time()
+        seq, sent = data.split()
+        rows.append("%.6f %s %s\n" % (now, seq.decode(), sent.decode()))
+    receive_until(stop, seconds, one)
+    with open(out, "w") as f:
+        f.writelines(rows)
+
+
+def tcp_send(vip, port, chunk, interval_ms, seconds, stop, started):
+    data = b"x" * int(chunk)
+    s = None
+    for _ in range(50):
+        try:
+            s = socket.create_connection((vip, int(port)), timeout=5)
+            break
+        except OSError:
+            time.sleep(0.1)
+    if s is None:
+        sys.exit("tcp-send: cannot connect")
+    s.settimeout(None)
+    try:
+        for n in paced(float(interval_ms) / 1000, float(seconds), stop):
+            s.sendall(data)
+            if n == 0:
+                open(started, "w").close()
+    except OSError:
+        pass  # the receiver stopped first
+    s.close()
+
+
+def tcp_recv(port, seconds, out, ready, stop):
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("0.0.0.0", int(port)))
+    ls.listen(1)
+    open(ready, "w").close()
+    ls.settimeout(float(seconds))
+    rows, total = [], [0]
+    try:
+        c, _ = ls.accept()
+        c.settimeout(0.05)
+
+        def one():
+            try:
+                b = c.recv(65536)
+            except socket.timeout:
+                return
+            if not b:
+                return False
+            total[0] += len(b)
+            rows.append("%.6f %d\n" % (time.time(), total[0]))
+        receive_until(stop, seconds, one)
+    except socket.timeout:
+        pass
+    with open(out, "w") as f:
+        f.writelines(rows)
+
+
+def load(path):
+    rows = []
+    for line in open(path):
+        parts = line.split()
+        if parts:
+            rows.append([float(p) for p in parts])
+    rows.sort()
+    return rows
+
+
+def analyze(kind, path, t0, t1, interval_ms):
+    """Prints: gap_ms gap_start gap_end baseline_ms received resumed (times in ms from t1).
+    The gap is the longest silence at the receiver that ends after the move began, minus
+    the send interval; baseline is the longest one in the second before the move."""
+    t0, t1, interval = float(t0), float(t1), float(interval_ms) / 1000
+    rows = load(path)
+    if kind == "tcp":  # a read that brought no new bytes cannot happen; keep them all
+        pass
+    times = [r[0] for r in rows]
+    best, start, stop, base = 0.0, t1, t1, 0.0
+    for a, b in zip(times, times[1:]):
+        if b > t0 and a < t1 + 1.5 and b - a > best:
+            best, start, stop = b - a, a, b
+        if b <= t0 and a >= t0 - 1.0:
+            base = max(base, b - a)
+    if kind == "udp":  # resumed: a datagram sent after the move arrived
+        resumed = any(r[2] > t1 for r in rows)
+    else:  # resumed: bytes kept arriving after the stall
+        resumed = bool(rows) and rows[-1][0] > stop and rows[-1][1] > rows[0][1]
+    ms = lambda x: 1000 * x
+    first, last = (times[0], times[-1]) if times else (t1, t1)
+    print("%.1f %.1f %.1f %.1f %d %d %.0f %.0f" % (
+        max(0.0, ms(best - interval)), ms(start - t1), ms(stop - t1),
+        max(0.0, ms(base - interval)), len(rows), int(resumed), ms(first - t1), ms(last - t1)))
+
+
+def logtimes(t1):
+    """vipd log lines on stdin, each as milliseconds after t1 and the message."""
+    from datetime import datetime
+    t1 = float(t1)
+    for line in sys.stdin:
+        stamp, _, rest = line.strip().partition(" ")
+        try:
+            t = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+        print("%+8.1f ms  %s" % (1000 * (t - t1), " ".join(rest.split())))
+
+
+def export(t1, label, *paths):
+    """CSV rows: label,series,t_ms(from t1),value; series = receiver file's name."""
+    t1 = float(t1)
+    for path in paths:
+        series = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        for r in load(path):
+            t = 1000 * (r[0] - t1)
+            if -400 <= t <= 1600:
+                print("%s,%s,%.2f,%d" % (label, series, t, r[1]))
+
+
+def plot(log, outdir):
+    """Extracts the CSV block the benchmark printed into its log and draws switching.png."""
+    import base64
+    import gzip
+    import os
+    text, inside, b64 = open(log, errors="replace").read().splitlines(), False, []
+    for line in text:
+        line = line.strip().lstrip("# ").strip()
+        if line.startswith("BEGIN switching.csv.gz.b64"):
+            inside, b64 = True, []
+        elif line.startswith("END switching.csv.gz.b64"):
+            inside = False
+        elif inside:
+            b64.append(line)
+    if not b64:
+        sys.exit(f"plot: no switching CSV in {log}")
+    csv = gzip.decompress(base64.b64decode("".join(b64))).decode()
+    os.makedirs(outdir, exist_ok=True)
+    with open(os.path.join(outdir, "switching.csv"), "w") as f:
+        f.write(csv)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels, meta = {}, {}
+    for line in csv.splitlines():
+        f = line.split(",")
+        if f[0] == "#panel":  # #panel,label,title,t0_ms,gap_start,gap_end,ylabel
+            meta[f[1]] = (f[2], float(f[3]), float(f[4]), float(f[5]), f[6])
+        elif not line.startswith("#") and line.strip() and f[0] != "label":
+            panels.setdefault(f[0], {}).setdefault(f[1], []).append((float(f[2]), int(f[3])))
+    labels = [l for l in ("udp-one", "udp-two", "tcp-one") if l in meta and l in panels]
+    fig, axes = plt.subplots(1, len(labels), figsize=(5.0 * len(labels), 4.6), squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        title, t0, gs, ge, ylabel = meta[label]
+        lo, hi = min(-150.0, t0 - 50), max(ge + 200, 250.0)
+        for series, pts in sorted(panels[label].items()):
+            pts = [p for p in pts if lo <= p[0] <= hi]
+            if not pts:
+                continue
+            base = pts[0][1]
+            scale = 1024.0 if ylabel.startswith("KiB") else 1.0
+            ax.plot([p[0] for p in pts], [(p[1] - base) / scale for p in pts], ".",
+                    markersize=2.5, label=series.replace("_to_", " -> ") + " (received)")
+        ax.axvspan(t0, 0, color="tab:red", alpha=0.25, label="move: ip batch running")
+        ax.axvline(0, color="tab:red", linewidth=1)
+        ax.axvspan(gs, ge, color="grey", alpha=0.15, label="gap %.0f ms" % (ge - gs))
+        ax.set_xlim(lo, hi)
+        ax.set_title(title.replace(" / ", "\n", 2), fontsize=9)
+        ax.set_xlabel("time relative to the move (ms)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    fig.suptitle("VIP switching: received sequence against time across a move "
+                 "(cf. the paper's Figures 2 and 3)", fontsize=11)
+    fig.tight_layout()
+    png = os.path.join(outdir, "switching.png")
+    fig.savefig(png, dpi=120)
+    print(png)
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"udp-send": udp_send, "udp-recv": udp_recv, "tcp-send": tcp_send, "tcp-recv": tcp_recv,
+     "analyze": analyze, "logtimes": logtimes, "export": export, "plot": plot}[cmd](*args)
