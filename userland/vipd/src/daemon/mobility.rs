@@ -23,6 +23,8 @@ const HINT_TRIES: u32 = 10;
 const RTO_PER_BURST_HINT: Duration = Duration::from_micros(500);
 /// In a burst larger than this, DNS is asked only from the second retransmission on.
 const SMALL_BURST: usize = 8;
+/// Pause between two lookups of one silent partner.
+const LOOKUP_GAP: Duration = Duration::from_millis(20);
 /// Partner lookups in flight at once during hints (a burst must not swamp the server).
 const HINT_LOOKUPS: usize = 32;
 /// Retransmission timeout before any round trip was measured.
@@ -261,11 +263,24 @@ impl Daemon {
                 break; // superseded by a newer move
             }
             if attempt >= first_lookup && dns.is_none() {
-                let (daemon, fqdn) = (self.clone(), peer.fqdn.clone());
+                // Ask DNS until it gives an address other than the one we send to: the
+                // partner's own update may land well after our first look.
+                let (daemon, fqdn, known) = (self.clone(), peer.fqdn.clone(), target);
+                let gap = LOOKUP_GAP
+                    .max(RTO_PER_BURST_HINT * 4 * u32::try_from(burst).unwrap_or(u32::MAX));
                 dns = Some(tokio::spawn(async move {
-                    let _slot = daemon.mobility.lookups.acquire().await.ok()?;
-                    let a = daemon.upstream.lookup_a(&fqdn).await.ok()?;
-                    a.addrs.first().copied()
+                    loop {
+                        {
+                            let _slot = daemon.mobility.lookups.acquire().await.ok()?;
+                            if let Ok(a) = daemon.upstream.lookup_a(&fqdn).await
+                                && let Some(&addr) = a.addrs.first()
+                                && addr != known
+                            {
+                                return Some(addr);
+                            }
+                        }
+                        tokio::time::sleep(gap).await;
+                    }
                 }));
             }
             // The address that reaches this partner (the kernel picks the same one as the
