@@ -36,6 +36,27 @@ fn kind_of(link: &LinkMessage) -> Option<String> {
     })
 }
 
+/// The link called `name`, if there is one.
+async fn link_by_name(rt: &Handle, name: &str) -> Result<Option<LinkMessage>> {
+    match rt
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
+        Ok(link) => Ok(link),
+        // The kernel answers ENODEV for a name it does not know.
+        Err(rtnetlink::Error::NetlinkError(e))
+            if e.raw_code() == -(nix::errno::Errno::ENODEV as i32) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot look up the link {name}")),
+    }
+}
+
 impl Kernel {
     /// Checks that the module is loaded.
     pub async fn module() -> Result<VipClient> {
@@ -49,15 +70,9 @@ impl Kernel {
     pub async fn open(vip: VipClient, device: &str) -> Result<Self> {
         let (connection, rt, _) = rtnetlink::new_connection().context("rtnetlink socket")?;
         tokio::spawn(connection);
-        let existing = rt
-            .link()
-            .get()
-            .match_name(device.to_string())
-            .execute()
-            .try_next()
-            .await;
-        let ifindex = match existing {
-            Ok(Some(link)) => {
+        let existing = link_by_name(&rt, device).await;
+        let ifindex = match existing? {
+            Some(link) => {
                 match kind_of(&link).as_deref() {
                     Some(KIND) => {}
                     other => bail!(
@@ -68,7 +83,7 @@ impl Kernel {
                 info!(device, "adopting the existing vip device");
                 link.header.index
             }
-            _ => {
+            None => {
                 let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Other(
                     KIND.into(),
                 ))
@@ -80,12 +95,7 @@ impl Kernel {
                     .await
                     .with_context(|| format!("cannot create the vip device {device}"))?;
                 info!(device, "created the vip device");
-                let link = rt
-                    .link()
-                    .get()
-                    .match_name(device.to_string())
-                    .execute()
-                    .try_next()
+                let link = link_by_name(&rt, device)
                     .await?
                     .with_context(|| format!("{device} vanished after creation"))?;
                 link.header.index
