@@ -42,7 +42,8 @@ with open("/tmp/demo.udp.times", "w") as times:
     except socket.timeout: pass
 ' &
 udp_server=$!
-sleep 0.5
+listening() { on b ss -Hln "sport = :$1" | grep -q .; }
+eventually 20 listening 7000 && eventually 20 listening 7001
 diag "A sends 4 MB to b.vip.test, 400 KB a second, and a UDP datagram every 5 ms"
 paced_cat /tmp/demo.data 40000 0.1 | on a socat -u - TCP4:b.$DNS_ZONE:7000 &
 client=$!
@@ -61,8 +62,9 @@ sleep 1
 diag "A's vipd: $(grep -E 'address changed|partners hinted|DNS updated' "$DNS_DIR/a/vipd.log" | sed 's/^[^ ]* *//' | tr '\n' ';')"
 diag "B's vipd: $(grep 'partner re-pointed' "$DNS_DIR/b/vipd.log" | sed 's/^[^ ]* *//')"
 wait $client $udp_client
-wait $server
-kill $udp_server 2>/dev/null
+deadline=$((SECONDS + 20))
+while kill -0 $server 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+kill $server $udp_server 2>/dev/null
 # The longest silence at B's receivers within 3 s after the move began.
 gap() { python3 -c '
 import sys
