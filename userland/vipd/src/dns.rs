@@ -123,6 +123,11 @@ impl Upstream {
     }
 }
 
+/// The server did not answer (in time): worth trying again, unlike a refusal.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoAnswer(String);
+
 /// Signs and sends our dynamic updates.
 pub struct Updater {
     server: SocketAddr,
@@ -185,9 +190,9 @@ impl Updater {
         let response = responses
             .next()
             .await
-            .ok_or_else(|| anyhow!("no response"))
+            .ok_or_else(|| anyhow::Error::new(NoAnswer("no response".into())))
             .with_context(context)?
-            .map_err(|e| anyhow!("{e}"))
+            .map_err(|e| anyhow::Error::new(NoAnswer(e.to_string())))
             .with_context(context)?;
         match response.metadata.response_code {
             ResponseCode::NoError => Ok(()),

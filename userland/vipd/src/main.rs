@@ -124,9 +124,17 @@ async fn run(cli: Cli) -> Result<()> {
                 key,
                 config.upstream_timeout(),
             )?;
-            updater
-                .publish(&[(config.fqdn.clone(), address)], config.update.ttl)
-                .await?;
+            // A slow server is waited for (a few tries); a refusal ends start-up at once.
+            let records = [(config.fqdn.clone(), address)];
+            let mut attempt = 1;
+            while let Err(e) = updater.publish(&records, config.update.ttl).await {
+                if e.downcast_ref::<dns::NoAnswer>().is_none() || attempt == STARTUP_UPDATE_TRIES {
+                    return Err(e);
+                }
+                warn!("{e:#}; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(attempt.into())).await;
+                attempt += 1;
+            }
             Some(updater)
         }
         None => None,
@@ -182,6 +190,9 @@ async fn run(cli: Cli) -> Result<()> {
     info!("stopping; kernel mappings are left in place");
     Ok(())
 }
+
+/// Tries of the first dynamic update when the server does not answer.
+const STARTUP_UPDATE_TRIES: u32 = 5;
 
 /// The negotiation and control socket. Its receive buffer is large: after a move, the
 /// acks of every partner arrive at once (the default 208 KiB dropped most of 500).
