@@ -80,7 +80,7 @@ listen = ["127.0.0.53:53"]
 
 [upstream]
 servers = ["$TOPO_DNS_ADDR:53"]
-timeout_ms = 3000
+timeout_ms = 1000
 
 [update]
 key_file = "$DNS_DIR/$h/$h.key"
