@@ -8,8 +8,9 @@
 //!
 //! Layout: wrappers that hold the `unsafe` (`bindings`, generated; `genetlink`; `rcu`;
 //! `netns`, per-namespace state; `table`, the mapping table; `device`, the `vip` link
-//! type; `skb` and `tunnel`, packets and routes) and logic on top (`netlink`, the family's
-//! commands; `xmit` and `receive`, the data path; `events`; `stats`; `addr`; `time`).
+//! type; `skb` and `tunnel`, packets and routes; `sock`, TCP sockets; `work`, work items)
+//! and logic on top (`netlink`, the family's commands; `xmit` and `receive`, the data
+//! path; `events`; `kick`, TCP recovery after a peer moves; `stats`; `addr`; `time`).
 
 use kernel::{c_str, prelude::*};
 
@@ -24,6 +25,8 @@ mod device;
 mod events;
 #[path = "vip_mod/genetlink.rs"]
 mod genetlink;
+#[path = "vip_mod/kick.rs"]
+mod kick;
 #[path = "vip_mod/netlink.rs"]
 mod netlink;
 #[path = "vip_mod/netns.rs"]
@@ -34,6 +37,8 @@ mod rcu;
 mod receive;
 #[path = "vip_mod/skb.rs"]
 mod skb;
+#[path = "vip_mod/sock.rs"]
+mod sock;
 #[path = "vip_mod/stats.rs"]
 mod stats;
 #[path = "vip_mod/table.rs"]
@@ -42,6 +47,8 @@ mod table;
 mod time;
 #[path = "vip_mod/tunnel.rs"]
 mod tunnel;
+#[path = "vip_mod/work.rs"]
+mod work;
 #[path = "vip_mod/xmit.rs"]
 mod xmit;
 
@@ -54,6 +61,8 @@ module! {
     author: "VIP developers",
     description: "Virtual IP layer for transparent host mobility",
     license: "GPL",
+    // Loaded on demand by `ip link add ... type vip` and by the family's first user.
+    alias: ["rtnl-link-vip", "net-pf-16-proto-16-family-vip"],
 }
 
 /// Everything the module registers. Fields drop in declaration order, the reverse of

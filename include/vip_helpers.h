@@ -12,6 +12,7 @@
 #include <linux/netfilter_ipv4.h>
 #include <linux/ratelimit.h>
 #include <linux/rhashtable.h>
+#include <net/dst_metadata.h>
 #include <net/icmp.h>
 #include <net/inet_ecn.h>
 #include <net/ip_tunnels.h>
@@ -24,6 +25,8 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
+#include <linux/workqueue.h>
+#include <uapi/linux/vip.h>
 
 #include "vip_mapping.h"
 
@@ -68,12 +71,15 @@ int vip_table_remove(struct rhashtable *ht, struct vip_mapping *m);
 unsigned int vip_table_count(struct rhashtable *ht);
 void vip_table_walk_start(struct rhashtable_iter *iter);
 
-/* slab cache and RCU */
-struct kmem_cache *vip_kmem_cache_create(const char *name, unsigned int size);
+/* slab cache, RCU, scheduling, work */
+struct kmem_cache *vip_mapping_cache_create(const char *name);
 void *vip_kmem_cache_zalloc(struct kmem_cache *cache, gfp_t flags);
 void vip_rcu_read_lock(void);
 void vip_rcu_read_unlock(void);
 unsigned long vip_jiffies(void);
+void vip_cond_resched(void);
+void vip_init_work(struct work_struct *work, work_func_t func);
+bool vip_queue_work(struct work_struct *work);
 
 /* generic netlink events */
 void *vip_genlmsg_put_event(struct sk_buff *skb, const struct genl_family *family, u8 cmd);
@@ -85,11 +91,14 @@ bool vip_ratelimit(struct ratelimit_state *rs);
 
 /* socket buffers */
 struct iphdr *vip_ip_hdr(const struct sk_buff *skb);
-bool vip_pskb_may_pull(struct sk_buff *skb, unsigned int len);
+bool vip_pskb_network_may_pull(struct sk_buff *skb, unsigned int len);
+u32 vip_skb_get_hash(struct sk_buff *skb);
+unsigned int vip_skb_dst_mtu(const struct sk_buff *skb);
+unsigned int vip_skb_network_offset_from_head(const struct sk_buff *skb);
+bool vip_skb_reset_inner(struct sk_buff *skb);
+int vip_ecn_decap_at(struct sk_buff *skb, unsigned int outer_offset);
+void vip_skb_set_dev(struct sk_buff *skb, struct net_device *dev);
 void vip_kfree_skb(struct sk_buff *skb);
-void vip_skb_reset_network_header(struct sk_buff *skb);
-void vip_skb_reset_mac_header(struct sk_buff *skb);
-void vip_skb_set_rx(struct sk_buff *skb, struct net_device *dev);
 bool vip_skb_is_gso(const struct sk_buff *skb);
 int vip_skb_cow_head(struct sk_buff *skb, unsigned int headroom);
 void vip_skb_dst_update_pmtu(struct sk_buff *skb, u32 mtu);
@@ -99,13 +108,14 @@ void *vip_skb_pull_data(struct sk_buff *skb, unsigned int len);
 void *vip_skb_push_data(struct sk_buff *skb, unsigned int len);
 
 /* routing and tunnelling */
-struct rtable *vip_route_output(struct net *net, struct flowi4 *fl4, __be32 daddr, u8 tos, u32 mark);
+struct rtable *vip_route_output(struct net *net, struct flowi4 *fl4, __be32 daddr, u8 tos,
+				u32 mark, u32 inner_hash);
+unsigned int vip_rt_header_len(const struct rtable *rt);
 void vip_ip_rt_put(struct rtable *rt);
 struct net_device *vip_rt_dev(const struct rtable *rt);
 unsigned int vip_rt_mtu(const struct rtable *rt);
 unsigned int vip_ll_reserved_space(const struct net_device *dev);
 u8 vip_ecn_encap(u8 tos, const struct iphdr *inner, struct sk_buff *skb);
-int vip_ecn_decap(const struct iphdr *outer, struct sk_buff *skb);
 void vip_icmp_frag_needed(struct sk_buff *skb, u32 mtu);
 
 /* net_device fields behind struct groups and bitfields */
@@ -121,5 +131,19 @@ __be16 vip_skb_protocol(const struct sk_buff *skb);
 void vip_dev_tx_dropped(struct net_device *dev);
 void vip_dev_rx_dropped(struct net_device *dev);
 void vip_dev_rx_add(struct net_device *dev, unsigned int len);
+unsigned short vip_dev_needed_headroom(const struct net_device *dev);
+void vip_dev_set_needed_headroom(struct net_device *dev, unsigned short headroom);
+void vip_extack_set_msg(struct netlink_ext_ack *extack, const char *msg);
+
+/* sockets */
+void vip_lock_sock(struct sock *sk);
+
+/* glue.c: logic that kernel macros force into C */
+unsigned int vip_confirm_conntrack(struct sk_buff *skb);
+unsigned int vip_tcp_collect(struct net *net, unsigned int *bucket, unsigned int *skip,
+			     bool (*wanted)(const void *ctx, __be32 daddr), const void *ctx,
+			     struct sock **socks, unsigned int max);
+bool vip_tcp_walk_done(struct net *net, unsigned int bucket);
+bool vip_tcp_kick(struct sock *sk);
 
 #endif /* _VIP_HELPERS_H */

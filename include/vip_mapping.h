@@ -8,6 +8,7 @@
 #ifndef _VIP_MAPPING_H
 #define _VIP_MAPPING_H
 
+#include <linux/cache.h>
 #include <linux/in6.h>
 #include <linux/rhashtable-types.h>
 #include <linux/types.h>
@@ -23,10 +24,23 @@ struct vip_endpoint {
 };
 
 /*
+ * What the data path counts for a mapping. The counters and times are updated
+ * with relaxed atomics on every packet, so they live on their own cache line:
+ * lookups, which walk hash chains on every CPU, only ever read the first line.
+ */
+struct vip_counters {
+	u64 rx_packets;
+	u64 rx_bytes;
+	u64 tx_packets;
+	u64 tx_bytes;
+	unsigned long last_rx;		/* jiffies; 0: never */
+	unsigned long last_tx;
+};
+
+/*
  * Mappings are never changed in place: a change publishes a new copy and frees
  * the old one after a grace period, so readers always see a consistent entry.
- * The counters and times are the exception: the data path updates them with
- * relaxed atomics.
+ * The first cache line is written only before the mapping is published.
  */
 struct vip_mapping {
 	struct rhash_head node;
@@ -34,13 +48,8 @@ struct vip_mapping {
 	__be32 local_vip;		/* 0: none */
 	struct vip_endpoint peer;
 	u32 flags;			/* enum vip_map_flags */
-	unsigned long last_rx;		/* jiffies; 0: never */
-	unsigned long last_tx;
-	u64 rx_packets;
-	u64 rx_bytes;
-	u64 tx_packets;
-	u64 tx_bytes;
 	struct rcu_head rcu;
+	struct vip_counters counters ____cacheline_aligned;
 };
 
 #endif /* _VIP_MAPPING_H */

@@ -5,8 +5,12 @@ tap_plan 10
 
 module_version=$(sed -n 's/.*VERSION: &CStr = c_str!("\(.*\)");/\1/p' "$VIP_ROOT/vip_mod.rs")
 
+# With module loading turned off, the family cannot appear: vipctl says why.
 vip_unload
+modprobe_path=$(cat /proc/sys/kernel/modprobe)
+echo /bin/false > /proc/sys/kernel/modprobe
 out=$(vipctl version 2>&1); rc=$?
+echo "$modprobe_path" > /proc/sys/kernel/modprobe
 if [ $rc -ne 0 ] && [[ $out == *"module is not loaded"* ]]; then
   ok "without the module, vipctl says it is not loaded"
 else

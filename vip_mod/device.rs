@@ -6,7 +6,7 @@
 //! addressed to peer VIPs; `xmit` tunnels them to the peers' physical addresses. Packets
 //! that `receive` decapsulates arrive on it.
 
-use crate::{bindings, netns::Net, skb::SkBuff, xmit};
+use crate::{bindings, netns::Net, receive, skb::SkBuff, xmit};
 use core::sync::atomic::Ordering;
 use kernel::{c_str, ffi, prelude::*, types::Opaque};
 
@@ -65,6 +65,24 @@ impl NetDevice {
         unsafe { bindings::gro_cells_receive(self.gro_cells(), skb.into_raw()) };
     }
 
+    /// Headroom to reserve in front of an inner packet for the outer headers.
+    pub(crate) fn needed_headroom(&self) -> u32 {
+        // SAFETY: valid (see `from_raw`); read with READ_ONCE, as `ip_tunnel_xmit` does.
+        u32::from(unsafe { bindings::vip_dev_needed_headroom(self.as_ptr()) })
+    }
+
+    /// Raises the headroom the stack reserves for this device to `headroom`, when more is
+    /// needed: from then on, packets are built with room for the outer headers and need no
+    /// reallocation here.
+    pub(crate) fn raise_needed_headroom(&self, headroom: u32) {
+        if headroom > self.needed_headroom() {
+            let headroom = u16::try_from(headroom).unwrap_or(u16::MAX);
+            // SAFETY: valid (see `from_raw`); a WRITE_ONCE racing with others is what the
+            // kernel's tunnels do too: the value only grows, and any value is safe.
+            unsafe { bindings::vip_dev_set_needed_headroom(self.as_ptr(), headroom) };
+        }
+    }
+
     /// Counts a packet received, of `len` bytes.
     pub(crate) fn rx_add(&self, len: u32) {
         // SAFETY: valid (see `from_raw`); the core allocated per-CPU tstats for it.
@@ -85,7 +103,7 @@ unsafe extern "C" fn setup(dev: *mut bindings::net_device) {
         // Transmit needs the inner packet's route: to update its path MTU, and for ICMP
         // "fragmentation needed" to find its way back.
         bindings::vip_netif_keep_dst(dev);
-        // The namespace's state points at its receiving device: it must stay there.
+        // The namespace's state points at its device: it must stay there.
         bindings::vip_netdev_set_netns_immutable(dev);
         // The core allocates per-CPU counters, which `iptunnel_xmit` and `rx_add` update.
         bindings::vip_netdev_set_tstats(dev);
@@ -109,45 +127,84 @@ unsafe extern "C" fn setup(dev: *mut bindings::net_device) {
 
 /// # Safety
 ///
-/// Called by the core only, under RTNL, when the device is registered.
+/// Called by the core only, under RTNL, from `register_netdevice`.
 unsafe extern "C" fn init(dev: *mut bindings::net_device) -> ffi::c_int {
     // SAFETY: the device is being registered in its namespace, which is alive.
     let device = unsafe { NetDevice::from_raw(dev) };
     // SAFETY: the private area holds zeroed `gro_cells` until now (see `new`).
-    let err = unsafe { bindings::gro_cells_init(device.gro_cells(), dev) };
+    unsafe { bindings::gro_cells_init(device.gro_cells(), dev) }
+}
+
+/// Creates a vip device: `ip link add NAME type vip`. A namespace has at most one, which
+/// receives everything `receive` decapsulates there; the receive hook is registered with
+/// it, so namespaces without VIP pay nothing for it.
+///
+/// # Safety
+///
+/// Called by rtnetlink only, under RTNL, with a device that `setup` prepared in its target
+/// namespace.
+unsafe extern "C" fn newlink(
+    _src_net: *mut bindings::net,
+    dev: *mut bindings::net_device,
+    _tb: *mut *mut bindings::nlattr,
+    _data: *mut *mut bindings::nlattr,
+    extack: *mut bindings::netlink_ext_ack,
+) -> ffi::c_int {
+    // SAFETY: the device is allocated, and its namespace alive, for the whole call.
+    let device = unsafe { NetDevice::from_raw(dev) };
+    let net = device.net();
+    let vip = net.vip();
+    // RTNL serialises this check with the store below and with `uninit`.
+    if !vip.rx_device.load(Ordering::Relaxed).is_null() {
+        // SAFETY: `extack` is null or valid for the call; the message is static.
+        unsafe {
+            bindings::vip_extack_set_msg(
+                extack,
+                c_str!("this network namespace has a vip device already").as_char_ptr(),
+            )
+        };
+        return -(kernel::bindings::EEXIST as ffi::c_int);
+    }
+    if let Err(e) = receive::register(net) {
+        return e.to_errno();
+    }
+    // SAFETY: as above; on failure the core has undone everything (`uninit` found the
+    // device unpublished and left the hook alone) and the caller frees the device.
+    let err = unsafe { bindings::register_netdevice(dev) };
     if err != 0 {
+        receive::unregister(net);
         return err;
     }
-    // The first vip device of a namespace receives what `receive` decapsulates there.
-    let _ = device.net().vip().rx_device.compare_exchange(
-        core::ptr::null_mut(),
-        dev,
-        Ordering::Release,
-        Ordering::Relaxed,
-    );
+    // Published only now that the device is complete (per-CPU stats, GRO cells) and will
+    // be freed only after `uninit` and a grace period: a receive that finds it may use it.
+    vip.rx_device.store(dev, Ordering::Release);
     0
 }
 
 /// # Safety
 ///
-/// Called by the core only, under RTNL, when the device is unregistered.
+/// Called by the core only, under RTNL, when the device is unregistered, or when its
+/// registration fails after `init`.
 unsafe extern "C" fn uninit(dev: *mut bindings::net_device) {
-    // SAFETY: the device is still registered in its live namespace. The core waits for
-    // RCU readers (`receive`) after this returns and before the device is freed.
+    // SAFETY: the device's namespace is alive while the device exists.
     let device = unsafe { NetDevice::from_raw(dev) };
-    let _ = device.net().vip().rx_device.compare_exchange(
-        dev,
-        core::ptr::null_mut(),
-        Ordering::Release,
-        Ordering::Relaxed,
-    );
+    let net = device.net();
+    // Only a published device owns the hook. The core waits for an RCU grace period after
+    // this returns and before the device is freed, so a receive that found it finishes.
+    if net.vip().rx_device.load(Ordering::Relaxed) == dev {
+        net.vip()
+            .rx_device
+            .store(core::ptr::null_mut(), Ordering::Release);
+        receive::unregister(net);
+    }
 }
 
 /// # Safety
 ///
 /// Called by the core only, when the device is freed: after `uninit` and an RCU grace
 /// period, so no `receive` can still use its GRO cells. Also called if registration failed
-/// after `init`, or before it (the cells are then zeroed, which `gro_cells_destroy` skips).
+/// after `init` (the device was never published), or before it (the cells are then zeroed,
+/// which `gro_cells_destroy` skips).
 unsafe extern "C" fn free_private(dev: *mut bindings::net_device) {
     // SAFETY: see above; the device's memory is still allocated.
     let device = unsafe { NetDevice::from_raw(dev) };
@@ -202,6 +259,7 @@ impl LinkRegistration {
         let ops = bindings::rtnl_link_ops {
             kind: c_str!("vip").as_char_ptr(),
             setup: Some(setup),
+            newlink: Some(newlink),
             // The core zeroes the private area on allocation.
             priv_size: core::mem::size_of::<bindings::gro_cells>(),
             ..Default::default()

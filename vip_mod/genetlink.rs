@@ -48,6 +48,8 @@ pub(crate) trait Command {
     const CMD: u32;
     /// Who may run it.
     const PERMISSION: Permission;
+    /// The attributes it takes; [`PolicyRef::NONE`] for none.
+    const POLICY: PolicyRef;
     /// Handles one request.
     fn doit(request: &Request<'_>) -> Result;
 }
@@ -64,15 +66,15 @@ pub(crate) trait Dump {
     fn done(cursor: KBox<Self::Cursor>);
 }
 
-const fn op(cmd: u32, permission: Permission) -> bindings::genl_ops {
+const fn op(cmd: u32, permission: Permission, policy: PolicyRef) -> bindings::genl_ops {
     bindings::genl_ops {
         doit: None,
         start: None,
         dumpit: None,
         done: None,
-        // The family's policy applies.
-        policy: core::ptr::null(),
-        maxattr: 0,
+        // Without a policy (the family has none either), genetlink refuses every attribute.
+        policy: policy.ptr,
+        maxattr: policy.maxattr,
         cmd: cmd as u8,
         internal_flags: 0,
         flags: permission.flags(),
@@ -83,7 +85,7 @@ const fn op(cmd: u32, permission: Permission) -> bindings::genl_ops {
 
 /// The `genl_ops` entry of a command with only a `doit` handler.
 pub(crate) const fn doit_op<C: Command>() -> bindings::genl_ops {
-    let mut op = op(C::CMD, C::PERMISSION);
+    let mut op = op(C::CMD, C::PERMISSION, C::POLICY);
     op.doit = Some(doit_callback::<C>);
     op
 }
@@ -173,11 +175,28 @@ pub(crate) enum AttrKind {
     Be32,
     /// A 32-bit value whose bits must lie within the mask.
     U32Mask(u32),
+    /// A 32-bit value (the handler checks its range).
+    U32,
 }
 
 /// An attribute policy table, indexed by attribute type.
 #[repr(transparent)]
 pub(crate) struct Policy<const N: usize>([bindings::nla_policy; N]);
+
+/// A command's policy, as its `genl_ops` entry holds it.
+#[derive(Clone, Copy)]
+pub(crate) struct PolicyRef {
+    ptr: *const bindings::nla_policy,
+    maxattr: u32,
+}
+
+impl PolicyRef {
+    /// No attribute at all.
+    pub(crate) const NONE: Self = Self {
+        ptr: core::ptr::null(),
+        maxattr: 0,
+    };
+}
 
 // SAFETY: a `Policy` is never written after construction, and the pointers an entry may
 // hold point to other immutable statics.
@@ -201,12 +220,18 @@ impl<const N: usize> Policy<N> {
                 entry.validation_type = bindings::NLA_VALIDATE_MASK as u8;
                 entry.__bindgen_anon_1.mask = mask;
             }
+            AttrKind::U32 => entry.type_ = bindings::NLA_U32 as u8,
         }
         self
     }
 
-    fn as_slice(&'static self) -> &'static [bindings::nla_policy] {
-        &self.0
+    /// The policy of a command.
+    pub(crate) const fn as_ref(&'static self) -> PolicyRef {
+        assert!(N > 0);
+        PolicyRef {
+            ptr: self.0.as_ptr(),
+            maxattr: (N - 1) as u32,
+        }
     }
 }
 
@@ -218,14 +243,15 @@ pub(crate) struct Ops<const N: usize>(pub(crate) [bindings::genl_ops; N]);
 // policy pointers null (the family's policy applies).
 unsafe impl<const N: usize> Sync for Ops<N> {}
 
-/// What a family is made of; copied into the kernel's `genl_family` on registration.
-pub(crate) struct Family<const N: usize, const M: usize> {
+/// What a family is made of; copied into the kernel's `genl_family` on registration. Each
+/// command has its own policy; the family has none.
+pub(crate) struct Family<const M: usize> {
     /// NUL-terminated name, as the UAPI header defines it.
     pub(crate) name: &'static [u8],
     pub(crate) version: u32,
-    pub(crate) policy: &'static Policy<N>,
     pub(crate) ops: &'static Ops<M>,
-    /// The multicast group for [`multicast`]; NUL-terminated.
+    /// The multicast group for [`multicast`]; NUL-terminated. Only `CAP_NET_ADMIN` in the
+    /// namespace's user namespace may join it: events reveal where peers are.
     pub(crate) events_group: &'static [u8],
 }
 
@@ -250,8 +276,8 @@ unsafe impl Sync for Registration {}
 
 impl Registration {
     /// Registers `family`, owned by `module`.
-    pub(crate) fn new<const N: usize, const M: usize>(
-        family: &Family<N, M>,
+    pub(crate) fn new<const M: usize>(
+        family: &Family<M>,
         module: &'static ThisModule,
     ) -> Result<Self> {
         let mut raw = bindings::genl_family::default();
@@ -260,9 +286,6 @@ impl Registration {
         }
         raw.name[..family.name.len()].copy_from_slice(family.name);
         raw.version = family.version;
-        let policy = family.policy.as_slice();
-        raw.maxattr = u32::try_from(policy.len().checked_sub(1).ok_or(EINVAL)?)?;
-        raw.policy = policy.as_ptr();
         raw.ops = family.ops.0.as_ptr();
         raw.n_ops = u8::try_from(M)?;
         let mut group = bindings::genl_multicast_group::default();
@@ -270,6 +293,7 @@ impl Registration {
             return Err(EINVAL);
         }
         group.name[..family.events_group.len()].copy_from_slice(family.events_group);
+        group.flags = bindings::VIP_GENL_MCAST_CAP_NET_ADMIN;
         let groups = KBox::new([group], GFP_KERNEL)?;
         raw.mcgrps = groups.as_ptr();
         raw.n_mcgrps = 1;
@@ -280,7 +304,7 @@ impl Registration {
 
         let raw = KBox::pin(Opaque::new(raw), GFP_KERNEL)?;
         // SAFETY: `raw` is pinned on the heap, so the family keeps its address until `drop`
-        // unregisters it, and the policy and ops it points to are `'static`.
+        // unregisters it, and the ops and policies it points to are `'static`.
         // The groups, like the family, stay in their boxes until `drop`.
         to_result(unsafe { bindings::genl_register_family(raw.get()) })?;
         FAMILY.store(raw.get(), Ordering::Release);
@@ -306,25 +330,27 @@ impl Drop for Registration {
 
 /// Whether anyone in `net` listens to the family's events.
 pub(crate) fn has_listeners(net: &Net) -> bool {
+    let _guard = crate::rcu::Guard::new();
     let family = FAMILY.load(Ordering::Acquire);
-    // SAFETY: a published family stays registered while the caller's RCU read section
-    // lasts (see `Registration::drop`); `net` is live.
+    // SAFETY: a published family stays registered while our RCU read section lasts (see
+    // `Registration::drop`); `net` is live.
     !family.is_null() && unsafe { bindings::vip_genl_has_listeners(family, net.as_ptr(), 0) }
 }
 
 /// Multicasts an event with header `cmd` and the attributes `build` puts to the events
-/// group of `net`. Callable from any context, inside an RCU read-side section.
+/// group of `net`. Callable from any context (it allocates atomically).
 pub(crate) fn multicast(
     net: &Net,
     cmd: u32,
     build: impl FnOnce(&mut Writer<'_>) -> Result,
 ) -> Result {
+    let _guard = crate::rcu::Guard::new();
     let family = FAMILY.load(Ordering::Acquire);
     if family.is_null() {
         return Ok(());
     }
     let msg = OwnedMessage::new(128, kernel::bindings::GFP_ATOMIC)?;
-    // SAFETY: `family` is registered while the caller's RCU read section lasts (see
+    // SAFETY: `family` is registered while our RCU read section lasts (see
     // `Registration::drop`); `msg` is a fresh message we own.
     let header = unsafe { bindings::vip_genlmsg_put_event(msg.as_ptr(), family, cmd as u8) };
     // SAFETY: `header` was just put into `msg`.

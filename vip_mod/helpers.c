@@ -124,7 +124,16 @@ void *vip_net_generic(const struct net *net, unsigned int id)
 	return net_generic(net, id);
 }
 
+/*
+ * A host usually has a few peers, a server up to VIP_MAX_MAPPINGS_LIMIT: start
+ * small, and never grow the bucket array (8 bytes a bucket, allocated by the
+ * rhashtable's worker, so not charged to anyone's memory cgroup) past the
+ * limit, as ILA bounds its table.
+ */
 static const struct rhashtable_params vip_table_params = {
+	.nelem_hint = 16,
+	.min_size = 16,
+	.max_size = VIP_MAX_MAPPINGS_LIMIT,
 	.key_len = sizeof(__be32),
 	.key_offset = offsetof(struct vip_mapping, peer_vip),
 	.head_offset = offsetof(struct vip_mapping, node),
@@ -171,9 +180,11 @@ void vip_table_walk_start(struct rhashtable_iter *iter)
 	rhashtable_walk_start(iter);
 }
 
-struct kmem_cache *vip_kmem_cache_create(const char *name, unsigned int size)
+/* Mappings are charged to the creator's memory cgroup (with GFP_KERNEL_ACCOUNT too). */
+struct kmem_cache *vip_mapping_cache_create(const char *name)
 {
-	return kmem_cache_create(name, size, 0, 0, NULL);
+	return kmem_cache_create(name, sizeof(struct vip_mapping),
+				 __alignof__(struct vip_mapping), SLAB_ACCOUNT, NULL);
 }
 
 void *vip_kmem_cache_zalloc(struct kmem_cache *cache, gfp_t flags)
@@ -228,30 +239,47 @@ struct iphdr *vip_ip_hdr(const struct sk_buff *skb)
 	return ip_hdr(skb);
 }
 
-bool vip_pskb_may_pull(struct sk_buff *skb, unsigned int len)
+bool vip_pskb_network_may_pull(struct sk_buff *skb, unsigned int len)
 {
-	return pskb_may_pull(skb, len);
+	return pskb_network_may_pull(skb, len);
+}
+
+u32 vip_skb_get_hash(struct sk_buff *skb)
+{
+	return skb_get_hash(skb);
+}
+
+unsigned int vip_skb_dst_mtu(const struct sk_buff *skb)
+{
+	return skb_valid_dst(skb) ? dst_mtu(skb_dst(skb)) : 0;
+}
+
+unsigned int vip_skb_network_offset_from_head(const struct sk_buff *skb)
+{
+	return skb_network_header(skb) - skb->head;
+}
+
+/* After the outer header was pulled: headers at the inner packet, as ip_tunnel_rcv. */
+bool vip_skb_reset_inner(struct sk_buff *skb)
+{
+	skb_reset_network_header(skb);
+	skb_reset_mac_header(skb);
+	return pskb_inet_may_pull(skb);
+}
+
+int vip_ecn_decap_at(struct sk_buff *skb, unsigned int outer_offset)
+{
+	return IP_ECN_decapsulate((const struct iphdr *)(skb->head + outer_offset), skb);
+}
+
+void vip_skb_set_dev(struct sk_buff *skb, struct net_device *dev)
+{
+	skb->dev = dev;
 }
 
 void vip_kfree_skb(struct sk_buff *skb)
 {
 	kfree_skb(skb);
-}
-
-void vip_skb_reset_network_header(struct sk_buff *skb)
-{
-	skb_reset_network_header(skb);
-}
-
-void vip_skb_reset_mac_header(struct sk_buff *skb)
-{
-	skb_reset_mac_header(skb);
-}
-
-void vip_skb_set_rx(struct sk_buff *skb, struct net_device *dev)
-{
-	skb->dev = dev;
-	skb->pkt_type = PACKET_HOST;
 }
 
 bool vip_skb_is_gso(const struct sk_buff *skb)
@@ -289,10 +317,16 @@ struct net *vip_dev_net(const struct net_device *dev)
 	return dev_net(dev);
 }
 
-struct rtable *vip_route_output(struct net *net, struct flowi4 *fl4, __be32 daddr, u8 tos, u32 mark)
+struct rtable *vip_route_output(struct net *net, struct flowi4 *fl4, __be32 daddr, u8 tos,
+				u32 mark, u32 inner_hash)
 {
-	ip_tunnel_init_flow(fl4, IPPROTO_IPIP, daddr, 0, 0, tos, net, 0, mark, 0, 0);
+	ip_tunnel_init_flow(fl4, IPPROTO_IPIP, daddr, 0, 0, tos, net, 0, mark, inner_hash, 0);
 	return ip_route_output_key(net, fl4);
+}
+
+unsigned int vip_rt_header_len(const struct rtable *rt)
+{
+	return rt->dst.header_len;
 }
 
 void vip_ip_rt_put(struct rtable *rt)
@@ -318,11 +352,6 @@ unsigned int vip_ll_reserved_space(const struct net_device *dev)
 u8 vip_ecn_encap(u8 tos, const struct iphdr *inner, struct sk_buff *skb)
 {
 	return ip_tunnel_ecn_encap(tos, inner, skb);
-}
-
-int vip_ecn_decap(const struct iphdr *outer, struct sk_buff *skb)
-{
-	return IP_ECN_decapsulate(outer, skb);
 }
 
 void vip_icmp_frag_needed(struct sk_buff *skb, u32 mtu)
@@ -378,4 +407,41 @@ void vip_dev_rx_dropped(struct net_device *dev)
 void vip_dev_rx_add(struct net_device *dev, unsigned int len)
 {
 	dev_sw_netstats_rx_add(dev, len);
+}
+
+unsigned short vip_dev_needed_headroom(const struct net_device *dev)
+{
+	return READ_ONCE(dev->needed_headroom);
+}
+
+void vip_dev_set_needed_headroom(struct net_device *dev, unsigned short headroom)
+{
+	WRITE_ONCE(dev->needed_headroom, headroom);
+}
+
+/* NL_SET_ERR_MSG without its copy of a literal: msg must be static. */
+void vip_extack_set_msg(struct netlink_ext_ack *extack, const char *msg)
+{
+	if (extack)
+		extack->_msg = msg;
+}
+
+void vip_cond_resched(void)
+{
+	cond_resched();
+}
+
+void vip_init_work(struct work_struct *work, work_func_t func)
+{
+	INIT_WORK(work, func);
+}
+
+bool vip_queue_work(struct work_struct *work)
+{
+	return schedule_work(work);
+}
+
+void vip_lock_sock(struct sock *sk)
+{
+	lock_sock(sk);
 }

@@ -4,21 +4,24 @@
 
 use crate::{
     addr::Ipv4Addr,
-    bindings,
+    bindings, events,
     genetlink::{
-        self, AttrKind, Command, Dump, DumpWriter, Family, Ops, Permission, Policy, Request, Writer,
+        self, AttrKind, Command, Dump, DumpWriter, Family, Ops, Permission, Policy, PolicyRef,
+        Request, Writer,
     },
     netns::Net,
-    table::{MappingInfo, MappingSpec, SetMode, TableError, Walk, MAPPING_SIZE},
+    table::{
+        MappingInfo, MappingSpec, SetMode, SetOutcome, TableError, Walk, LIMIT_MAX, MAPPING_SIZE,
+    },
 };
 use kernel::{c_str, prelude::*};
 
 const ATTR_COUNT: usize = bindings::__VIP_A_MAX as usize;
 const MAP_FLAGS_ALL: u32 = bindings::__VIP_MAP_F_ALL;
 
-/// What requests may carry; everything else (including the reply-only attributes) is
-/// refused by strict validation.
-static POLICY: Policy<ATTR_COUNT> = Policy::reject_all()
+/// `VIP_CMD_MAP_SET` takes these; everything else (including the reply-only attributes)
+/// is refused by strict validation, as it is for every command.
+static MAP_SET_POLICY: Policy<ATTR_COUNT> = Policy::reject_all()
     .accept(bindings::VIP_A_PEER_VIP, AttrKind::Be32)
     .accept(bindings::VIP_A_PEER_IP4, AttrKind::Be32)
     .accept(bindings::VIP_A_LOCAL_VIP, AttrKind::Be32)
@@ -28,13 +31,21 @@ static POLICY: Policy<ATTR_COUNT> = Policy::reject_all()
         AttrKind::U32Mask(bindings::__VIP_SET_F_ALL),
     );
 
-static OPS: Ops<6> = Ops([
+/// `VIP_CMD_MAP_DEL` and `VIP_CMD_MAP_GET` name one peer VIP.
+static PEER_POLICY: Policy<ATTR_COUNT> =
+    Policy::reject_all().accept(bindings::VIP_A_PEER_VIP, AttrKind::Be32);
+
+static SET_CONFIG_POLICY: Policy<ATTR_COUNT> =
+    Policy::reject_all().accept(bindings::VIP_A_MAX_MAPPINGS, AttrKind::U32);
+
+static OPS: Ops<7> = Ops([
     genetlink::doit_op::<GetVersion>(),
     genetlink::doit_op::<MapSet>(),
     genetlink::doit_op::<MapDel>(),
     genetlink::doit_dump_op::<MapGet, MapDump>(),
     genetlink::doit_op::<MapFlush>(),
     genetlink::doit_op::<GetInfo>(),
+    genetlink::doit_op::<SetConfig>(),
 ]);
 
 /// Registers the family; it stays registered until the returned value is dropped.
@@ -42,7 +53,6 @@ pub(crate) fn register(module: &'static ThisModule) -> Result<genetlink::Registr
     let family = Family {
         name: bindings::VIP_GENL_NAME,
         version: bindings::VIP_GENL_VERSION,
-        policy: &POLICY,
         ops: &OPS,
         events_group: bindings::VIP_GENL_MCGRP_EVENTS,
     };
@@ -55,6 +65,7 @@ struct GetVersion;
 impl Command for GetVersion {
     const CMD: u32 = bindings::VIP_CMD_GET_VERSION;
     const PERMISSION: Permission = Permission::Any;
+    const POLICY: PolicyRef = PolicyRef::NONE;
 
     fn doit(request: &Request<'_>) -> Result {
         request.reply(Self::CMD, |msg| {
@@ -80,7 +91,10 @@ fn table_error(request: &Request<'_>, err: TableError) -> Error {
     let (errno, msg) = match err {
         TableError::Exists => (EEXIST, c_str!("this VIP has a mapping already")),
         TableError::NotFound => (ENOENT, c_str!("this VIP has no mapping")),
-        TableError::Full => (ENOSPC, c_str!("the mapping table is full")),
+        TableError::Full => (
+            ENOSPC,
+            c_str!("the namespace has as many mappings as its limit allows"),
+        ),
         TableError::Kernel(e) => return e,
     };
     request.error(request.attr(bindings::VIP_A_PEER_VIP), msg);
@@ -93,6 +107,7 @@ struct MapSet;
 impl Command for MapSet {
     const CMD: u32 = bindings::VIP_CMD_MAP_SET;
     const PERMISSION: Permission = Permission::NetAdmin;
+    const POLICY: PolicyRef = MAP_SET_POLICY.as_ref();
 
     fn doit(request: &Request<'_>) -> Result {
         let peer_vip = peer_vip(request)?;
@@ -130,12 +145,25 @@ impl Command for MapSet {
             local_vip,
             flags,
         };
-        request
-            .net()
+        let net = request.net();
+        let outcome = net
             .vip()
             .table
             .set(&spec, mode)
-            .map_err(|e| table_error(request, e))
+            .map_err(|e| table_error(request, e))?;
+        let changed = matches!(outcome, SetOutcome::Replaced { old } if old != peer_ip4);
+        if let SetOutcome::Replaced { old } = outcome {
+            if changed {
+                // The paper's callOnChange, for daemons and applications.
+                events::mapping_changed(net, peer_vip, old, peer_ip4);
+            }
+        }
+        // TCP's retransmissions went to the old address (or, says the daemon, to a peer
+        // that could not take them yet).
+        if changed || set_flags & bindings::VIP_SET_F_KICK != 0 {
+            net.vip().kicker.kick(peer_vip);
+        }
+        Ok(())
     }
 }
 
@@ -145,6 +173,7 @@ struct MapDel;
 impl Command for MapDel {
     const CMD: u32 = bindings::VIP_CMD_MAP_DEL;
     const PERMISSION: Permission = Permission::NetAdmin;
+    const POLICY: PolicyRef = PEER_POLICY.as_ref();
 
     fn doit(request: &Request<'_>) -> Result {
         let vip = peer_vip(request)?;
@@ -185,12 +214,14 @@ fn put_mapping(msg: &mut Writer<'_>, info: &MappingInfo) -> Result {
     Ok(())
 }
 
-/// `VIP_CMD_MAP_GET` with a peer VIP: that one mapping.
+/// `VIP_CMD_MAP_GET` with a peer VIP: that one mapping. Where peers are is for
+/// administrators only, as WireGuard's peers are.
 struct MapGet;
 
 impl Command for MapGet {
     const CMD: u32 = bindings::VIP_CMD_MAP_GET;
-    const PERMISSION: Permission = Permission::Any;
+    const PERMISSION: Permission = Permission::NetAdmin;
+    const POLICY: PolicyRef = PEER_POLICY.as_ref();
 
     fn doit(request: &Request<'_>) -> Result {
         let vip = peer_vip(request)?;
@@ -215,7 +246,11 @@ impl Dump for MapDump {
     }
 
     fn dump(walk: &mut Walk, out: &mut DumpWriter<'_>) -> Result {
-        walk.for_each_info(|info| out.message(MapGet::CMD, |msg| put_mapping(msg, info)))
+        // One read's buffer bounds the batch (and the RCU read section).
+        walk.for_each_info(usize::MAX, |info| {
+            out.message(MapGet::CMD, |msg| put_mapping(msg, info))
+        })?;
+        Ok(())
     }
 
     fn done(walk: KBox<Walk>) {
@@ -229,6 +264,7 @@ struct MapFlush;
 impl Command for MapFlush {
     const CMD: u32 = bindings::VIP_CMD_MAP_FLUSH;
     const PERMISSION: Permission = Permission::NetAdmin;
+    const POLICY: PolicyRef = PolicyRef::NONE;
 
     fn doit(request: &Request<'_>) -> Result {
         let deleted = request.net().vip().table.flush()?;
@@ -236,17 +272,19 @@ impl Command for MapFlush {
     }
 }
 
-/// `VIP_CMD_GET_INFO`: the table's size and the drop counters.
+/// `VIP_CMD_GET_INFO`: the table's size and limit, and the counters.
 struct GetInfo;
 
 impl Command for GetInfo {
     const CMD: u32 = bindings::VIP_CMD_GET_INFO;
-    const PERMISSION: Permission = Permission::Any;
+    const PERMISSION: Permission = Permission::NetAdmin;
+    const POLICY: PolicyRef = PolicyRef::NONE;
 
     fn doit(request: &Request<'_>) -> Result {
         let vip = request.net().vip();
         request.reply(Self::CMD, |msg| {
             msg.put_u32(bindings::VIP_A_COUNT, vip.table.count())?;
+            msg.put_u32(bindings::VIP_A_MAX_MAPPINGS, vip.table.limit())?;
             msg.put_u32(bindings::VIP_A_MAPPING_SIZE, MAPPING_SIZE as u32)?;
             msg.put_nested(bindings::VIP_A_STATS, |stats| {
                 vip.stats.snapshot().try_for_each(|(stat, value)| {
@@ -254,5 +292,29 @@ impl Command for GetInfo {
                 })
             })
         })
+    }
+}
+
+/// `VIP_CMD_SET_CONFIG`: the namespace's settings.
+struct SetConfig;
+
+impl Command for SetConfig {
+    const CMD: u32 = bindings::VIP_CMD_SET_CONFIG;
+    const PERMISSION: Permission = Permission::NetAdmin;
+    const POLICY: PolicyRef = SET_CONFIG_POLICY.as_ref();
+
+    fn doit(request: &Request<'_>) -> Result {
+        if let Some(attr) = request.attr(bindings::VIP_A_MAX_MAPPINGS) {
+            let limit = attr.u32();
+            if !(1..=LIMIT_MAX).contains(&limit) {
+                request.error(
+                    Some(attr),
+                    c_str!("the limit on mappings must be from 1 to VIP_MAX_MAPPINGS_LIMIT"),
+                );
+                return Err(EINVAL);
+            }
+            request.net().vip().table.set_limit(limit)?;
+        }
+        Ok(())
     }
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Per network namespace state: every namespace has its own mapping table.
+//! Per network namespace state: every namespace has its own mapping table, counters, event
+//! limits and TCP kicker, and at most one vip device.
 
-use crate::{bindings, receive, stats::Stats, table::Table};
+use crate::{bindings, events, kick::Kicker, stats::Stats, table::Table};
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use kernel::{error::from_result, ffi, prelude::*, types::Opaque};
 
@@ -40,20 +41,14 @@ pub(crate) struct VipNet {
     #[pin]
     pub(crate) table: Table,
     pub(crate) stats: Stats,
-    /// The device `receive` delivers to: the first vip device created in the namespace.
-    /// Written under RTNL by the device's init and uninit; read under RCU.
+    /// The namespace's vip device, which `receive` delivers to; null when there is none.
+    /// Set under RTNL once the device is registered (`device::newlink`), cleared by its
+    /// `uninit`; read under RCU.
     pub(crate) rx_device: AtomicPtr<bindings::net_device>,
-    /// Limits the events the data path multicasts.
     #[pin]
-    event_limit: Opaque<bindings::ratelimit_state>,
-}
-
-impl VipNet {
-    /// Whether the event rate limit allows one more event now.
-    pub(crate) fn event_allowed(&self) -> bool {
-        // SAFETY: initialised in `net_init`; the state has its own lock.
-        unsafe { bindings::vip_ratelimit(self.event_limit.get()) }
-    }
+    pub(crate) events: events::Limits,
+    #[pin]
+    pub(crate) kicker: Kicker,
 }
 
 /// The slot number the kernel assigns our per-namespace pointer; written once, by
@@ -65,35 +60,22 @@ static NET_ID: AtomicU32 = AtomicU32::new(0);
 /// Called by the namespace core only, with a namespace being set up.
 unsafe extern "C" fn net_init(net: *mut bindings::net) -> ffi::c_int {
     from_result(|| {
+        // Charged to whoever creates the namespace.
         let state = KBox::pin_init(
             try_pin_init!(VipNet {
                 table <- Table::new(),
                 stats: Stats::new(),
                 rx_device: AtomicPtr::new(core::ptr::null_mut()),
-                // SAFETY: initialises the state in place.
-                event_limit <- Opaque::ffi_init(|slot| unsafe {
-                    bindings::vip_ratelimit_init(
-                        slot,
-                        bindings::VIP_HZ as i32,
-                        bindings::VIP_EVENT_BURST as i32,
-                    )
-                }),
+                events <- events::Limits::new(),
+                kicker <- Kicker::new(net),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         // SAFETY: the slot is ours, sized for a pointer (`size` below); `net_exit` takes the
         // box back. Pinned: nothing moves it out of the box before then.
-        let slot = unsafe {
+        unsafe {
             let slot = bindings::vip_net_generic(net, NET_ID.load(Ordering::Relaxed));
-            let slot = slot.cast::<*mut VipNet>();
-            *slot = KBox::into_raw(Pin::into_inner_unchecked(state));
-            slot
-        };
-        // SAFETY: `net` is being set up and stays alive; its state is in place.
-        if let Err(e) = receive::register(unsafe { Net::from_raw(net) }) {
-            // SAFETY: as in `net_exit`: the hook never ran, nothing else saw the state.
-            drop(unsafe { KBox::from_raw(*slot) });
-            return Err(e);
+            *slot.cast::<*mut VipNet>() = KBox::into_raw(Pin::into_inner_unchecked(state));
         }
         Ok(0)
     })
@@ -104,20 +86,21 @@ unsafe extern "C" fn net_init(net: *mut bindings::net) -> ffi::c_int {
 /// Called by the namespace core only, once per namespace, after `net_init` succeeded, when
 /// the namespace is going away.
 unsafe extern "C" fn net_pre_exit(net: *mut bindings::net) {
-    // Unregister before the state goes: the namespace core waits for an RCU grace period
-    // between pre_exit and exit, so no packet is in the hook when `net_exit` frees the table.
+    // No command can queue kicks in a dying namespace; wait for one that runs. (The receive
+    // hook goes with the vip device, which the core deletes before `net_exit`.)
     // SAFETY: the namespace is still alive during pre_exit.
-    receive::unregister(unsafe { Net::from_raw(net) });
+    unsafe { Net::from_raw(net) }.vip().kicker.cancel();
 }
 
 /// # Safety
 ///
-/// Called by the namespace core only, once per namespace, after `net_init` succeeded and
-/// after an RCU grace period that follows `net_pre_exit`.
+/// Called by the namespace core only, once per namespace, after `net_init` succeeded, after
+/// the namespace's devices were deleted and after an RCU grace period that follows
+/// `net_pre_exit`.
 unsafe extern "C" fn net_exit(net: *mut bindings::net) {
     // SAFETY: the slot holds the pointer `net_init` made with `KBox::into_raw`. The
-    // namespace is dead and a grace period has passed since `pre_exit`, so no reader of
-    // the table remains: dropping it may free the mappings.
+    // namespace is dead, its vip device and receive hook are gone (unregistered, then a
+    // grace period), and its kicker is cancelled, so no reader of the state remains.
     unsafe {
         let slot = bindings::vip_net_generic(net, NET_ID.load(Ordering::Relaxed));
         drop(KBox::from_raw(*slot.cast::<*mut VipNet>()));
@@ -161,8 +144,8 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // SAFETY: registered (type invariant). This runs `net_exit` for every namespace,
-        // after a grace period, and returns when all are done.
+        // SAFETY: registered (type invariant). This runs `net_pre_exit` and `net_exit` for
+        // every namespace, with a grace period between, and returns when all are done.
         unsafe { bindings::unregister_pernet_subsys(self.ops.get()) };
     }
 }

@@ -45,3 +45,11 @@ pub(crate) fn barrier() {
     // SAFETY: may sleep; every caller is in process context.
     unsafe { bindings::rcu_barrier() };
 }
+
+/// Lets other tasks run if this one has used its share of the CPU; between batches of long
+/// work in process context, out of any read-side critical section (which also lets grace
+/// periods end).
+pub(crate) fn cond_resched() {
+    // SAFETY: may sleep; every caller is in process context, holding no spinlock.
+    unsafe { bindings::vip_cond_resched() };
+}

@@ -2,20 +2,25 @@
 
 //! Receive: a netfilter hook at IPv4 LOCAL_IN claims IPIP packets whose inner destination
 //! is a VIP. LOCAL_IN, not PRE_ROUTING: only packets addressed to this host are ours (a
-//! router with the module loaded must forward other hosts' VIP traffic untouched), and
-//! the outer packet has been reassembled by then. A packet from a mapped peer, at its mapped address, loses its
-//! outer header and arrives on the namespace's vip device; anything else is dropped,
-//! counted, and (for unknown or moved peers) reported to userspace. Other IPIP packets are
-//! left alone, so the kernel's `ipip` tunnels keep working beside us.
+//! router with the module loaded must forward other hosts' VIP traffic untouched), and the
+//! outer packet has been reassembled by then. A packet from a mapped peer, at its mapped
+//! address, loses its outer header and arrives on the namespace's vip device; anything else
+//! is dropped, counted, and (for unknown or moved peers) reported to userspace. Other IPIP
+//! packets are left alone, so the kernel's `ipip` tunnels keep working beside us.
+//!
+//! The hook is registered in a namespace only while it has a vip device (`device::newlink`
+//! registers it, `device::uninit` unregisters it).
 
 use crate::{
+    addr::Ipv4Addr,
     bindings,
     device::NetDevice,
     events,
     netns::Net,
-    skb::{self, SkBuff, IPV4_HEADER_LEN},
+    rcu,
+    skb::{self, Ipv4Header, SkBuff, IPV4_HEADER_LEN},
     stats::Counter,
-    table::RxVerdict,
+    table::Mapping,
 };
 use core::{mem::ManuallyDrop, sync::atomic::Ordering};
 use kernel::{ffi, prelude::*};
@@ -39,7 +44,7 @@ static HOOK_OPS: HookOps = HookOps(bindings::nf_hook_ops {
     ..unsafe { core::mem::zeroed() }
 });
 
-/// Starts claiming VIP packets in `net`. Called once per namespace, at its creation.
+/// Starts claiming VIP packets in `net`. Called under RTNL, once per vip device.
 pub(crate) fn register(net: &Net) -> Result {
     // SAFETY: `net` is live and `HOOK_OPS` is static; `unregister` undoes this.
     kernel::error::to_result(unsafe { bindings::nf_register_net_hook(net.as_ptr(), &HOOK_OPS.0) })
@@ -68,16 +73,28 @@ unsafe extern "C" fn hook(
             Net::from_raw((*state).net),
         )
     };
-    match claim(&mut skb, net) {
+    let guard = rcu::Guard::new();
+    match claim(&mut skb, net, &guard) {
         Claim::NotOurs => bindings::NF_ACCEPT,
         Claim::Drop(reason) => {
             net.vip().stats.count(reason);
             bindings::NF_DROP
         }
-        Claim::Deliver { outer_len, dev } => {
+        Claim::Deliver {
+            outer_len,
+            dev,
+            mapping,
+        } => {
+            // Our hook steals the packet before conntrack would confirm the outer flow's
+            // entry: confirm it here, or every packet would make (and free) a new one.
+            if skb.confirm_conntrack() != bindings::NF_ACCEPT {
+                net.vip().stats.count(Counter::RxConntrack);
+                return bindings::NF_DROP;
+            }
             let skb = ManuallyDrop::into_inner(skb);
             let len = skb.len() - outer_len;
             if let Some(inner) = skb::decapsulate(skb, outer_len, dev) {
+                mapping.count_rx(len);
                 dev.rx_add(len);
                 dev.receive(inner);
             }
@@ -91,11 +108,27 @@ enum Claim<'a> {
     NotOurs,
     /// A VIP packet we refuse.
     Drop(Counter),
-    /// Strip `outer_len` bytes and deliver on `dev`.
-    Deliver { outer_len: u32, dev: &'a NetDevice },
+    /// Strip `outer_len` bytes and deliver on `dev`; it comes from `mapping`'s peer.
+    Deliver {
+        outer_len: u32,
+        dev: &'a NetDevice,
+        mapping: Mapping<'a>,
+    },
 }
 
-fn claim<'a>(skb: &mut SkBuff, net: &'a Net) -> Claim<'a> {
+/// Whether a refused packet may cause an event: only virtual IPs on the inside and a
+/// physical address outside, and no tunnel inside the tunnel. Anything else is noise that
+/// would only spend the daemon's event budget.
+fn reportable(outer: &Ipv4Header, inner: &Ipv4Header) -> bool {
+    inner.source.is_vip()
+        && !outer.source.is_vip()
+        && inner.protocol != bindings::IPPROTO_IPIP as u8
+}
+
+fn claim<'a>(skb: &mut SkBuff, net: &'a Net, guard: &'a rcu::Guard) -> Claim<'a> {
+    if !skb.may_pull(IPV4_HEADER_LEN) {
+        return Claim::NotOurs;
+    }
     let outer = skb.ipv4_header();
     if outer.protocol == bindings::IPPROTO_ICMP as u8 {
         learn_path_mtu(skb, net, outer.header_len);
@@ -122,30 +155,37 @@ fn claim<'a>(skb: &mut SkBuff, net: &'a Net) -> Claim<'a> {
         return Claim::Drop(Counter::RxMalformed);
     }
     let vip = net.vip();
-    match vip
-        .table
-        .check_rx(inner.source, inner.destination, outer.source, payload)
-    {
-        RxVerdict::Accept => {}
-        RxVerdict::Unknown => {
+    let Some(mapping) = vip.table.lookup(guard, inner.source) else {
+        if reportable(&outer, &inner) {
             events::unknown(net, inner.source, inner.destination, outer.source);
-            return Claim::Drop(Counter::RxUnknown);
         }
-        RxVerdict::Moved { mapped } => {
-            events::moved(net, inner.source, mapped, outer.source);
-            return Claim::Drop(Counter::RxMoved);
+        return Claim::Drop(Counter::RxUnknown);
+    };
+    if mapping.is_invalid() {
+        return Claim::Drop(Counter::RxInvalid);
+    }
+    if mapping.peer() != outer.source {
+        if reportable(&outer, &inner) {
+            events::moved(net, inner.source, mapping.peer(), outer.source);
         }
-        RxVerdict::Invalid => return Claim::Drop(Counter::RxInvalid),
-        RxVerdict::WrongLocal => return Claim::Drop(Counter::RxWrongLocal),
+        return Claim::Drop(Counter::RxMoved);
+    }
+    let local = mapping.local_vip();
+    if local != Ipv4Addr::UNSPECIFIED && local != inner.destination {
+        return Claim::Drop(Counter::RxWrongLocal);
     }
     let dev = vip.rx_device.load(Ordering::Acquire);
     if dev.is_null() {
         return Claim::Drop(Counter::RxNoDevice);
     }
     // SAFETY: a device stays valid for an RCU grace period after `device::uninit` clears
-    // the pointer, and netfilter runs this hook in an RCU read-side section.
+    // the pointer, and we are in an RCU read-side section (`guard`).
     let dev = unsafe { NetDevice::from_raw(dev) };
-    Claim::Deliver { outer_len, dev }
+    Claim::Deliver {
+        outer_len,
+        dev,
+        mapping,
+    }
 }
 
 /// ICMP "fragmentation needed" (type 3, code 4).

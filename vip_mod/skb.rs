@@ -4,6 +4,7 @@
 
 use crate::{addr::Ipv4Addr, bindings, device::NetDevice};
 use core::{mem::ManuallyDrop, ptr::NonNull};
+use kernel::ffi;
 
 /// Size of an IPv4 header without options.
 pub(crate) const IPV4_HEADER_LEN: u32 = 20;
@@ -107,11 +108,32 @@ impl SkBuff {
         unsafe { bindings::skb_gso_validate_network_len(self.as_ptr(), mtu) }
     }
 
-    /// Makes the first `len` bytes from `data` linear; false if the packet is shorter.
+    /// Makes the first `len` bytes from the network header linear; false if the packet is
+    /// shorter.
     pub(crate) fn may_pull(&mut self, len: u32) -> bool {
         // SAFETY: valid (type invariant); may reallocate the head, which is why it takes
         // `&mut self` (no header read before it survives it).
-        unsafe { bindings::vip_pskb_may_pull(self.as_ptr(), len) }
+        unsafe { bindings::vip_pskb_network_may_pull(self.as_ptr(), len) }
+    }
+
+    /// The flow hash, computed from the packet's headers if it has none yet.
+    pub(crate) fn hash(&mut self) -> u32 {
+        // SAFETY: valid (type invariant).
+        unsafe { bindings::vip_skb_get_hash(self.as_ptr()) }
+    }
+
+    /// The MTU of the route the packet is on; 0 if it has none.
+    pub(crate) fn dst_mtu(&self) -> u32 {
+        // SAFETY: valid (type invariant).
+        unsafe { bindings::vip_skb_dst_mtu(self.as_ptr()) }
+    }
+
+    /// Confirms the packet's conntrack entry, if it has an unconfirmed one (see `glue.c`);
+    /// returns conntrack's verdict.
+    pub(crate) fn confirm_conntrack(&mut self) -> u32 {
+        // SAFETY: valid (type invariant); netfilter calls our hooks in an RCU read-side
+        // section, which `nf_ct_hook` needs.
+        unsafe { bindings::vip_confirm_conntrack(self.as_ptr()) }
     }
 
     /// The IPv4 header at the network header.
@@ -175,29 +197,41 @@ impl Drop for SkBuff {
     }
 }
 
-/// Turns an encapsulated packet at LOCAL_IN into its inner packet, arriving on `dev`:
-/// strips the `outer_len`-byte outer header, clears what belonged to the outer packet's
-/// journey, and applies ECN from the outer header. Returns the packet ready for
-/// `deliver`, or `None` if ECN says to drop it (the buffer is then freed).
+/// Turns an encapsulated packet at LOCAL_IN into its inner packet, arriving on `dev`, as
+/// `ip_tunnel_rcv` does: strips the `outer_len`-byte outer header with
+/// `__iptunnel_pull_header` (which also clears what belonged to the outer packet's journey:
+/// conntrack, hash, VLAN tag, queue, offload state), and applies ECN from the outer header.
+/// Returns the packet ready for `NetDevice::receive`, or `None` if it had to be dropped (the
+/// buffer is then freed and the drop counted on `dev`).
 pub(crate) fn decapsulate(skb: SkBuff, outer_len: u32, dev: &NetDevice) -> Option<SkBuff> {
     let raw = skb.as_ptr();
-    // SAFETY: valid (type invariant of `SkBuff`); the caller pulled the outer header and the
-    // inner one, so the pull stays within the linear part. The outer header's bytes stay in
-    // the headroom after the pull, so `outer` remains readable.
-    let ecn = unsafe {
-        let outer = bindings::vip_ip_hdr(raw);
-        bindings::skb_pull_rcsum(raw, outer_len);
-        bindings::vip_skb_reset_network_header(raw);
-        bindings::vip_skb_reset_mac_header(raw);
-        bindings::skb_scrub_packet(raw, false);
-        bindings::vip_skb_set_rx(raw, dev.as_ptr());
-        bindings::vip_ecn_decap(outer, raw)
+    // Where the outer header is, from the head: the pull may reallocate the head.
+    // SAFETY: valid (type invariant of `SkBuff`).
+    let outer_at = unsafe { bindings::vip_skb_network_offset_from_head(raw) };
+    // SAFETY: as above; at LOCAL_IN the data starts at the outer header, and the caller
+    // pulled it and the inner one, so this strips exactly the outer header.
+    let pulled = unsafe {
+        bindings::__iptunnel_pull_header(
+            raw,
+            outer_len as ffi::c_int,
+            (bindings::ETH_P_IP as u16).to_be(),
+            false,
+            false,
+        )
     };
+    // SAFETY: as above; the data now starts at the inner header.
+    if pulled != 0 || !unsafe { bindings::vip_skb_reset_inner(raw) } {
+        dev.rx_dropped();
+        return None;
+    }
+    // SAFETY: the outer header's bytes stay in the head, at the offset saved above.
+    let ecn = unsafe { bindings::vip_ecn_decap_at(raw, outer_at) };
     // As ip_tunnel_rcv: 1 is "log and go on", 2 "drop".
     if ecn > 1 {
         dev.rx_dropped();
-        drop(skb);
         return None;
     }
+    // SAFETY: valid, and `dev` is a registered device.
+    unsafe { bindings::vip_skb_set_dev(raw, dev.as_ptr()) };
     Some(skb)
 }

@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Per-namespace counters of what the data path dropped, and why.
+//! Per-namespace counters: what the data path dropped and why, events not sent, TCP sockets
+//! kicked. Only drop paths and rare events count here; the per-packet counters are the
+//! mappings' own and the device's.
 
+use crate::bindings;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Why a packet was dropped, or an event not sent. The order is the UAPI's
-/// `enum vip_stat` (`VIP_STAT_*`), from 1.
+/// A counter; each is reported as the UAPI's `enum vip_stat` value it names.
 #[derive(Clone, Copy)]
-#[repr(u32)]
 pub(crate) enum Counter {
     /// Not IPv4, or shorter than its header.
-    TxMalformed = 1,
+    TxMalformed,
     /// No mapping for the destination VIP.
     TxNoMapping,
     /// The destination VIP's mapping is marked invalid.
@@ -35,27 +36,60 @@ pub(crate) enum Counter {
     RxWrongLocal,
     /// No vip device in the namespace to deliver to.
     RxNoDevice,
-    /// Events not sent: over the rate limit, or out of memory.
+    /// Events not sent: over a limit, or out of memory.
     EventsDropped,
+    /// Conntrack refused to confirm the outer packet's entry.
+    RxConntrack,
+    /// TCP sockets told to retransmit at once after their peer moved.
+    TcpKicks,
 }
 
-/// The number of counters.
-pub(crate) const COUNT: usize = Counter::EventsDropped as usize;
+/// Every counter, in the order the array keeps them, with its UAPI number.
+const ALL: [(Counter, u32); 16] = [
+    (Counter::TxMalformed, bindings::VIP_STAT_TX_MALFORMED),
+    (Counter::TxNoMapping, bindings::VIP_STAT_TX_NO_MAPPING),
+    (Counter::TxInvalid, bindings::VIP_STAT_TX_INVALID),
+    (Counter::TxNoRoute, bindings::VIP_STAT_TX_NO_ROUTE),
+    (Counter::TxLoop, bindings::VIP_STAT_TX_LOOP),
+    (Counter::TxTooBig, bindings::VIP_STAT_TX_TOO_BIG),
+    (Counter::TxError, bindings::VIP_STAT_TX_ERROR),
+    (Counter::RxMalformed, bindings::VIP_STAT_RX_MALFORMED),
+    (Counter::RxUnknown, bindings::VIP_STAT_RX_UNKNOWN),
+    (Counter::RxMoved, bindings::VIP_STAT_RX_MOVED),
+    (Counter::RxInvalid, bindings::VIP_STAT_RX_INVALID),
+    (Counter::RxWrongLocal, bindings::VIP_STAT_RX_WRONG_LOCAL),
+    (Counter::RxNoDevice, bindings::VIP_STAT_RX_NO_DEVICE),
+    (Counter::EventsDropped, bindings::VIP_STAT_EVENTS_DROPPED),
+    (Counter::RxConntrack, bindings::VIP_STAT_RX_CONNTRACK),
+    (Counter::TcpKicks, bindings::VIP_STAT_TCP_KICKS),
+];
+const _: () = {
+    let mut i = 0;
+    while i < ALL.len() {
+        assert!(ALL[i].0 as usize == i);
+        i += 1;
+    }
+};
 
 /// The counters of one namespace.
-pub(crate) struct Stats([AtomicU64; COUNT]);
+pub(crate) struct Stats([AtomicU64; ALL.len()]);
 
 impl Stats {
     pub(crate) const fn new() -> Self {
-        Self([const { AtomicU64::new(0) }; COUNT])
+        Self([const { AtomicU64::new(0) }; ALL.len()])
     }
 
     pub(crate) fn count(&self, counter: Counter) {
-        self.0[counter as usize - 1].fetch_add(1, Ordering::Relaxed);
+        self.add(counter, 1);
+    }
+
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.0[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Every counter, with its `VIP_STAT_*` number.
     pub(crate) fn snapshot(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        (1..).zip(self.0.iter().map(|c| c.load(Ordering::Relaxed)))
+        ALL.iter()
+            .map(|&(counter, stat)| (stat, self.0[counter as usize].load(Ordering::Relaxed)))
     }
 }

@@ -6,23 +6,34 @@
 //! lock (RCU), the table grows and shrinks with its contents, and writers are serialised by
 //! a mutex. A mapping is never changed in place: a change publishes a new copy, and the old
 //! one is freed after a grace period, so a reader sees either the old or the new mapping.
+//!
+//! Mappings are charged to the memory cgroup of whoever creates them, and a namespace holds
+//! at most `limit` of them. The rhashtable's bucket array is the one allocation the kernel
+//! makes for us in a worker, uncharged: at most 8 bytes a bucket, and the table never has
+//! more than `VIP_MAX_MAPPINGS_LIMIT` buckets (see `vip_table_params` in `helpers.c`).
 
 use crate::{addr::Ipv4Addr, bindings, rcu};
 use core::{
+    marker::PhantomData,
     ptr::NonNull,
-    sync::atomic::{AtomicPtr, AtomicU64, Ordering},
+    sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering},
 };
 use kernel::{
     c_str, error::to_result, ffi, init, new_mutex, prelude::*, sync::Mutex, types::Opaque,
 };
 
-/// More mappings than this in one namespace are refused (`ENOSPC`): a bound on the memory a
-/// namespace's administrator can pin, four times the million peers the table is built for.
-pub(crate) const MAX_MAPPINGS: u32 = 4 << 20;
+/// The default and the highest limit on a namespace's mappings.
+pub(crate) const DEFAULT_LIMIT: u32 = bindings::VIP_MAX_MAPPINGS_DEFAULT;
+pub(crate) const LIMIT_MAX: u32 = bindings::VIP_MAX_MAPPINGS_LIMIT;
 
-/// Bytes allocated for one mapping (the slab object size).
+/// Bytes allocated for one mapping (the slab object size): the lookup line and the
+/// counters line.
 pub(crate) const MAPPING_SIZE: usize = core::mem::size_of::<bindings::vip_mapping>();
-const _: () = assert!(MAPPING_SIZE <= 128);
+const _: () = assert!(MAPPING_SIZE == 128);
+const _: () = assert!(core::mem::offset_of!(bindings::vip_mapping, counters) == 64);
+
+/// Mappings a flush deletes between two reschedules (and RCU read sections).
+const FLUSH_BATCH: usize = 1024;
 
 /// The slab cache all mappings come from; set while a [`CacheRegistration`] lives.
 static CACHE: AtomicPtr<bindings::kmem_cache> = AtomicPtr::new(core::ptr::null_mut());
@@ -34,12 +45,8 @@ pub(crate) struct CacheRegistration(());
 impl CacheRegistration {
     pub(crate) fn new() -> Result<Self> {
         // SAFETY: the name is a static NUL-terminated string.
-        let cache = unsafe {
-            bindings::vip_kmem_cache_create(
-                c_str!("vip_mapping").as_char_ptr(),
-                MAPPING_SIZE as u32,
-            )
-        };
+        let cache =
+            unsafe { bindings::vip_mapping_cache_create(c_str!("vip_mapping").as_char_ptr()) };
         if cache.is_null() {
             return Err(ENOMEM);
         }
@@ -114,6 +121,16 @@ pub(crate) struct SetMode {
     pub(crate) replace: bool,
 }
 
+/// What a successful set did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SetOutcome {
+    Created,
+    /// Changed; the peer's address was `old` (it may be the same as before).
+    Replaced {
+        old: Ipv4Addr,
+    },
+}
+
 /// Why a set or delete was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum TableError {
@@ -121,7 +138,7 @@ pub(crate) enum TableError {
     Exists,
     /// The peer VIP has no mapping and the mode does not allow creating one.
     NotFound,
-    /// The namespace has [`MAX_MAPPINGS`] already.
+    /// The namespace has as many mappings as its limit allows.
     Full,
     /// The kernel failed to allocate or insert.
     Kernel(Error),
@@ -137,9 +154,10 @@ struct NewMapping {
 }
 
 impl NewMapping {
+    /// Allocates a mapping, charged to the caller's memory cgroup.
     fn new(spec: &MappingSpec) -> Result<Self> {
         // SAFETY: the cache exists while any table does; a zeroed mapping is valid.
-        let ptr = unsafe { bindings::vip_kmem_cache_zalloc(cache(), kernel::bindings::GFP_KERNEL) };
+        let ptr = unsafe { bindings::vip_kmem_cache_zalloc(cache(), bindings::VIP_GFP_ACCOUNT) };
         let ptr = NonNull::new(ptr.cast::<bindings::vip_mapping>()).ok_or(ENOMEM)?;
         // SAFETY: freshly allocated and exclusively ours.
         let m = unsafe { &mut *ptr.as_ptr() };
@@ -150,6 +168,27 @@ impl NewMapping {
         m.flags = spec.flags;
         // INVARIANT: allocated above, referenced nowhere else.
         Ok(Self { ptr })
+    }
+
+    /// Takes over the counters of `old`, which the data path may still be updating:
+    /// updates between this copy and the replace are lost, which counters may afford.
+    fn inherit_counters(&mut self, old: Mapping<'_>) {
+        let new = &raw mut self.as_mut().counters;
+        let old = old.counters();
+        // SAFETY: `new` is exclusively ours; `old`'s fields are read atomically.
+        unsafe {
+            (*new).rx_packets = load_counter(&raw mut (*old).rx_packets);
+            (*new).rx_bytes = load_counter(&raw mut (*old).rx_bytes);
+            (*new).tx_packets = load_counter(&raw mut (*old).tx_packets);
+            (*new).tx_bytes = load_counter(&raw mut (*old).tx_bytes);
+            (*new).last_rx = load_counter(&raw mut (*old).last_rx) as ffi::c_ulong;
+            (*new).last_tx = load_counter(&raw mut (*old).last_tx) as ffi::c_ulong;
+        }
+    }
+
+    fn as_mut(&mut self) -> &mut bindings::vip_mapping {
+        // SAFETY: exclusively owned (type invariant).
+        unsafe { self.ptr.as_mut() }
     }
 
     /// Gives up ownership: the mapping now belongs to the table.
@@ -165,28 +204,100 @@ impl Drop for NewMapping {
     }
 }
 
-/// What transmit learns from the table about a destination VIP.
-pub(crate) enum TxLookup {
-    /// Send to this physical address.
-    Peer(Ipv4Addr),
-    /// No mapping.
-    Missing,
-    /// The mapping is marked invalid.
-    Invalid,
+/// A mapping found in a table, valid while the RCU read section `'g` lasts.
+///
+/// # Invariants
+///
+/// `ptr` is a published mapping, found under the RCU read lock that `'g` borrows; its first
+/// cache line never changes after publication.
+#[derive(Clone, Copy)]
+pub(crate) struct Mapping<'g> {
+    ptr: NonNull<bindings::vip_mapping>,
+    _guard: PhantomData<&'g rcu::Guard>,
 }
 
-/// What receive learns from the table about a packet from a peer VIP.
-pub(crate) enum RxVerdict {
-    /// Mapped, from its mapped address, to the agreed local VIP: deliver it.
-    Accept,
-    /// No mapping for the source VIP.
-    Unknown,
-    /// Mapped, but from another address than `mapped`.
-    Moved { mapped: Ipv4Addr },
-    /// The mapping is marked invalid.
-    Invalid,
-    /// To another VIP than the local VIP agreed with the peer.
-    WrongLocal,
+impl Mapping<'_> {
+    fn raw(&self) -> *mut bindings::vip_mapping {
+        self.ptr.as_ptr()
+    }
+
+    /// The peer's physical address.
+    pub(crate) fn peer(&self) -> Ipv4Addr {
+        // SAFETY: valid for `'g`, and the first line never changes (type invariant); a place
+        // read, with no reference to the struct, whose counters other CPUs write. Every
+        // mapping is AF_INET so far (`NewMapping::new`).
+        Ipv4Addr::from_raw(unsafe { (*self.raw()).peer.__bindgen_anon_1.ip4 })
+    }
+
+    /// Our VIP toward the peer; unspecified for none.
+    pub(crate) fn local_vip(&self) -> Ipv4Addr {
+        // SAFETY: as in `peer`.
+        Ipv4Addr::from_raw(unsafe { (*self.raw()).local_vip })
+    }
+
+    fn peer_vip(&self) -> Ipv4Addr {
+        // SAFETY: as in `peer`.
+        Ipv4Addr::from_raw(unsafe { (*self.raw()).peer_vip })
+    }
+
+    fn flags(&self) -> u32 {
+        // SAFETY: as in `peer`.
+        unsafe { (*self.raw()).flags }
+    }
+
+    /// Whether renegotiation failed and the VIP must not be used.
+    pub(crate) fn is_invalid(&self) -> bool {
+        self.flags() & bindings::VIP_MAP_F_INVALID != 0
+    }
+
+    fn counters(&self) -> *mut bindings::vip_counters {
+        // SAFETY: valid for `'g` (type invariant); no reference is made.
+        unsafe { &raw mut (*self.raw()).counters }
+    }
+
+    /// Counts a packet of `len` bytes sent to the peer.
+    pub(crate) fn count_tx(&self, len: u32) {
+        let c = self.counters();
+        // SAFETY: the counters of a mapping valid for `'g`.
+        unsafe {
+            add_counter(&raw mut (*c).tx_packets, 1);
+            add_counter(&raw mut (*c).tx_bytes, u64::from(len));
+            touch(&raw mut (*c).last_tx);
+        }
+    }
+
+    /// Counts a packet of `len` bytes delivered from the peer.
+    pub(crate) fn count_rx(&self, len: u32) {
+        let c = self.counters();
+        // SAFETY: the counters of a mapping valid for `'g`.
+        unsafe {
+            add_counter(&raw mut (*c).rx_packets, 1);
+            add_counter(&raw mut (*c).rx_bytes, u64::from(len));
+            touch(&raw mut (*c).last_rx);
+        }
+    }
+
+    /// A copy of everything, counters included.
+    fn info(&self) -> MappingInfo {
+        let c = self.counters();
+        // SAFETY: the counters of a mapping valid for `'g`, read atomically.
+        unsafe {
+            MappingInfo {
+                spec: MappingSpec {
+                    peer_vip: self.peer_vip(),
+                    peer_ip4: self.peer(),
+                    local_vip: self.local_vip(),
+                    flags: self.flags(),
+                },
+                rx_packets: load_counter(&raw mut (*c).rx_packets),
+                rx_bytes: load_counter(&raw mut (*c).rx_bytes),
+                tx_packets: load_counter(&raw mut (*c).tx_packets),
+                tx_bytes: load_counter(&raw mut (*c).tx_bytes),
+                last_rx: load_counter(&raw mut (*c).last_rx),
+                last_tx: load_counter(&raw mut (*c).last_tx),
+            }
+        }
+    }
 }
 
 /// Adds to one of a mapping's counters.
@@ -200,7 +311,7 @@ unsafe fn add_counter(field: *mut u64, n: u64) {
 }
 
 /// Sets a mapping's last-packet time to now, writing only when it changes so that a busy
-/// mapping's cache line is not written on every packet.
+/// mapping's counters line is not written twice per packet.
 ///
 /// # Safety
 ///
@@ -234,6 +345,8 @@ pub(crate) struct Table {
     writer: Mutex<()>,
     #[pin]
     ht: Opaque<bindings::rhashtable>,
+    /// The most mappings the table may hold; changed by `VIP_CMD_SET_CONFIG`.
+    limit: AtomicU32,
 }
 
 impl Table {
@@ -248,6 +361,7 @@ impl Table {
         try_pin_init!(Self {
             writer <- new_mutex!(()),
             ht <- ht,
+            limit: AtomicU32::new(DEFAULT_LIMIT),
         })
     }
 
@@ -255,68 +369,16 @@ impl Table {
         self.ht.get()
     }
 
-    /// Finds the mapping of `vip` while `_guard` keeps it alive.
-    fn lookup_raw(
-        &self,
-        _guard: &rcu::Guard,
-        vip: Ipv4Addr,
-    ) -> Option<NonNull<bindings::vip_mapping>> {
-        // SAFETY: the table is initialised, and the RCU read lock is held.
-        NonNull::new(unsafe { bindings::vip_table_lookup(self.ht(), vip.to_raw()) })
-    }
-
-    /// Where to send a packet of `len` bytes to `vip`; counts it as sent.
-    pub(crate) fn lookup_tx(&self, vip: Ipv4Addr, len: u32) -> TxLookup {
-        let guard = rcu::Guard::new();
-        let Some(mapping) = self.lookup_raw(&guard, vip) else {
-            return TxLookup::Missing;
-        };
-        let m = mapping.as_ptr();
-        // SAFETY: found under the RCU read lock, which `guard` holds until we return. The
-        // flags and the peer never change once published; the counters are atomic.
-        unsafe {
-            if (*m).flags & bindings::VIP_MAP_F_INVALID != 0 {
-                return TxLookup::Invalid;
-            }
-            add_counter(&raw mut (*m).tx_packets, 1);
-            add_counter(&raw mut (*m).tx_bytes, u64::from(len));
-            touch(&raw mut (*m).last_tx);
-            TxLookup::Peer(Ipv4Addr::from_raw((*m).peer.__bindgen_anon_1.ip4))
-        }
-    }
-
-    /// Whether a packet of `len` bytes from `source` to `destination`, which came from
-    /// `outer_source`, may be delivered; counts it as received if so.
-    pub(crate) fn check_rx(
-        &self,
-        source: Ipv4Addr,
-        destination: Ipv4Addr,
-        outer_source: Ipv4Addr,
-        len: u32,
-    ) -> RxVerdict {
-        let guard = rcu::Guard::new();
-        let Some(mapping) = self.lookup_raw(&guard, source) else {
-            return RxVerdict::Unknown;
-        };
-        let m = mapping.as_ptr();
-        // SAFETY: as in `lookup_tx`.
-        unsafe {
-            let mapped = Ipv4Addr::from_raw((*m).peer.__bindgen_anon_1.ip4);
-            if (*m).flags & bindings::VIP_MAP_F_INVALID != 0 {
-                return RxVerdict::Invalid;
-            }
-            if mapped != outer_source {
-                return RxVerdict::Moved { mapped };
-            }
-            let local = Ipv4Addr::from_raw((*m).local_vip);
-            if local != Ipv4Addr::UNSPECIFIED && local != destination {
-                return RxVerdict::WrongLocal;
-            }
-            add_counter(&raw mut (*m).rx_packets, 1);
-            add_counter(&raw mut (*m).rx_bytes, u64::from(len));
-            touch(&raw mut (*m).last_rx);
-        }
-        RxVerdict::Accept
+    /// The mapping of `vip`, valid while `guard` holds the RCU read lock.
+    pub(crate) fn lookup<'g>(&self, guard: &'g rcu::Guard, vip: Ipv4Addr) -> Option<Mapping<'g>> {
+        let _ = guard;
+        // SAFETY: the table is initialised, and the RCU read lock is held (`guard`).
+        let ptr = NonNull::new(unsafe { bindings::vip_table_lookup(self.ht(), vip.to_raw()) })?;
+        // INVARIANT: found under the read lock `guard` holds.
+        Some(Mapping {
+            ptr,
+            _guard: PhantomData,
+        })
     }
 
     /// The number of mappings.
@@ -325,18 +387,31 @@ impl Table {
         unsafe { bindings::vip_table_count(self.ht()) }
     }
 
+    pub(crate) fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Sets the limit; `limit` must be in `1..=LIMIT_MAX` (netlink's policy checks it).
+    pub(crate) fn set_limit(&self, limit: u32) -> Result {
+        if !(1..=LIMIT_MAX).contains(&limit) {
+            return Err(EINVAL);
+        }
+        self.limit.store(limit, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Creates or changes the mapping of `spec.peer_vip`, as `mode` allows. A change keeps
     /// the counters and times: a peer that moved is the same peer.
-    pub(crate) fn set(&self, spec: &MappingSpec, mode: SetMode) -> Result<(), TableError> {
+    pub(crate) fn set(&self, spec: &MappingSpec, mode: SetMode) -> Result<SetOutcome, TableError> {
         let _writer = self.writer.lock();
-        let new = NewMapping::new(spec).map_err(TableError::Kernel)?;
+        let mut new = NewMapping::new(spec).map_err(TableError::Kernel)?;
         let guard = rcu::Guard::new();
-        match self.lookup_raw(&guard, spec.peer_vip) {
+        match self.lookup(&guard, spec.peer_vip) {
             None => {
                 if !mode.create {
                     return Err(TableError::NotFound);
                 }
-                if self.count() >= MAX_MAPPINGS {
+                if self.count() >= self.limit() {
                     return Err(TableError::Full);
                 }
                 let new = new.publish();
@@ -348,26 +423,18 @@ impl Table {
                     unsafe { free_now(new.cast(), core::ptr::null_mut()) };
                     return Err(TableError::Kernel(Error::from_errno(ret)));
                 }
+                Ok(SetOutcome::Created)
             }
             Some(old) => {
                 if !mode.replace {
                     return Err(TableError::Exists);
                 }
-                let old = old.as_ptr();
+                new.inherit_counters(old);
+                let outcome = SetOutcome::Replaced { old: old.peer() };
+                let old = old.ptr.as_ptr();
                 let new = new.publish();
                 // SAFETY: `old` is in the table and stays there while we hold the writer
-                // lock; `new` is ours. The counters are read atomically (the data path may
-                // be updating them); updates between this copy and the replace are lost,
-                // which counters may afford.
-                unsafe {
-                    (*new).rx_packets = load_counter(&raw mut (*old).rx_packets);
-                    (*new).rx_bytes = load_counter(&raw mut (*old).rx_bytes);
-                    (*new).tx_packets = load_counter(&raw mut (*old).tx_packets);
-                    (*new).tx_bytes = load_counter(&raw mut (*old).tx_bytes);
-                    (*new).last_rx = load_counter(&raw mut (*old).last_rx) as ffi::c_ulong;
-                    (*new).last_tx = load_counter(&raw mut (*old).last_tx) as ffi::c_ulong;
-                }
-                // SAFETY: as above; replacing cannot fail for an entry that is in the table.
+                // lock; `new` is complete and ours.
                 let ret = unsafe { bindings::vip_table_replace(self.ht(), old, new) };
                 if ret != 0 {
                     // SAFETY: not published: the replace failed.
@@ -377,18 +444,18 @@ impl Table {
                 // SAFETY: `old` is unlinked; readers that found it may use it until the end
                 // of the grace period, after which it is freed.
                 unsafe { bindings::call_rcu(&raw mut (*old).rcu, Some(free_after_grace_period)) };
+                Ok(outcome)
             }
         }
-        Ok(())
     }
 
     /// Deletes the mapping of `vip`.
     pub(crate) fn delete(&self, vip: Ipv4Addr) -> Result<(), TableError> {
         let _writer = self.writer.lock();
         let guard = rcu::Guard::new();
-        let mapping = self.lookup_raw(&guard, vip).ok_or(TableError::NotFound)?;
+        let mapping = self.lookup(&guard, vip).ok_or(TableError::NotFound)?;
         // SAFETY: `mapping` is in the table, and stays there while we hold the writer lock.
-        unsafe { self.unlink(mapping) }.map_err(TableError::Kernel)
+        unsafe { self.unlink(mapping.ptr) }.map_err(TableError::Kernel)
     }
 
     /// Unlinks `mapping` and frees it after a grace period.
@@ -405,53 +472,39 @@ impl Table {
         Ok(())
     }
 
-    /// Deletes every mapping; returns how many there were.
+    /// Deletes every mapping; returns how many there were. Works in batches, each its own
+    /// RCU read section, with a reschedule between them: a million mappings must not hold
+    /// up grace periods or the CPU.
     pub(crate) fn flush(&self) -> Result<u32> {
         let _writer = self.writer.lock();
         let mut deleted = 0;
-        let mut walk = Walk::new(self)?;
-        walk.for_each(|mapping| {
-            // SAFETY: the walk found `mapping` in this table, and we hold the writer lock.
-            unsafe { self.unlink(mapping) }?;
-            deleted += 1;
-            Ok(true)
-        })?;
+        // A walk may step over a few mappings when the table shrinks under it: walk again
+        // until none is left (the writer lock keeps new ones out).
+        while self.count() > 0 {
+            let mut walk = Walk::new(self)?;
+            loop {
+                let mut batch = 0;
+                let progress = walk.for_each(FLUSH_BATCH, |mapping| {
+                    // SAFETY: the walk found `mapping` in this table, and we hold the
+                    // writer lock.
+                    unsafe { self.unlink(mapping) }?;
+                    batch += 1;
+                    Ok(true)
+                })?;
+                deleted += batch;
+                crate::rcu::cond_resched();
+                if progress == Progress::Done {
+                    break;
+                }
+            }
+        }
         Ok(deleted)
     }
 
     /// A copy of the mapping of `vip`, if any.
     pub(crate) fn get(&self, vip: Ipv4Addr) -> Option<MappingInfo> {
         let guard = rcu::Guard::new();
-        let mapping = self.lookup_raw(&guard, vip)?;
-        // SAFETY: found under the RCU read lock, which `guard` holds until after the copy.
-        Some(unsafe { info_of(mapping) })
-    }
-}
-
-/// Copies a mapping out.
-///
-/// # Safety
-///
-/// `mapping` must be valid during the call (found under an RCU read lock still held).
-unsafe fn info_of(mapping: NonNull<bindings::vip_mapping>) -> MappingInfo {
-    let m = mapping.as_ptr();
-    // SAFETY: valid (caller contract); the fixed fields never change after publication, and
-    // the counters are read atomically.
-    unsafe {
-        MappingInfo {
-            spec: MappingSpec {
-                peer_vip: Ipv4Addr::from_raw((*m).peer_vip),
-                peer_ip4: Ipv4Addr::from_raw((*m).peer.__bindgen_anon_1.ip4),
-                local_vip: Ipv4Addr::from_raw((*m).local_vip),
-                flags: (*m).flags,
-            },
-            rx_packets: load_counter(&raw mut (*m).rx_packets),
-            rx_bytes: load_counter(&raw mut (*m).rx_bytes),
-            tx_packets: load_counter(&raw mut (*m).tx_packets),
-            tx_bytes: load_counter(&raw mut (*m).tx_bytes),
-            last_rx: load_counter(&raw mut (*m).last_rx),
-            last_tx: load_counter(&raw mut (*m).last_tx),
-        }
+        Some(self.lookup(&guard, vip)?.info())
     }
 }
 
@@ -464,14 +517,26 @@ impl PinnedDrop for Table {
     }
 }
 
-/// A walk over a table, resumable across RCU read sections (a dump's reads).
+/// How far a walk's `for_each` got.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// The table ended.
+    Done,
+    /// It stopped early (the visitor asked, or the batch was used up): call again.
+    Paused,
+}
+
+/// A walk over a table, resumable across RCU read sections (a dump's reads, a flush's
+/// batches).
 ///
 /// # Invariants
 ///
 /// `iter` was entered on `table`, is never moved out of its box, and is exited on drop; the
-/// table outlives the walk.
+/// table outlives the walk. When `after_current` is set, the mapping the iterator is at was
+/// visited already, and the next `for_each` starts after it.
 pub(crate) struct Walk {
     iter: Opaque<bindings::rhashtable_iter>,
+    after_current: bool,
 }
 
 // SAFETY: the iterator is only used by whoever holds the walk.
@@ -483,8 +548,9 @@ impl Walk {
         let walk = KBox::new(
             Self {
                 iter: Opaque::uninit(),
+                after_current: false,
             },
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         // SAFETY: the iterator is in its final place in the box.
         unsafe { bindings::rhashtable_walk_enter(table.ht(), walk.iter.get()) };
@@ -492,28 +558,44 @@ impl Walk {
         Ok(walk)
     }
 
-    /// Visits mappings from where the walk is, until `visit` returns `Ok(false)` (the same
-    /// mapping comes first next time) or the table ends. A table resized meanwhile may
-    /// show a mapping twice.
+    /// Visits up to `budget` mappings from where the walk is. `visit` returns `Ok(false)` to
+    /// stop before a mapping (it comes first next time). A table resized meanwhile may show
+    /// a mapping twice, or skip one that a visitor's deletions moved.
     pub(crate) fn for_each(
         &mut self,
+        budget: usize,
         mut visit: impl FnMut(NonNull<bindings::vip_mapping>) -> Result<bool>,
-    ) -> Result {
+    ) -> Result<Progress> {
         let iter = self.iter.get();
         // SAFETY: entered (type invariant); takes the RCU read lock until the stop below.
         unsafe { bindings::vip_table_walk_start(iter) };
-        // SAFETY: as above: peek gives back the mapping a previous call stopped at.
-        let mut next = unsafe { bindings::rhashtable_walk_peek(iter) };
+        // SAFETY: as above: peek gives back the mapping the iterator is at, which a previous
+        // call either stopped before (visit it) or had visited (move past it).
+        let mut next = unsafe {
+            if self.after_current {
+                bindings::rhashtable_walk_next(iter)
+            } else {
+                bindings::rhashtable_walk_peek(iter)
+            }
+        };
+        let mut visited = 0;
+        self.after_current = false;
         let result = loop {
             match kernel::error::from_err_ptr(next) {
                 // The table was resized under us: carry on from where the walk now is.
                 Err(e) if e == EAGAIN => {}
                 Err(e) => break Err(e),
                 Ok(p) => match NonNull::new(p.cast::<bindings::vip_mapping>()) {
-                    None => break Ok(()),
+                    None => break Ok(Progress::Done),
                     Some(mapping) => match visit(mapping) {
-                        Ok(true) => {}
-                        Ok(false) => break Ok(()),
+                        Ok(true) => {
+                            visited += 1;
+                            if visited == budget {
+                                self.after_current = true;
+                                break Ok(Progress::Paused);
+                            }
+                        }
+                        Ok(false) => break Ok(Progress::Paused),
                         Err(e) => break Err(e),
                     },
                 },
@@ -529,10 +611,18 @@ impl Walk {
     /// Like `for_each`, with copies of the mappings.
     pub(crate) fn for_each_info(
         &mut self,
+        budget: usize,
         mut visit: impl FnMut(&MappingInfo) -> Result<bool>,
-    ) -> Result {
-        // SAFETY: the walk holds the RCU read lock while it visits.
-        self.for_each(|mapping| visit(&unsafe { info_of(mapping) }))
+    ) -> Result<Progress> {
+        self.for_each(budget, |ptr| {
+            // INVARIANT: the walk holds the RCU read lock while it visits, and `ptr` is in
+            // the table.
+            let mapping = Mapping {
+                ptr,
+                _guard: PhantomData,
+            };
+            visit(&mapping.info())
+        })
     }
 }
 

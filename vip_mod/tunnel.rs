@@ -18,12 +18,25 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    /// Looks up the route for IPIP packets to `destination` with type of service `tos`.
-    pub(crate) fn output(net: &Net, destination: Ipv4Addr, tos: u8) -> Result<Self> {
+    /// Looks up the route for IPIP packets to `destination` with type of service `tos`;
+    /// `inner_hash`, the inner packet's flow hash, picks among equal-cost paths (ECMP).
+    pub(crate) fn output(
+        net: &Net,
+        destination: Ipv4Addr,
+        tos: u8,
+        inner_hash: u32,
+    ) -> Result<Self> {
         let mut flow = bindings::flowi4::default();
         // SAFETY: `net` is live; `flow` is ours to fill in.
         let rt = unsafe {
-            bindings::vip_route_output(net.as_ptr(), &mut flow, destination.to_raw(), tos, 0)
+            bindings::vip_route_output(
+                net.as_ptr(),
+                &mut flow,
+                destination.to_raw(),
+                tos,
+                0,
+                inner_hash,
+            )
         };
         let rt = kernel::error::from_err_ptr(rt)?;
         // INVARIANT: a successful lookup returns a referenced route.
@@ -46,18 +59,33 @@ impl Route {
         unsafe { bindings::vip_rt_mtu(self.rt.as_ptr()) }
     }
 
-    /// Headroom the output device needs in front of the outer header.
-    fn link_headroom(&self) -> u32 {
+    /// Headroom the outer headers need on this route: the output device's link layer, the
+    /// outer IPv4 header, and what transforms on the route add (IPsec's `header_len`).
+    fn headroom(&self) -> u32 {
         // SAFETY: valid (type invariant), and so is the route's device.
-        unsafe { bindings::vip_ll_reserved_space(bindings::vip_rt_dev(self.rt.as_ptr())) }
+        unsafe {
+            bindings::vip_ll_reserved_space(bindings::vip_rt_dev(self.rt.as_ptr()))
+                + crate::skb::IPV4_HEADER_LEN
+                + bindings::vip_rt_header_len(self.rt.as_ptr())
+        }
     }
 
-    /// Encapsulates `skb` (an IPv4 packet) in an IPIP header and sends it on this route.
-    /// `ttl` and the DF bit are the inner packet's, the outer TOS its ECN-adjusted TOS.
-    pub(crate) fn send(self, skb: SkBuff, ttl: u8, tos: u8, dont_fragment: bool) -> Result {
-        let headroom = self.link_headroom() + crate::skb::IPV4_HEADER_LEN;
+    /// Encapsulates `skb` (an IPv4 packet routed to `dev`) in an IPIP header and sends it on
+    /// this route. `ttl` and the DF bit are the inner packet's, the outer TOS its
+    /// ECN-adjusted TOS.
+    pub(crate) fn send(
+        self,
+        skb: SkBuff,
+        dev: &NetDevice,
+        ttl: u8,
+        tos: u8,
+        dont_fragment: bool,
+    ) -> Result {
+        // As ip_tunnel_xmit: the device learns the headroom its routes need, so the stack
+        // builds the next packets with room for it and this rarely reallocates.
+        dev.raise_needed_headroom(self.headroom());
         // SAFETY: `skb` is valid and ours.
-        if unsafe { bindings::vip_skb_cow_head(skb.as_ptr(), headroom) } != 0 {
+        if unsafe { bindings::vip_skb_cow_head(skb.as_ptr(), dev.needed_headroom()) } != 0 {
             return Err(ENOMEM);
         }
         // SAFETY: as above; on failure the buffer stays ours (and is freed by `skb`'s drop).
@@ -101,11 +129,15 @@ impl Drop for Route {
     }
 }
 
-/// Updates the inner packet's path MTU and, if it forbids fragmentation and does not fit,
-/// answers with ICMP "fragmentation needed". Returns false when the packet must be dropped.
+/// Lowers the inner packet's path MTU to `mtu` if that is less than its route has now and,
+/// if the packet forbids fragmentation and does not fit, answers with ICMP "fragmentation
+/// needed". Returns false when the packet must be dropped. Only a real decrease touches the
+/// route: each update makes a route exception for the destination, under a global lock.
 pub(crate) fn check_mtu(skb: &SkBuff, mtu: u32, dont_fragment: bool) -> bool {
-    // SAFETY: valid buffer; updating a missing or non-IPv4 dst is a no-op.
-    unsafe { bindings::vip_skb_dst_update_pmtu(skb.as_ptr(), mtu) };
+    if mtu < skb.dst_mtu() {
+        // SAFETY: valid buffer with a valid route (it has an MTU).
+        unsafe { bindings::vip_skb_dst_update_pmtu(skb.as_ptr(), mtu) };
+    }
     let fits = if skb.is_gso() {
         skb.gso_fits(mtu)
     } else {

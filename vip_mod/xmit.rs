@@ -5,9 +5,9 @@
 
 use crate::{
     device::NetDevice,
+    rcu,
     skb::{SkBuff, IPV4_HEADER_LEN},
     stats::Counter,
-    table::TxLookup,
     tunnel::{self, Route},
 };
 
@@ -23,23 +23,24 @@ pub(crate) fn xmit(skb: SkBuff, dev: &NetDevice) {
 }
 
 /// Sends `skb`; on error the packet has been dropped (the buffer freed) for the reason
-/// returned.
+/// returned. Only a packet handed to the output path counts as sent to its peer.
 fn try_xmit(mut skb: SkBuff, dev: &NetDevice) -> Result<(), Counter> {
     let net = dev.net();
     if !skb.is_ipv4() || !skb.may_pull(IPV4_HEADER_LEN) {
         return Err(Counter::TxMalformed);
     }
     let inner = skb.ipv4_header();
-    let peer = match net.vip().table.lookup_tx(inner.destination, skb.len()) {
-        TxLookup::Peer(peer) => peer,
-        TxLookup::Invalid => return Err(Counter::TxInvalid),
-        TxLookup::Missing => {
-            crate::events::no_mapping(net, inner.destination);
-            return Err(Counter::TxNoMapping);
-        }
+    let guard = rcu::Guard::new();
+    let Some(mapping) = net.vip().table.lookup(&guard, inner.destination) else {
+        crate::events::no_mapping(net, inner.destination);
+        return Err(Counter::TxNoMapping);
     };
+    if mapping.is_invalid() {
+        return Err(Counter::TxInvalid);
+    }
     // Route on the DSCP only, as the kernel's tunnels do: ECN bits are not a route key.
-    let route = Route::output(net, peer, inner.tos & DSCP_MASK).map_err(|_| Counter::TxNoRoute)?;
+    let route = Route::output(net, mapping.peer(), inner.tos & DSCP_MASK, skb.hash())
+        .map_err(|_| Counter::TxNoRoute)?;
     if route.goes_through(dev) {
         return Err(Counter::TxLoop);
     }
@@ -47,7 +48,10 @@ fn try_xmit(mut skb: SkBuff, dev: &NetDevice) -> Result<(), Counter> {
     if !tunnel::check_mtu(&skb, mtu, inner.dont_fragment()) {
         return Err(Counter::TxTooBig);
     }
+    let len = skb.len();
     route
-        .send(skb, inner.ttl, inner.tos, inner.dont_fragment())
-        .map_err(|_| Counter::TxError)
+        .send(skb, dev, inner.ttl, inner.tos, inner.dont_fragment())
+        .map_err(|_| Counter::TxError)?;
+    mapping.count_tx(len);
+    Ok(())
 }

@@ -18,20 +18,31 @@ CTRL_ATTR_FAMILY_NAME = 2
 NLM_F_REQUEST = 1
 NLM_F_ACK = 4
 NLMSG_ERROR = 2
+NLMSG_DONE = 3
 NLM_F_CREATE = 0x400
 SOL_NETLINK = 270
 NETLINK_EXT_ACK = 11
 NLMSGERR_ATTR_MSG = 1
 NLM_F_CAPPED = 0x100
+CTRL_ATTR_MCAST_GROUPS = 7
+CTRL_ATTR_MCAST_GRP_NAME = 1
+CTRL_ATTR_MCAST_GRP_ID = 2
+NLM_F_DUMP = 0x300
+NETLINK_ADD_MEMBERSHIP = 1
 VIP_CMD_GET_VERSION = 1
 VIP_CMD_MAP_SET = 2
 VIP_CMD_MAP_DEL = 3
+VIP_CMD_MAP_GET = 4
+VIP_CMD_MAP_FLUSH = 5
+VIP_CMD_GET_INFO = 6
+VIP_CMD_SET_CONFIG = 10
 VIP_A_VERSION = 1
 VIP_A_PEER_VIP = 3
 VIP_A_PEER_IP4 = 4
 VIP_A_LOCAL_VIP = 5
 VIP_A_FLAGS = 6
 VIP_A_RX_PACKETS = 7
+VIP_A_MAX_MAPPINGS = 19
 
 
 def nla(kind, payload):
@@ -56,7 +67,8 @@ class Genl:
         self.seq = 0
 
     def request(self, family, cmd, payload=b"", version=1, genl_override=None, flags=0):
-        """Sends one message, returns the list of (type, payload) answers up to the ack."""
+        """Sends one message, returns the list of (type, payload) answers up to the ack (or
+        the end of a dump)."""
         self.seq += 1
         genl = genl_override if genl_override is not None else struct.pack("=BBH", cmd, version, 0)
         body = genl + payload
@@ -68,24 +80,38 @@ class Genl:
             while len(data) >= 16:
                 length, kind, flags, seq, _pid = struct.unpack_from("=IHHII", data)
                 answers.append((kind, data[16:length], flags))
-                if kind == NLMSG_ERROR:
+                if kind in (NLMSG_ERROR, NLMSG_DONE):
                     return answers
                 data = data[(length + 3) & ~3:]
 
-    def family_id(self, name):
+    def family(self, name):
+        """The family's id and its multicast groups by name."""
         answers = self.request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
                                nla(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"))
         for kind, payload, _ in answers:
             if kind == GENL_ID_CTRL:
+                family, groups = None, {}
                 for attr, value in attrs(payload[4:]):
                     if attr == CTRL_ATTR_FAMILY_ID:
-                        return struct.unpack("=H", value[:2])[0]
+                        family = struct.unpack("=H", value[:2])[0]
+                    elif attr == CTRL_ATTR_MCAST_GROUPS:
+                        for _, group in attrs(value):
+                            fields = dict(attrs(group))
+                            groups[fields[CTRL_ATTR_MCAST_GRP_NAME].rstrip(b"\0").decode()] = \
+                                struct.unpack("=I", fields[CTRL_ATTR_MCAST_GRP_ID])[0]
+                if family is not None:
+                    return family, groups
         sys.exit(f"no generic netlink family {name!r}: is vip.ko loaded?")
+
+    def family_id(self, name):
+        return self.family(name)[0]
 
 
 def error_of(answers):
-    """The error code and extended-ack message of the answer."""
+    """The error code and extended-ack message of the answer (a dump's end counts)."""
     for kind, payload, flags in answers:
+        if kind == NLMSG_DONE:
+            return struct.unpack_from("=i", payload)[0], None
         if kind == NLMSG_ERROR:
             code = struct.unpack_from("=i", payload)[0]
             echoed = 16 if flags & NLM_F_CAPPED else struct.unpack_from("=I", payload, 4)[0]
@@ -175,7 +201,79 @@ def case_map_del_missing(genl, family):
     expect_error(genl.request(family, VIP_CMD_MAP_DEL, nla(VIP_A_PEER_VIP, addr("240.9.9.9"))), errno.ENOENT, "no mapping")
 
 
+def case_map_del_with_peer_ip4(genl, family):
+    # Each command has its own policy: MAP_DEL names a VIP and nothing else.
+    expect_error(genl.request(family, VIP_CMD_MAP_DEL, nla(VIP_A_PEER_VIP, addr("240.0.0.9")) +
+                              nla(VIP_A_PEER_IP4, addr("192.0.2.9"))), errno.EINVAL)
+
+
+def case_map_get_with_local(genl, family):
+    expect_error(genl.request(family, VIP_CMD_MAP_GET, nla(VIP_A_PEER_VIP, addr("240.0.0.9")) +
+                              nla(VIP_A_LOCAL_VIP, addr("240.0.0.1"))), errno.EINVAL)
+
+
+def case_flush_with_attr(genl, family):
+    expect_error(genl.request(family, VIP_CMD_MAP_FLUSH, nla(VIP_A_PEER_VIP, addr("240.0.0.9"))), errno.EINVAL)
+
+
+def case_info_with_attr(genl, family):
+    expect_error(genl.request(family, VIP_CMD_GET_INFO, nla(VIP_A_PEER_VIP, addr("240.0.0.9"))), errno.EINVAL)
+
+
+def case_set_config_with_peer(genl, family):
+    expect_error(genl.request(family, VIP_CMD_SET_CONFIG, nla(VIP_A_PEER_VIP, addr("240.0.0.9"))), errno.EINVAL)
+
+
+def case_set_config_zero(genl, family):
+    expect_error(genl.request(family, VIP_CMD_SET_CONFIG, nla(VIP_A_MAX_MAPPINGS, struct.pack("=I", 0))),
+                 errno.EINVAL, "limit on mappings")
+
+
+def case_set_config_too_big(genl, family):
+    expect_error(genl.request(family, VIP_CMD_SET_CONFIG,
+                              nla(VIP_A_MAX_MAPPINGS, struct.pack("=I", (1 << 22) + 1))),
+                 errno.EINVAL, "limit on mappings")
+
+
+# What an unprivileged user (no CAP_NET_ADMIN over the namespace) gets: EPERM for everything
+# but the version, including reads (they reveal where peers are) and the events group.
+def case_unprivileged(genl, family):
+    probe = nla(VIP_A_PEER_VIP, addr("240.0.0.2"))
+    for what, answers in [
+        ("MAP_GET", genl.request(family, VIP_CMD_MAP_GET, probe)),
+        ("MAP_GET dump", genl.request(family, VIP_CMD_MAP_GET, flags=NLM_F_DUMP)),
+        ("GET_INFO", genl.request(family, VIP_CMD_GET_INFO)),
+        ("MAP_SET", genl.request(family, VIP_CMD_MAP_SET, probe + nla(VIP_A_PEER_IP4, addr("192.0.2.9")))),
+        ("MAP_DEL", genl.request(family, VIP_CMD_MAP_DEL, probe)),
+        ("MAP_FLUSH", genl.request(family, VIP_CMD_MAP_FLUSH)),
+        ("SET_CONFIG", genl.request(family, VIP_CMD_SET_CONFIG, nla(VIP_A_MAX_MAPPINGS, struct.pack("=I", 5)))),
+    ]:
+        code, _ = error_of(answers)
+        if code != -errno.EPERM:
+            sys.exit(f"{what}: expected -EPERM, got {code}")
+        print(f"{what}: EPERM")
+    _, groups = genl.family("vip")
+    try:
+        genl.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, groups["events"])
+    except PermissionError:
+        print("events group: EPERM")
+    else:
+        sys.exit("joined the events group without CAP_NET_ADMIN")
+    code, _ = error_of(genl.request(family, VIP_CMD_GET_VERSION))
+    if code != 0:
+        sys.exit(f"GET_VERSION: expected success, got {code}")
+    print("GET_VERSION: allowed")
+
+
 CASES = {
+    "map-del-with-peer-ip4": case_map_del_with_peer_ip4,
+    "map-get-with-local": case_map_get_with_local,
+    "flush-with-attr": case_flush_with_attr,
+    "info-with-attr": case_info_with_attr,
+    "set-config-with-peer": case_set_config_with_peer,
+    "set-config-zero": case_set_config_zero,
+    "set-config-too-big": case_set_config_too_big,
+    "unprivileged": case_unprivileged,
     "map-set-not-vip": case_map_set_not_vip,
     "map-set-missing-addr": case_map_set_missing_addr,
     "map-set-bad-peer": case_map_set_bad_peer,

@@ -6,10 +6,13 @@
  * version VIP_GENL_VERSION. The family is per network namespace: every request
  * acts on the namespace of the socket that sends it.
  *
- * Commands that change state need CAP_NET_ADMIN in the user namespace that
- * owns the network namespace. Every attribute is validated: an attribute a
- * command does not take, or one of the wrong type, length or range, is refused
- * with -EINVAL and an extended ack message that names it, and nothing changes.
+ * Every command but VIP_CMD_GET_VERSION needs CAP_NET_ADMIN in the user
+ * namespace that owns the network namespace (-EPERM otherwise): mappings reveal
+ * where every peer is, so reading them is as privileged as changing them. So
+ * does joining the events group. Every command has its own attribute policy:
+ * an attribute the command does not take, or one of the wrong type, length or
+ * range, is refused with -EINVAL and an extended ack message that names it,
+ * and nothing changes.
  *
  * Addresses (VIP_A_PEER_VIP, VIP_A_PEER_IP4, VIP_A_LOCAL_VIP) are IPv4
  * addresses in network byte order (NLA_BE32, like struct in_addr). Virtual IPs
@@ -44,6 +47,15 @@
  *                     -EEXIST. A change keeps the mapping's counters and
  *                     times: a peer that moved is the same peer.
  *
+ *    A new mapping beyond the namespace's limit (VIP_A_MAX_MAPPINGS) is
+ *    -ENOSPC. Mappings are charged to the memory cgroup of the process that
+ *    creates them (-ENOMEM at its limit). A change of PEER_IP4 multicasts
+ *    VIP_CMD_EVENT_MAPPING_CHANGED and makes the namespace's TCP sockets to
+ *    PEER_VIP that wait in retransmission backoff (or for a SYN's answer)
+ *    retransmit at once, with their backoff undone (counted in
+ *    VIP_STAT_TCP_KICKS): their last tries went to the old address.
+ *    VIP_SET_F_KICK does the same without a change.
+ *
  * VIP_CMD_MAP_DEL: deletes the mapping of VIP_A_PEER_VIP (required);
  *    -ENOENT if there is none.
  *
@@ -63,17 +75,32 @@
  * VIP_CMD_GET_INFO: takes no attribute. Answers with the namespace's state:
  *
  *    VIP_A_COUNT: NLA_U32, mappings in the table
+ *    VIP_A_MAX_MAPPINGS: NLA_U32, the namespace's limit on mappings
  *    VIP_A_MAPPING_SIZE: NLA_U32, bytes the module allocates for one mapping
- *    VIP_A_STATS: NLA_NESTED, counters of dropped packets: attributes of
+ *    VIP_A_STATS: NLA_NESTED, the namespace's counters (drops by reason,
+ *                 events not sent, TCP sockets kicked): attributes of
  *                 enum vip_stat, each NLA_U64
+ *
+ * VIP_CMD_SET_CONFIG: changes the namespace's settings. Takes
+ *
+ *    VIP_A_MAX_MAPPINGS: NLA_U32, optional: the most mappings the namespace
+ *                        may hold, 1 to VIP_MAX_MAPPINGS_LIMIT (default
+ *                        VIP_MAX_MAPPINGS_DEFAULT). Lowering it below the
+ *                        current count deletes nothing; new mappings are
+ *                        refused until the count is below it.
  *
  * Events
  * ------
  *
  * The module multicasts events to the group VIP_GENL_MCGRP_EVENTS of the
- * namespace they happen in, at most VIP_EVENT_BURST a second (those over the
- * limit are counted in VIP_STAT_EVENTS_DROPPED). They are hints for the
- * daemon: anyone who can send packets can cause them.
+ * namespace they happen in. The data path's events (NO_MAPPING, UNKNOWN,
+ * MOVED) are hints for the daemon: anyone who can send packets can cause them.
+ * Each of the three has its own budget of VIP_EVENT_BURST a second, so a flood
+ * of one kind cannot starve the others, and the same event for the same
+ * address is sent at most once a second; events over either limit are counted
+ * in VIP_STAT_EVENTS_DROPPED. They are only sent for virtual IPs: a packet
+ * whose addresses are not VIPs, or that carries IPIP inside, is dropped
+ * without one.
  *
  * VIP_CMD_EVENT_NO_MAPPING: a packet was sent to a VIP without mapping.
  *    VIP_A_PEER_VIP: its destination
@@ -88,6 +115,12 @@
  *    VIP_A_PEER_VIP: its (inner) source
  *    VIP_A_PEER_IP4: the address the mapping has
  *    VIP_A_SEEN_IP4: the address the packet came from
+ *
+ * VIP_CMD_EVENT_MAPPING_CHANGED: a VIP_CMD_MAP_SET changed where a peer is
+ *    (the paper's callOnChange). Not rate-limited: only administrators cause it.
+ *    VIP_A_PEER_VIP: the peer
+ *    VIP_A_OLD_IP4: the address it had
+ *    VIP_A_PEER_IP4: the address it has now
  */
 
 #ifndef _UAPI_LINUX_VIP_H
@@ -97,6 +130,8 @@
 #define VIP_GENL_VERSION 1
 #define VIP_GENL_MCGRP_EVENTS "events"
 #define VIP_EVENT_BURST 100
+#define VIP_MAX_MAPPINGS_DEFAULT (1U << 20)
+#define VIP_MAX_MAPPINGS_LIMIT (1U << 22)
 
 enum vip_cmd {
 	VIP_CMD_UNSPEC,
@@ -109,6 +144,8 @@ enum vip_cmd {
 	VIP_CMD_EVENT_NO_MAPPING,
 	VIP_CMD_EVENT_UNKNOWN,
 	VIP_CMD_EVENT_MOVED,
+	VIP_CMD_SET_CONFIG,
+	VIP_CMD_EVENT_MAPPING_CHANGED,
 	__VIP_CMD_MAX,
 };
 #define VIP_CMD_MAX (__VIP_CMD_MAX - 1)
@@ -133,11 +170,13 @@ enum vip_attr {
 	VIP_A_SET_FLAGS,
 	VIP_A_SEEN_IP4,
 	VIP_A_STATS,
+	VIP_A_MAX_MAPPINGS,
+	VIP_A_OLD_IP4,
 	__VIP_A_MAX,
 };
 #define VIP_A_MAX (__VIP_A_MAX - 1)
 
-/* Why packets were dropped (VIP_A_STATS), per namespace. */
+/* Per-namespace counters (VIP_A_STATS): mostly why packets were dropped. */
 enum vip_stat {
 	VIP_STAT_UNSPEC,
 	VIP_STAT_TX_MALFORMED,		/* not IPv4, or truncated */
@@ -153,8 +192,10 @@ enum vip_stat {
 	VIP_STAT_RX_INVALID,		/* from a VIP whose mapping is invalid */
 	VIP_STAT_RX_WRONG_LOCAL,	/* not to the agreed local VIP */
 	VIP_STAT_RX_NO_DEVICE,		/* no vip device to deliver to */
-	VIP_STAT_EVENTS_DROPPED,	/* events over the rate limit */
+	VIP_STAT_EVENTS_DROPPED,	/* events over a limit, or no memory */
 	VIP_STAT_PAD,			/* alignment padding, no value */
+	VIP_STAT_RX_CONNTRACK,		/* conntrack refused the outer packet */
+	VIP_STAT_TCP_KICKS,		/* TCP sockets told to retransmit now */
 	__VIP_STAT_MAX,
 };
 
@@ -170,7 +211,10 @@ enum vip_map_flags {
 enum vip_set_flags {
 	VIP_SET_F_CREATE = 1U << 0,
 	VIP_SET_F_REPLACE = 1U << 1,
-	__VIP_SET_F_ALL = VIP_SET_F_CREATE | VIP_SET_F_REPLACE,
+	/* Kick the TCP sockets to PEER_VIP even if PEER_IP4 did not change: the
+	 * daemon knows the path just came back (the peer acknowledged our move). */
+	VIP_SET_F_KICK = 1U << 2,
+	__VIP_SET_F_ALL = VIP_SET_F_CREATE | VIP_SET_F_REPLACE | VIP_SET_F_KICK,
 };
 
 #endif /* _UAPI_LINUX_VIP_H */

@@ -1,6 +1,8 @@
 //! A netlink connection to the `vip` module.
 
-use crate::message::{VIP_SET_F_CREATE, VIP_SET_F_REPLACE, VipAttr, VipCmd, VipMessage};
+use crate::message::{
+    VIP_SET_F_CREATE, VIP_SET_F_KICK, VIP_SET_F_REPLACE, VipAttr, VipCmd, VipMessage,
+};
 use futures::StreamExt;
 use genetlink::{GenetlinkError, GenetlinkHandle};
 use netlink_packet_core::{
@@ -143,8 +145,11 @@ pub enum SetMode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TableInfo {
     pub mappings: u32,
+    /// The most mappings the namespace may hold.
+    pub max_mappings: u32,
     pub mapping_size: u32,
-    /// Dropped packets by reason (`enum vip_stat`, lower case without the prefix).
+    /// Counters (`enum vip_stat`, lower case without the prefix): drops by reason, events
+    /// not sent, TCP sockets kicked.
     pub stats: std::collections::BTreeMap<&'static str, u64>,
 }
 
@@ -166,19 +171,26 @@ pub enum Event {
         mapped: Ipv4Addr,
         seen: Ipv4Addr,
     },
+    /// The mapping of `peer_vip` was changed from `old` to `new` (the paper's callOnChange).
+    MappingChanged {
+        peer_vip: Ipv4Addr,
+        old: Ipv4Addr,
+        new: Ipv4Addr,
+    },
 }
 
 impl TryFrom<VipMessage> for Event {
     type Error = Error;
 
     fn try_from(msg: VipMessage) -> Result<Self, Error> {
-        let (mut vip, mut local, mut mapped, mut seen) = (None, None, None, None);
+        let (mut vip, mut local, mut mapped, mut seen, mut old) = (None, None, None, None, None);
         for attr in &msg.attrs {
             match *attr {
                 VipAttr::PeerVip(a) => vip = Some(a),
                 VipAttr::LocalVip(a) => local = Some(a),
                 VipAttr::PeerIp4(a) => mapped = Some(a),
                 VipAttr::SeenIp4(a) => seen = Some(a),
+                VipAttr::OldIp4(a) => old = Some(a),
                 _ => {}
             }
         }
@@ -195,6 +207,11 @@ impl TryFrom<VipMessage> for Event {
                 peer_vip,
                 mapped: mapped.ok_or_else(missing)?,
                 seen: seen.ok_or_else(missing)?,
+            },
+            VipCmd::EventMappingChanged => Event::MappingChanged {
+                peer_vip,
+                old: old.ok_or_else(missing)?,
+                new: mapped.ok_or_else(missing)?,
             },
             other => return Err(Error::BadReply(format!("{other:?} is not an event"))),
         })
@@ -283,6 +300,19 @@ impl Client {
         self.change(&Change::Set(spec.clone(), mode)).await
     }
 
+    /// Changes an existing mapping to `spec` (usually what it already says) and has the
+    /// namespace's TCP sockets to the peer that wait out a retransmission backoff retransmit
+    /// now: for when the daemon learns that the path just came back.
+    pub async fn map_set_and_kick(&mut self, spec: &MappingSpec) -> Result<(), Error> {
+        let (cmd, mut attrs) = Change::Set(spec.clone(), SetMode::Change).request();
+        for attr in &mut attrs {
+            if let VipAttr::SetFlags(flags) = attr {
+                *flags |= VIP_SET_F_KICK;
+            }
+        }
+        self.request(cmd, attrs, 0).await.map(drop)
+    }
+
     /// Deletes the mapping of `vip`.
     pub async fn map_del(&mut self, vip: Ipv4Addr) -> Result<(), Error> {
         self.change(&Change::Del(vip)).await
@@ -346,33 +376,42 @@ impl Client {
     /// The table's size.
     pub async fn info(&mut self) -> Result<TableInfo, Error> {
         let reply = self.request(VipCmd::GetInfo, vec![], 0).await?;
-        let (mut mappings, mut mapping_size) = (None, None);
+        let (mut mappings, mut max_mappings, mut mapping_size) = (None, None, None);
         let mut stats = std::collections::BTreeMap::new();
         for attr in reply.iter().flat_map(|m| &m.attrs) {
             match attr {
                 VipAttr::Count(n) => mappings = Some(*n),
+                VipAttr::MaxMappings(n) => max_mappings = Some(*n),
                 VipAttr::MappingSize(n) => mapping_size = Some(*n),
                 VipAttr::Stats(values) => {
                     for &(kind, value) in values {
                         // Counters a newer module added are left out.
-                        if let Some(name) = crate::message::STAT_NAMES.get(usize::from(kind) - 1) {
-                            stats.insert(*name, value);
+                        if let Some(name) = crate::message::stat_name(kind) {
+                            stats.insert(name, value);
                         }
                     }
                 }
                 _ => {}
             }
         }
-        match (mappings, mapping_size) {
-            (Some(mappings), Some(mapping_size)) => Ok(TableInfo {
+        match (mappings, max_mappings, mapping_size) {
+            (Some(mappings), Some(max_mappings), Some(mapping_size)) => Ok(TableInfo {
                 mappings,
+                max_mappings,
                 mapping_size,
                 stats,
             }),
             _ => Err(Error::BadReply(
-                "info answer lacks VIP_A_COUNT or VIP_A_MAPPING_SIZE".into(),
+                "info answer lacks VIP_A_COUNT, VIP_A_MAX_MAPPINGS or VIP_A_MAPPING_SIZE".into(),
             )),
         }
+    }
+
+    /// Sets the most mappings the namespace may hold.
+    pub async fn set_max_mappings(&mut self, max: u32) -> Result<(), Error> {
+        self.request(VipCmd::SetConfig, vec![VipAttr::MaxMappings(max)], 0)
+            .await
+            .map(drop)
     }
 
     async fn request_one(&mut self, cmd: VipCmd, attrs: Vec<VipAttr>) -> Result<VipMessage, Error> {

@@ -20,6 +20,8 @@ pub enum VipCmd {
     EventNoMapping = 7,
     EventUnknown = 8,
     EventMoved = 9,
+    SetConfig = 10,
+    EventMappingChanged = 11,
 }
 
 impl TryFrom<u8> for VipCmd {
@@ -36,6 +38,8 @@ impl TryFrom<u8> for VipCmd {
             7 => Self::EventNoMapping,
             8 => Self::EventUnknown,
             9 => Self::EventMoved,
+            10 => Self::SetConfig,
+            11 => Self::EventMappingChanged,
             other => return Err(format!("unknown vip command {other}").into()),
         })
     }
@@ -58,29 +62,42 @@ const VIP_A_MAPPING_SIZE: u16 = 14;
 const VIP_A_SET_FLAGS: u16 = 16;
 const VIP_A_SEEN_IP4: u16 = 17;
 const VIP_A_STATS: u16 = 18;
+const VIP_A_MAX_MAPPINGS: u16 = 19;
+const VIP_A_OLD_IP4: u16 = 20;
 const VIP_STAT_PAD: u16 = 15;
 
-/// The names of `enum vip_stat`, from `VIP_STAT_TX_MALFORMED` (1) on.
-pub const STAT_NAMES: [&str; 14] = [
-    "tx_malformed",
-    "tx_no_mapping",
-    "tx_invalid",
-    "tx_no_route",
-    "tx_loop",
-    "tx_too_big",
-    "tx_error",
-    "rx_malformed",
-    "rx_unknown",
-    "rx_moved",
-    "rx_invalid",
-    "rx_wrong_local",
-    "rx_no_device",
-    "events_dropped",
+/// The names of `enum vip_stat` (lower case, without the prefix), by number.
+pub const STAT_NAMES: [(u16, &str); 16] = [
+    (1, "tx_malformed"),
+    (2, "tx_no_mapping"),
+    (3, "tx_invalid"),
+    (4, "tx_no_route"),
+    (5, "tx_loop"),
+    (6, "tx_too_big"),
+    (7, "tx_error"),
+    (8, "rx_malformed"),
+    (9, "rx_unknown"),
+    (10, "rx_moved"),
+    (11, "rx_invalid"),
+    (12, "rx_wrong_local"),
+    (13, "rx_no_device"),
+    (14, "events_dropped"),
+    (16, "rx_conntrack"),
+    (17, "tcp_kicks"),
 ];
+
+/// The name of counter `kind`, if this crate knows it.
+pub fn stat_name(kind: u16) -> Option<&'static str> {
+    STAT_NAMES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, name)| *name)
+}
 
 /// `enum vip_set_flags`.
 pub const VIP_SET_F_CREATE: u32 = 1 << 0;
 pub const VIP_SET_F_REPLACE: u32 = 1 << 1;
+pub const VIP_SET_F_KICK: u32 = 1 << 2;
 
 /// `enum vip_map_flags`.
 pub const VIP_MAP_F_INVALID: u32 = 1 << 0;
@@ -108,6 +125,8 @@ pub enum VipAttr {
     SeenIp4(Ipv4Addr),
     /// Counters by `enum vip_stat` number; read-only.
     Stats(Vec<(u16, u64)>),
+    MaxMappings(u32),
+    OldIp4(Ipv4Addr),
     Other(DefaultNla),
 }
 
@@ -130,7 +149,9 @@ impl Nla for VipAttr {
             | Self::Count(_)
             | Self::MappingSize(_)
             | Self::SetFlags(_)
-            | Self::SeenIp4(_) => 4,
+            | Self::SeenIp4(_)
+            | Self::MaxMappings(_)
+            | Self::OldIp4(_) => 4,
             Self::Stats(stats) => stats.len() * 12,
             Self::RxPackets(_)
             | Self::RxBytes(_)
@@ -161,6 +182,8 @@ impl Nla for VipAttr {
             Self::SetFlags(_) => VIP_A_SET_FLAGS,
             Self::SeenIp4(_) => VIP_A_SEEN_IP4,
             Self::Stats(_) => VIP_A_STATS | netlink_packet_core::NLA_F_NESTED,
+            Self::MaxMappings(_) => VIP_A_MAX_MAPPINGS,
+            Self::OldIp4(_) => VIP_A_OLD_IP4,
             Self::Other(nla) => nla.kind(),
         }
     }
@@ -179,14 +202,17 @@ impl Nla for VipAttr {
                     emit_u64(&mut at[4..12], *value).expect("buffer sized by value_len");
                 }
             }
-            Self::PeerVip(a) | Self::PeerIp4(a) | Self::LocalVip(a) | Self::SeenIp4(a) => {
-                buffer[..4].copy_from_slice(&a.octets())
-            }
+            Self::PeerVip(a)
+            | Self::PeerIp4(a)
+            | Self::LocalVip(a)
+            | Self::SeenIp4(a)
+            | Self::OldIp4(a) => buffer[..4].copy_from_slice(&a.octets()),
             Self::GenlVersion(v)
             | Self::Flags(v)
             | Self::Count(v)
             | Self::MappingSize(v)
-            | Self::SetFlags(v) => emit_u32(buffer, *v).expect("buffer sized by value_len"),
+            | Self::SetFlags(v)
+            | Self::MaxMappings(v) => emit_u32(buffer, *v).expect("buffer sized by value_len"),
             Self::RxPackets(v)
             | Self::RxBytes(v)
             | Self::TxPackets(v)
@@ -218,6 +244,8 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for VipAttr {
             VIP_A_MAPPING_SIZE => Self::MappingSize(parse_u32(payload)?),
             VIP_A_SET_FLAGS => Self::SetFlags(parse_u32(payload)?),
             VIP_A_SEEN_IP4 => Self::SeenIp4(parse_in_addr(payload)?),
+            VIP_A_MAX_MAPPINGS => Self::MaxMappings(parse_u32(payload)?),
+            VIP_A_OLD_IP4 => Self::OldIp4(parse_in_addr(payload)?),
             VIP_A_STATS => Self::Stats(
                 NlasIterator::new(payload)
                     .filter(|nla| !matches!(nla, Ok(nla) if nla.kind() == VIP_STAT_PAD))
@@ -392,6 +420,22 @@ mod tests {
             panic!("{name} not in vip.h");
         };
         assert_eq!(value_of("VIP_CMD_GET_VERSION"), VipCmd::GetVersion as u32);
+        assert_eq!(value_of("VIP_CMD_SET_CONFIG"), VipCmd::SetConfig as u32);
+        assert_eq!(
+            value_of("VIP_CMD_EVENT_MAPPING_CHANGED"),
+            VipCmd::EventMappingChanged as u32
+        );
+        assert_eq!(value_of("VIP_A_STATS"), u32::from(VIP_A_STATS));
+        assert_eq!(
+            value_of("VIP_A_MAX_MAPPINGS"),
+            u32::from(VIP_A_MAX_MAPPINGS)
+        );
+        assert_eq!(value_of("VIP_A_OLD_IP4"), u32::from(VIP_A_OLD_IP4));
+        assert_eq!(value_of("VIP_STAT_PAD"), u32::from(VIP_STAT_PAD));
+        for (kind, name) in STAT_NAMES {
+            let uapi = format!("VIP_STAT_{}", name.to_uppercase());
+            assert_eq!(value_of(&uapi), u32::from(kind), "{uapi}");
+        }
         assert_eq!(value_of("VIP_A_VERSION"), u32::from(VIP_A_VERSION));
         assert_eq!(
             value_of("VIP_A_GENL_VERSION"),

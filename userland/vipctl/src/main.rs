@@ -31,10 +31,14 @@ enum Command {
     /// Mappings from peer VIPs to physical addresses.
     #[command(subcommand)]
     Map(MapCommand),
-    /// Show the table's size, the memory one mapping takes, and dropped-packet counters.
+    /// Show the table's size and limit, the memory one mapping takes, and the counters
+    /// (dropped packets by reason, events not sent, TCP sockets kicked after a move).
     Info,
+    /// Change the namespace's settings: `max-mappings N`, the most mappings it may hold.
+    #[command(subcommand)]
+    Set(SetCommand),
     /// Print the module's events as they happen (packets to or from unmapped VIPs, from
-    /// moved peers), one per line, until interrupted.
+    /// moved peers; mappings changed), one per line, until interrupted.
     Monitor,
     /// Apply `map add|replace|change|del` lines from FILE (- for standard input), in order,
     /// pipelined on one socket. Nothing is applied if a line does not parse.
@@ -61,6 +65,12 @@ enum MapCommand {
     Get { vip: Ipv4Addr },
     /// Delete every mapping.
     Flush,
+}
+
+#[derive(Subcommand)]
+enum SetCommand {
+    /// The most mappings the namespace may hold (1 to 4194304; 1048576 by default).
+    MaxMappings { max: u32 },
 }
 
 #[derive(clap::Args)]
@@ -178,6 +188,9 @@ fn event_line(event: &Event) -> String {
             seen,
         } => {
             format!("moved {peer_vip} mapped {mapped} seen {seen}")
+        }
+        Event::MappingChanged { peer_vip, old, new } => {
+            format!("mapping-changed {peer_vip} from {old} to {new}")
         }
     }
 }
@@ -303,12 +316,18 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 print_json(&info)?;
             } else {
-                println!("mappings: {}", info.mappings);
+                println!(
+                    "mappings: {} (at most {})",
+                    info.mappings, info.max_mappings
+                );
                 println!("bytes per mapping: {}", info.mapping_size);
                 for (name, value) in info.stats.iter().filter(|(_, v)| **v > 0) {
                     println!("{name}: {value}");
                 }
             }
+        }
+        Command::Set(SetCommand::MaxMappings { max }) => {
+            Client::connect()?.set_max_mappings(max).await?
         }
         Command::Show => {
             let mut mappings = Client::connect()?.map_dump().await?;

@@ -532,6 +532,8 @@ impl Daemon {
                     }
                 }
             }
+            // Our own changes, echoed by the kernel.
+            Event::MappingChanged { .. } => {}
         }
     }
 

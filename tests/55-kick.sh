@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Prompt TCP recovery when a peer moves (the paper's callOnChange for TCP): when a mapping's
+# address changes, the namespace's TCP sockets to that VIP that wait out a retransmission
+# backoff (or for a SYN's answer) retransmit at once. Checked against TCP's own schedule,
+# read from `ss` just before the re-point, rather than against a tight time bound.
+# timeout: 300
+source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/topology.sh"
+source "$(dirname "$0")/lib/vip.sh"
+tap_plan 10
+
+vip_unload; vip_load
+at_exit vip_unload
+topo_create a:1 b:2 c:1
+vip_host a 240.0.0.1
+vip_host b 240.0.0.2
+vip_host c 240.0.0.3
+vip_map a b; vip_map b a; vip_map a c; vip_map c a
+
+# tcp_state HOST PEER_VIP:PORT: "BACKOFF TIMER" of HOST's TCP socket to PEER_VIP:PORT, from
+# `ss -tino`: its retransmission backoff (0 when none) and the milliseconds to its
+# retransmission timer (-1 when none).
+tcp_state() {
+  on "$1" ss -tino "dst $2" | python3 -c '
+import re, sys
+text = sys.stdin.read()
+b = re.search(r"backoff:(\d+)", text)
+# ss prints 2.5 s as "2.500ms", 12 s as "12sec", 70 s as "1min10sec".
+t = re.search(r"timer:\(on,(?:(\d+)min)?(?:(\d+)(?:sec|\.))?(?:(\d+)ms)?,", text)
+timer = -1
+if t:
+    minutes, secs, msecs = (int(g or 0) for g in t.groups())
+    timer = (minutes * 60 + secs) * 1000 + msecs
+print(b.group(1) if b else 0, timer)'
+}
+backoff_of() { tcp_state "$@" | cut -d' ' -f1; }
+# waiting_out HOST PEER_VIP:PORT MIN_BACKOFF MIN_MS: the socket has backed off at least
+# MIN_BACKOFF times and its next try is at least MIN_MS away. Leaves what it saw in
+# BACKOFF and TIMER, and in SEEN_AT a time before it looked: TCP's own next try is at
+# SEEN_AT + TIMER or later.
+waiting_out() {
+  SEEN_AT=$(now_ms)
+  local state; state=($(tcp_state "$1" "$2"))
+  BACKOFF=${state[0]} TIMER=${state[1]}
+  [ "$BACKOFF" -ge "$3" ] && [ "$TIMER" -ge "$4" ]
+}
+now_ms() { date +%s%3N; }
+
+on a vipctl -j monitor > /tmp/kick.events &
+monitor=$!
+
+# An unrelated connection from A to C, stalled (C's link is down) so that it too waits out
+# a backoff, which must go on undisturbed.
+on c socat -u TCP4-LISTEN:6000,bind=240.0.0.3,reuseaddr OPEN:/dev/null &
+sleep 0.5
+head -c 400000 /dev/zero > /tmp/kick.zeros
+paced_cat /tmp/kick.zeros 8192 0.05 | on a socat -u - TCP4:240.0.0.3:6000 &
+sleep 1
+on c ip link set eth1 down
+
+# The transfer from A to B.
+head -c 3000000 /dev/urandom > /tmp/kick.payload
+want=$(sha256sum < /tmp/kick.payload | cut -d' ' -f1)
+on b socat -u TCP4-LISTEN:6001,bind=240.0.0.2,reuseaddr OPEN:/tmp/kick.out,creat,trunc &
+server=$!
+sleep 0.5
+paced_cat /tmp/kick.payload 50000 0.05 | on a socat -u - TCP4:240.0.0.2:6001 &
+client=$!
+sleep 1.5
+
+# Both move at once; nobody tells the mappings yet, so A's retransmissions go to B's old
+# address and TCP backs off. Wait until it has backed off four times and its next try is
+# at least 2 s away.
+topo_move a 2; topo_move b 1
+# B may learn where A is at once: A's packets still go to B's old address.
+vip_map b a
+c_backoff=$(backoff_of a 240.0.0.3:6000)
+kicks_before=$(vip_stat a tcp_kicks)
+eventually 40 waiting_out a 240.0.0.2:6001 4 2000
+backoff=$BACKOFF timer=$TIMER start=$SEEN_AT
+received=$(stat -c %s /tmp/kick.out)
+# A learns where B is: its re-point is the kick.
+vip_map a b
+eventually 10 bash -c "[ \$(stat -c %s /tmp/kick.out) -gt $received ]"
+resumed=$(( $(now_ms) - start ))
+diag "data flowed again ${resumed} ms after ss saw TCP's next try ${timer} ms away (the re-point is in between)"
+check "A's connection to B was waiting out a backoff ($backoff; next try in ${timer} ms)" test "$backoff" -ge 4 -a "$timer" -ge 2000
+check "A's connection to C was too ($c_backoff)" test "$c_backoff" -ge 1
+check "the transfer resumes before TCP's own next try would have ($resumed < $timer ms)" \
+  test "$resumed" -lt "$timer"
+check "A counted the kick" test "$(vip_stat a tcp_kicks)" -gt "$kicks_before"
+check "A's backoff toward B was undone ($(backoff_of a 240.0.0.2:6001) < $backoff)" \
+  test "$(backoff_of a 240.0.0.2:6001)" -lt "$backoff"
+check "the unrelated connection to C was left alone (backoff $(backoff_of a 240.0.0.3:6000) >= $c_backoff)" \
+  test "$(backoff_of a 240.0.0.3:6000)" -ge "$c_backoff"
+wait $client; client_rc=$?
+wait $server
+check "the transfer completes, intact (sha256)" \
+  test $client_rc = 0 -a "$(sha256sum < /tmp/kick.out | cut -d' ' -f1)" = "$want"
+check "monitor saw the mapping change" grep -q '"mapping_changed","peer_vip":"240.0.0.2"' /tmp/kick.events
+
+# A connect() whose SYN went to where B no longer is: its SYN is sent again every second
+# four times (tcp_syn_linear_timeouts), then at 2, 4, 8 s, until the re-point kicks it.
+on b socat -u TCP4-LISTEN:6002,bind=240.0.0.2,reuseaddr OPEN:/tmp/kick.syn,creat,trunc &
+listener=$!
+sleep 0.3
+on a vipctl map replace 240.0.0.2 via 203.0.113.200 local 240.0.0.1
+echo SYN-OK | on a socat -u - TCP4:240.0.0.2:6002,connect-timeout=20 &
+connector=$!
+eventually 40 waiting_out a 240.0.0.2:6002 1 1500
+timer=$TIMER start=$SEEN_AT
+vip_map a b
+eventually 10 grep -q SYN-OK /tmp/kick.syn
+connected=$(( $(now_ms) - start ))
+diag "connected ${connected} ms after ss saw the next SYN ${timer} ms away (the re-point is in between)"
+check "a connect() stuck on SYN retransmissions completes right after the re-point ($connected < $timer ms)" \
+  test "$connected" -lt "$timer" -a "$timer" -ge 1500
+wait $connector
+# Re-pointing C to where it already is changes nothing, and kicks nothing, though A's
+# connection to C still waits out its backoff.
+c_backoff=$(backoff_of a 240.0.0.3:6000) kicks_before=$(vip_stat a tcp_kicks)
+vip_map a c
+sleep 0.5
+check "a re-point to the same address kicks nothing (backoff $(backoff_of a 240.0.0.3:6000) >= $c_backoff)" \
+  test "$(backoff_of a 240.0.0.3:6000)" -ge "$c_backoff" -a "$(vip_stat a tcp_kicks)" = "$kicks_before"
+kill $monitor $listener 2>/dev/null
+rm -f /tmp/kick.payload /tmp/kick.out /tmp/kick.events /tmp/kick.syn /tmp/kick.zeros

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The little logic that kernel macros and internal structures force into C.
+ * Everything else, including every decision these functions' callers take on
+ * their results, is in the Rust modules (receive.rs, kick.rs).
+ *
+ * 1. Confirming the outer packet's conntrack entry (receive.rs). Our LOCAL_IN
+ *    hook steals VIP packets before conntrack's own confirm hook runs, so an
+ *    outer flow's entry would never be confirmed: every packet would allocate
+ *    one and free it again, and INPUT rules would see every outer packet as
+ *    NEW. The kernel's IPIP handler runs after that hook, so we confirm here,
+ *    through nf_ct_hook (as br_netfilter's br_nf_local_in does) rather than
+ *    nf_conntrack_confirm(), which would make vip.ko depend on nf_conntrack.
+ *
+ * 2. Walking the TCP established hash (kick.rs): the buckets are walked with
+ *    sk_nulls_for_each under the bucket's lock, as inet_diag does, and the
+ *    sockets found are handed back with a reference held.
+ *
+ * 3. Restarting a socket's retransmission timer with its backoff undone: the
+ *    RTO arithmetic (__tcp_set_rto, inet_csk_reset_xmit_timer) is all static
+ *    inline, and tcp_ld_RTO_revert, which does the same for RFC 6069, is not
+ *    exported to modules when IPv6 is built in.
+ */
+#include "vip_helpers.h"
+
+#include <linux/netfilter.h>
+#include <net/inet_connection_sock.h>
+#include <net/inet_hashtables.h>
+#include <net/netfilter/nf_conntrack.h>
+#include <net/tcp.h>
+
+/* Returns an NF_ verdict: NF_ACCEPT unless conntrack refused the entry. */
+unsigned int vip_confirm_conntrack(struct sk_buff *skb)
+{
+	struct nf_conntrack *nfct = skb_nfct(skb);
+	const struct nf_ct_hook *ct_hook;
+
+	if (!nfct || nf_ct_is_confirmed(container_of(nfct, struct nf_conn, ct_general)))
+		return NF_ACCEPT;
+	/* A clone shares the entry: leave it to whoever confirms the other copy. */
+	if (refcount_read(&nfct->use) != 1) {
+		nf_reset_ct(skb);
+		return NF_ACCEPT;
+	}
+	ct_hook = rcu_dereference(nf_ct_hook);
+	if (!ct_hook) {
+		nf_reset_ct(skb);
+		return NF_ACCEPT;
+	}
+	return ct_hook->confirm(skb) & NF_VERDICT_MASK;
+}
+
+/*
+ * Collects up to @max full TCP sockets of @net, from the established hash,
+ * whose peer address @wanted accepts, starting at bucket *@bucket and, within
+ * it, after *@skip matching sockets (the position a previous call stopped at).
+ * Looks at most at VIP_TCP_BUCKETS_PER_CALL buckets, so that the caller can
+ * reschedule between calls. Each socket comes with a reference the caller
+ * drops with sock_gen_put(). Returns how many it collected; the walk is over
+ * when vip_tcp_walk_done() says so. A bucket's lock is held only while
+ * collecting from it.
+ */
+#define VIP_TCP_BUCKETS_PER_CALL 4096
+unsigned int vip_tcp_collect(struct net *net, unsigned int *bucket, unsigned int *skip,
+			     bool (*wanted)(const void *ctx, __be32 daddr), const void *ctx,
+			     struct sock **socks, unsigned int max)
+{
+	struct inet_hashinfo *hashinfo = net->ipv4.tcp_death_row.hashinfo;
+	unsigned int end = *bucket + VIP_TCP_BUCKETS_PER_CALL;
+	unsigned int n = 0;
+
+	for (; *bucket <= hashinfo->ehash_mask && *bucket < end; (*bucket)++, *skip = 0) {
+		struct inet_ehash_bucket *head = &hashinfo->ehash[*bucket];
+		spinlock_t *lock = inet_ehash_lockp(hashinfo, *bucket);
+		struct hlist_nulls_node *node;
+		unsigned int seen = 0;
+		struct sock *sk;
+
+		if (hlist_nulls_empty(&head->chain))
+			continue;
+		spin_lock_bh(lock);
+		sk_nulls_for_each(sk, node, &head->chain) {
+			/* Time-wait and request sockets have no retransmission queue. */
+			if (!net_eq(sock_net(sk), net) || sk->sk_state == TCP_TIME_WAIT ||
+			    sk->sk_state == TCP_NEW_SYN_RECV || !wanted(ctx, sk->sk_daddr))
+				continue;
+			if (seen++ < *skip)
+				continue;
+			if (!refcount_inc_not_zero(&sk->sk_refcnt))
+				continue;
+			socks[n++] = sk;
+			if (n == max)
+				break;
+		}
+		spin_unlock_bh(lock);
+		if (n == max) {
+			/* Resume in this bucket, after what was seen. */
+			*skip = seen;
+			return n;
+		}
+	}
+	return n;
+}
+
+/* Whether a walk that got to @bucket is over. */
+bool vip_tcp_walk_done(struct net *net, unsigned int bucket)
+{
+	return bucket > net->ipv4.tcp_death_row.hashinfo->ehash_mask;
+}
+
+/*
+ * If @sk waits for a retransmission timeout that has already fired at least
+ * once (or for the answer to a SYN), undoes the backoff and retransmits at
+ * once: its last tries went to an address the peer has left. Returns whether
+ * it did. The caller holds the socket lock (lock_sock), which defers the
+ * timer handler to release_sock() if it fires meanwhile.
+ */
+bool vip_tcp_kick(struct sock *sk)
+{
+	struct inet_connection_sock *icsk = inet_csk(sk);
+	struct tcp_sock *tp = tcp_sk(sk);
+
+	if (sk->sk_state == TCP_CLOSE || sk->sk_state == TCP_LISTEN ||
+	    icsk->icsk_pending != ICSK_TIME_RETRANS)
+		return false;
+	if (sk->sk_state != TCP_SYN_SENT && !icsk->icsk_retransmits)
+		return false;
+	icsk->icsk_backoff = 0;
+	icsk->icsk_rto = min_t(u32, tp->srtt_us ? __tcp_set_rto(tp) : TCP_TIMEOUT_INIT,
+			       TCP_RTO_MAX);
+	inet_csk_reset_xmit_timer(sk, ICSK_TIME_RETRANS, 0, TCP_RTO_MAX);
+	return true;
+}

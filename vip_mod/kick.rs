@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Prompt TCP recovery when a peer moves: the paper's `callOnChange` for TCP (section 4.3).
+//!
+//! When `VIP_CMD_MAP_SET` changes where a peer is, TCP sockets to that peer that wait out a
+//! retransmission backoff sent their last tries to the old address; left alone they would
+//! try again only when the (doubled) timeout expires, seconds later. A work item collects
+//! the changed VIPs, walks the namespace's TCP hash once for all of them, and has those
+//! sockets retransmit at once with the backoff undone, as RFC 6069 does when an ICMP error
+//! shows that a path is back.
+
+use crate::{addr::Ipv4Addr, bindings, netns::Net, sock::TcpWalk, stats::Counter, work::Work};
+use kernel::{new_spinlock, prelude::*, sync::SpinLock};
+
+/// Changed VIPs remembered until the work runs; beyond that, every VIP peer is kicked.
+const PENDING_MAX: usize = 64;
+
+/// The peers to kick.
+struct Pending {
+    vips: [Ipv4Addr; PENDING_MAX],
+    len: usize,
+    /// Too many changed at once: kick every socket whose peer is a VIP.
+    all: bool,
+}
+
+/// Kicks the TCP sockets of one namespace.
+#[pin_data]
+pub(crate) struct Kicker {
+    #[pin]
+    pending: SpinLock<Pending>,
+    #[pin]
+    work: Work,
+    /// The namespace, alive while this is (see `netns`).
+    net: *mut bindings::net,
+}
+
+// SAFETY: `net` is only read, and the namespace outlives the kicker; the rest is
+// synchronised (spinlock, workqueue).
+unsafe impl Send for Kicker {}
+// SAFETY: as above.
+unsafe impl Sync for Kicker {}
+
+impl Kicker {
+    /// A kicker for `net`, whose state it lives in. The owner must call `cancel` before the
+    /// kicker goes.
+    pub(crate) fn new(net: *mut bindings::net) -> impl PinInit<Self> {
+        pin_init!(Self {
+            pending <- new_spinlock!(Pending {
+                vips: [Ipv4Addr::UNSPECIFIED; PENDING_MAX],
+                len: 0,
+                all: false,
+            }),
+            work <- Work::new(run),
+            net,
+        })
+    }
+
+    /// Has the sockets to `vip` kicked soon, in process context.
+    pub(crate) fn kick(&self, vip: Ipv4Addr) {
+        {
+            let mut pending = self.pending.lock();
+            let len = pending.len;
+            if !pending.vips[..len].contains(&vip) {
+                if len < PENDING_MAX {
+                    pending.vips[len] = vip;
+                    pending.len += 1;
+                } else {
+                    pending.all = true;
+                }
+            }
+        }
+        self.work.queue();
+    }
+
+    /// Cancels a queued run and waits for a running one.
+    pub(crate) fn cancel(&self) {
+        self.work.cancel_sync();
+    }
+
+    fn run(&self) {
+        let (vips, len, all) = {
+            let mut pending = self.pending.lock();
+            let taken = (pending.vips, pending.len, pending.all);
+            pending.len = 0;
+            pending.all = false;
+            taken
+        };
+        if len == 0 && !all {
+            return;
+        }
+        let vips = &vips[..len];
+        // At most `PENDING_MAX` to compare with, under a hash bucket's lock.
+        let wanted = |peer: Ipv4Addr| {
+            if all {
+                peer.is_vip()
+            } else {
+                vips.contains(&peer)
+            }
+        };
+        // SAFETY: the namespace outlives the kicker, whose work is cancelled before it goes.
+        let net = unsafe { Net::from_raw(self.net) };
+        let mut walk = TcpWalk::new(net);
+        let mut kicked = 0;
+        while !walk.done() {
+            walk.next_batch(&wanted, |socket| {
+                if socket.kick() {
+                    kicked += 1;
+                }
+            });
+            crate::rcu::cond_resched();
+        }
+        net.vip().stats.add(Counter::TcpKicks, kicked);
+    }
+}
+
+/// # Safety
+///
+/// Only the workqueue calls this, with the work item of a live `Kicker`.
+unsafe extern "C" fn run(work: *mut bindings::work_struct) {
+    let offset = core::mem::offset_of!(Kicker, work);
+    // SAFETY: `work` is the `work_struct` at the start of a `Kicker`'s `work` field, and the
+    // kicker is alive: its owner cancels the work before freeing it.
+    let kicker = unsafe { &*work.cast::<u8>().sub(offset).cast::<Kicker>() };
+    kicker.run();
+}
