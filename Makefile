@@ -3,12 +3,16 @@
 #
 #   make setup     install packages and tools, build the test kernel (cached), userland
 #   make           build vip.ko against the cached kernel
-#   make test      userland tests, then the scenario suite in a QEMU VM
+#   make test      lint, userland tests, the scenario suite in a QEMU VM on the test kernel,
+#                  then the kernel-facing scripts again on the debug kernel (KASAN, UBSAN,
+#                  kmemleak, lockdep, PROVE_RCU, stall and hung-task detectors)
 #   make demo      boot the VM and run the demo topology
 #   make shell     a shell in the VM, with the module and tools built
 #   make lint      clippy, rustfmt and the module built with CLIPPY=1 (part of make test)
+#   make test-detectors   show once that the VM's kernel-log scan catches every kind of
+#                  report (a deliberately broken module, one boot per kind: slow)
 #
-# KERNEL=debug selects the debug kernel (KASAN, kmemleak, lockdep) for all of these.
+# KERNEL=debug selects the debug kernel for module, test-vm, demo, shell and bench.
 
 KERNEL ?= default
 SHELL := /bin/bash
@@ -19,7 +23,8 @@ include $(VM)/env.mk
 KARGS = M=$(ROOT) LLVM=$(VIP_LLVM) RUSTC=$(VIP_RUSTC) BINDGEN=$(VIP_BINDGEN)
 
 
-.PHONY: all module setup kernel userland test test-userland test-vm demo shell bench lint clean
+.PHONY: all module setup kernel userland test test-userland test-vm test-vm-debug demo shell \
+	bench lint clean test-detectors
 
 all: module
 
@@ -27,6 +32,7 @@ setup: kernel userland
 
 kernel:
 	@$(VM)/build-kernel $(KERNEL) >/dev/null
+	@$(VM)/build-kernel debug >/dev/null
 
 # .vip-kdir records which kernel vip.ko was built for, so that the VM never loads it into
 # another (the debug and default kernels share this build directory).
@@ -44,7 +50,18 @@ test-userland:
 test-vm: module userland
 	$(VM)/run --kernel $(KERNEL)
 
-test: lint test-userland test-vm
+# The scripts that exercise the module directly (marked "kernel-facing" in their headers),
+# on the debug kernel; vip.ko is rebuilt for it, and for the test kernel again afterwards.
+KERNEL_FACING = $(shell grep -l '^\# kernel-facing' $(ROOT)/tests/[0-9]*.sh)
+test-vm-debug: userland
+	@$(MAKE) --no-print-directory module KERNEL=debug
+	$(VM)/run --kernel debug $(KERNEL_FACING); rc=$$?; \
+	  $(MAKE) --no-print-directory module KERNEL=$(KERNEL) >/dev/null; exit $$rc
+
+test: lint test-userland test-vm test-vm-debug
+
+test-detectors: module
+	$(ROOT)/tests/detectors/run
 
 demo: module userland
 	$(VM)/run --kernel $(KERNEL) $(ROOT)/tests/demo.sh

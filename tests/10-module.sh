@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # vip.ko loads and unloads cleanly, again and again, and loads itself when first needed.
+# kernel-facing: also run on the debug kernel
 source "$(dirname "$0")/lib/common.sh"
 tap_plan 11
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The generic netlink family answers from userland, in every network namespace.
+# kernel-facing: also run on the debug kernel
 source "$(dirname "$0")/lib/common.sh"
 tap_plan 10
 

@@ -2,6 +2,7 @@
 # The mapping table through netlink: vipctl's map commands, validation by per-command
 # policies, permissions, the per-namespace limit, memory accounting, namespaces, and a
 # million mappings in, dumped and flushed.
+# kernel-facing: also run on the debug kernel
 # timeout: 900
 source "$(dirname "$0")/lib/common.sh"
 tap_plan 54

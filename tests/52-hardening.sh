@@ -3,6 +3,7 @@
 # namespace, device registration racing with arriving packets, events that floods cannot
 # starve (and none for non-VIP noise), spoofed packets proven undelivered, conntrack that
 # sees VIP flows as it sees the kernel's own tunnels, and no route exception per peer.
+# kernel-facing: also run on the debug kernel
 # timeout: 600
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
@@ -48,7 +49,7 @@ check "with a new device, B receives again" on a ping -c2 -i0.2 -W2 240.0.0.2
 # A listener on B's VIP: the spoofed datagrams (A's VIP, from C's address) must never reach
 # it; a genuine one from A afterwards must, which shows it was listening.
 on b socat -u UDP4-RECV:5005,bind=240.0.0.2 OPEN:/tmp/spoof.out,creat,trunc &
-sleep 0.5
+eventually 5 bash -c "ip netns exec vip-b ss -Hlnu 'sport = :5005' | grep -q ."
 moved_before=$(vip_stat b rx_moved)
 on c python3 "$VIP_ROOT/tests/lib/ipip_send.py" "$B" 240.0.0.1 240.0.0.2 --inner udp --port 5005 \
   --payload SPOOFED --count 20
@@ -68,16 +69,25 @@ check "... and were counted as unknown" test "$(vip_stat b rx_unknown)" -ge $((u
 # ---- events ----
 on b vipctl -j monitor > /tmp/events &
 monitor=$!
-sleep 0.5
+# The monitor listens once a packet to an unmapped VIP shows in its output.
+monitor_ready() { on b ping -c1 -W0.2 240.0.0.76 >/dev/null 2>&1; grep -q 240.0.0.76 /tmp/events; }
+eventually 10 monitor_ready
+# counted HOST COUNTER N: HOST's counter has reached N (all the packets were processed).
+counted() { (( $(vip_stat "$1" "$2") >= $3 )); }
 # The same packet again and again makes one event a second, not one each.
+moved_before=$(vip_stat b rx_moved)
 ipip_send "$B" 240.0.0.1 240.0.0.2 --count 30
-sleep 0.5
+eventually 5 counted b rx_moved $((moved_before + 30))
 n=$(grep -c "\"moved\",\"peer_vip\":\"240.0.0.1\",\"mapped\":\"$A\",\"seen\":\"$C\"" /tmp/events)
 check "30 packets from A's VIP at C's address make one MOVED event ($n)" test "$n" = 1
 # Noise makes no event: an inner source that is not a VIP, a tunnel inside the tunnel.
+unknown_before=$(vip_stat b rx_unknown)
 ipip_send "$B" 10.9.9.9 240.0.0.2 --count 3
 ipip_send "$B" 240.0.0.98 240.0.0.2 --inner ipip --count 3
-sleep 0.5
+eventually 5 counted b rx_unknown $((unknown_before + 6))
+# ... and an event that comes after them has come: had they made events, they would show.
+ipip_send "$B" 240.0.0.97 240.0.0.2
+eventually 5 grep -q 240.0.0.97 /tmp/events
 check "no event for a non-VIP inner source" bash -c '! grep -q 10.9.9.9 /tmp/events'
 check "no event for IPIP inside the tunnel" bash -c '! grep -q 240.0.0.98 /tmp/events'
 # Floods of two kinds (packets from 3000 unknown VIPs, and 3000 local packets to unmapped
@@ -146,7 +156,7 @@ NFT
 # packet's entry is made and freed, and none is ever listed.
 on b socat -u UDP4-RECV:5008,bind=240.0.0.2 OPEN:/dev/null &
 sink=$!
-sleep 0.3
+eventually 5 bash -c "ip netns exec vip-b ss -Hlnu 'sport = :5008' | grep -q ."
 on a python3 -c '
 import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -23,8 +23,8 @@ port=6000
 
 # transfer_across DESCRIPTION MOVE-COMMAND...: from A to B by name, a paced TCP transfer
 # (about 3 s), a numbered UDP sequence (200 datagrams, one every 20 ms) and a ping (every
-# 0.1 s), with MOVE-COMMAND run one second in. Checks that every TCP byte arrived intact
-# and that the UDP sequence and the ping replies carry on after the move.
+# 0.1 s), with MOVE-COMMAND run once all three are seen flowing. Checks that every TCP byte
+# arrived intact and that the UDP sequence and the ping replies carry on after the move.
 transfer_across() {
   local desc=$1; shift
   port=$((port + 1))
@@ -47,7 +47,10 @@ for i in range(1, 201):
   local udp_client=$!
   on a ping -n -i0.1 -c60 -W1 b.$DNS_ZONE > /tmp/mob-ping.out 2>&1 &
   local ping=$!
-  sleep 1
+  # The move happens while all three streams run, not before one of them has started.
+  if ! eventually 20 streams_flowing; then
+    diag "$desc: the streams did not all start (tcp $(stat -c %s /tmp/mob-tcp.out 2>/dev/null), udp $(wc -l < /tmp/mob-udp.out 2>/dev/null), ping $(grep -c 'bytes from' /tmp/mob-ping.out))"
+  fi
   "$@"
   local deadline=$((SECONDS + 60))
   while kill -0 $client 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
@@ -65,6 +68,9 @@ for i in range(1, 201):
     udp_reached 190
   check "$desc: ping replies carry on ($(grep -c 'bytes from' /tmp/mob-ping.out) of 60)" \
     ping_reached 55
+}
+streams_flowing() {
+  [ -s /tmp/mob-tcp.out ] && [ -s /tmp/mob-udp.out ] && grep -q 'bytes from' /tmp/mob-ping.out
 }
 udp_reached() { (( $(sort -n /tmp/mob-udp.out | tail -1) >= $1 )); }
 ping_reached() { (( $(sed -n 's/.*icmp_seq=\([0-9]*\).*/\1/p' /tmp/mob-ping.out | tail -1) >= $1 )); }
