@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "vip-fuzz", about = "Fuzz the vip module through netlink and packets")]
+#[command(
+    name = "vip-fuzz",
+    about = "Fuzz the vip module through netlink and packets"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

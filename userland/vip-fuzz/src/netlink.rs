@@ -132,9 +132,8 @@ impl Socket {
         let mut buf = vec![0u8; 1 << 16];
         for _ in 0..max_reads {
             // SAFETY: a valid buffer of the given length.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
@@ -147,7 +146,10 @@ impl Socket {
             let mut rest = &buf[..n as usize];
             while !rest.is_empty() {
                 if rest.len() < 16 {
-                    bail!("a netlink answer of {} bytes, shorter than its header", rest.len());
+                    bail!(
+                        "a netlink answer of {} bytes, shorter than its header",
+                        rest.len()
+                    );
                 }
                 let len = u32::from_ne_bytes(rest[0..4].try_into()?) as usize;
                 let kind = u16::from_ne_bytes(rest[4..6].try_into()?);
@@ -205,7 +207,14 @@ fn family_id(socket: &mut Socket) -> Result<u16> {
     let mut payload = Vec::new();
     attr(&mut payload, CTRL_ATTR_FAMILY_NAME, b"vip\0");
     let seq = socket.next_seq();
-    socket.send(&message(GENL_ID_CTRL, NLM_F_REQUEST, seq, CTRL_CMD_GETFAMILY, 1, &payload))?;
+    socket.send(&message(
+        GENL_ID_CTRL,
+        NLM_F_REQUEST,
+        seq,
+        CTRL_CMD_GETFAMILY,
+        1,
+        &payload,
+    ))?;
     let mut buf = vec![0u8; 1 << 16];
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
@@ -254,7 +263,11 @@ fn good_attrs(rng: &mut SmallRng, cmd: u8) -> Vec<u8> {
             if rng.random_bool(0.3) {
                 attr(&mut p, A_FLAGS, &rng.random_range(0u32..4).to_ne_bytes());
             }
-            attr(&mut p, A_SET_FLAGS, &rng.random_range(0u32..8).to_ne_bytes());
+            attr(
+                &mut p,
+                A_SET_FLAGS,
+                &rng.random_range(0u32..8).to_ne_bytes(),
+            );
         }
         CMD_MAP_DEL | CMD_MAP_GET => attr(&mut p, A_PEER_VIP, &vip(rng)),
         CMD_SET_CONFIG => {
@@ -293,7 +306,11 @@ fn garbage_attrs(rng: &mut SmallRng) -> Vec<u8> {
     }
     if rng.random_bool(0.1) && p.len() >= 4 {
         // An attribute header that lies: too long for the message, or shorter than itself.
-        let lie: u16 = if rng.random_bool(0.5) { 0xfff0 } else { rng.random_range(0..4) };
+        let lie: u16 = if rng.random_bool(0.5) {
+            0xfff0
+        } else {
+            rng.random_range(0..4)
+        };
         p[0..2].copy_from_slice(&lie.to_ne_bytes());
     }
     if rng.random_bool(0.05) {
@@ -338,9 +355,18 @@ pub fn run(args: &Args) -> Result<()> {
         let mut msg = match rng.random_range(0..100) {
             // Valid-looking requests that change the table, now and then a flush.
             0..30 => {
-                let cmd = [CMD_MAP_SET, CMD_MAP_SET, CMD_MAP_DEL, CMD_MAP_GET, CMD_SET_CONFIG]
-                    [rng.random_range(0..5)];
-                let cmd = if rng.random_bool(0.01) { CMD_MAP_FLUSH } else { cmd };
+                let cmd = [
+                    CMD_MAP_SET,
+                    CMD_MAP_SET,
+                    CMD_MAP_DEL,
+                    CMD_MAP_GET,
+                    CMD_SET_CONFIG,
+                ][rng.random_range(0..5)];
+                let cmd = if rng.random_bool(0.01) {
+                    CMD_MAP_FLUSH
+                } else {
+                    cmd
+                };
                 message(family, flags_base, seq, cmd, 1, &good_attrs(&mut rng, cmd))
             }
             // The same, mutated.
@@ -353,7 +379,8 @@ pub fn run(args: &Args) -> Result<()> {
             // Any command number, any version, garbage attributes, odd flags.
             50..80 => {
                 let flags = flags_base
-                    | [0, NLM_F_ECHO, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_DUMP][rng.random_range(0..5)];
+                    | [0, NLM_F_ECHO, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_DUMP]
+                        [rng.random_range(0..5)];
                 message(
                     family,
                     flags,
@@ -365,7 +392,14 @@ pub fn run(args: &Args) -> Result<()> {
             }
             // A generic netlink header cut short.
             80..83 => {
-                let mut m = message(family, flags_base, seq, rng.random_range(0..CMD_MAX), 1, &[]);
+                let mut m = message(
+                    family,
+                    flags_base,
+                    seq,
+                    rng.random_range(0..CMD_MAX),
+                    1,
+                    &[],
+                );
                 let len = rng.random_range(16..20);
                 m.truncate(len);
                 m[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
@@ -380,7 +414,16 @@ pub fn run(args: &Args) -> Result<()> {
                 } else {
                     Vec::new()
                 };
-                if d.send(&message(family, NLM_F_REQUEST | NLM_F_DUMP, seq, CMD_MAP_GET, 1, &payload)).is_ok() {
+                if d.send(&message(
+                    family,
+                    NLM_F_REQUEST | NLM_F_DUMP,
+                    seq,
+                    CMD_MAP_GET,
+                    1,
+                    &payload,
+                ))
+                .is_ok()
+                {
                     summary.dumps_started += 1;
                     d.drain(rng.random_range(0..3), &mut summary)?;
                     dumping.push(d);
@@ -398,7 +441,14 @@ pub fn run(args: &Args) -> Result<()> {
         if rng.random_bool(0.05) {
             let seq = socket.next_seq();
             let cmd = rng.random_range(0..CMD_MAX);
-            msg.extend(message(family, flags_base, seq, cmd, 1, &garbage_attrs(&mut rng)));
+            msg.extend(message(
+                family,
+                flags_base,
+                seq,
+                cmd,
+                1,
+                &garbage_attrs(&mut rng),
+            ));
         }
         match socket.send(&msg) {
             Ok(()) => {}

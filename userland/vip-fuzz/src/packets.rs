@@ -170,7 +170,8 @@ impl Fuzzer {
             _ => self.rng.random_range(8..1300),
         };
         let mut data: Vec<u8> = (0..len).map(|_| self.rng.random()).collect();
-        let mut protocol = [1u8, 6, 17, 17, IPIP, 47, 50, self.rng.random()][self.rng.random_range(0..8)];
+        let mut protocol =
+            [1u8, 6, 17, 17, IPIP, 47, 50, self.rng.random()][self.rng.random_range(0..8)];
         if protocol == IPIP {
             if !tunnel {
                 protocol = 17;
@@ -333,7 +334,9 @@ impl Fuzzer {
         match self.rng.random_range(0..7) {
             // An inner packet too short to show a destination.
             0 => {
-                let short: Vec<u8> = (0..self.rng.random_range(0..20)).map(|_| self.rng.random()).collect();
+                let short: Vec<u8> = (0..self.rng.random_range(0..20))
+                    .map(|_| self.rng.random())
+                    .collect();
                 let src = self.forged_source();
                 self.outer(src, short).bytes()
             }
@@ -358,7 +361,8 @@ impl Fuzzer {
                     1 => bytes[0] = 0x40 | self.rng.random_range(0..5),
                     2 => bytes[10] ^= 0x5a,
                     _ => {
-                        let len = (bytes.len() as u16).saturating_add(self.rng.random_range(1..1000));
+                        let len =
+                            (bytes.len() as u16).saturating_add(self.rng.random_range(1..1000));
                         bytes[2..4].copy_from_slice(&len.to_be_bytes());
                     }
                 }
@@ -392,7 +396,9 @@ impl Fuzzer {
                 outer.bytes()
             }
             // Random bytes.
-            _ => (0..self.rng.random_range(0..1400)).map(|_| self.rng.random()).collect(),
+            _ => (0..self.rng.random_range(0..1400))
+                .map(|_| self.rng.random())
+                .collect(),
         }
     }
 }
@@ -403,7 +409,9 @@ fn parse_mac(text: &str) -> Result<[u8; 6]> {
         .map(|p| u8::from_str_radix(p, 16))
         .collect::<Result<_, _>>()
         .with_context(|| format!("bad MAC address {text}"))?;
-    parts.try_into().map_err(|_| anyhow::anyhow!("bad MAC address {text}"))
+    parts
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad MAC address {text}"))
 }
 
 /// A packet socket bound to one interface.
@@ -422,9 +430,7 @@ impl PacketSocket {
             bail!("no interface {ifname}");
         }
         // SAFETY: plain socket(2); checked below.
-        let fd = unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
-        };
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
             return Err(io::Error::last_os_error()).context("packet socket (needs CAP_NET_RAW)");
         }

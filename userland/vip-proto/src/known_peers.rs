@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use crate::fqdn::Fqdn;
 use crate::fsutil::write_atomic;
-use crate::wire::Fqdn;
 
 /// The key type keyword in the file.
 pub const KEY_TYPE: &str = "x25519";

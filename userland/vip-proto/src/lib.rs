@@ -1,21 +1,16 @@
-//! The VIP control protocol: wire format, key handling, replay protection
-//! and peer key pinning.
+//! The VIP control protocol, without I/O.
 //!
-//! VIP ("Transparent Mobility with Minimal Infrastructure") lets two hosts
-//! agree on *virtual IPs* — class-E `240.0.0.0/4` tokens — for each other.
-//! The daemons (`vipd`) negotiate those VIPs over UDP, exchange long-term
-//! X25519 public keys on first contact (trust on first use, like SSH) and
-//! afterwards authenticate their control traffic (invalidation hints, acks,
-//! NAKs) with a pairwise key derived from those public keys.
+//! VIP ("Transparent Mobility with Minimal Infrastructure") lets two hosts agree on
+//! *virtual IPs*, class-E `240.0.0.0/4` tokens, for each other, and keeps each host's
+//! VIP-to-address mappings right as hosts move. This crate is the protocol between the
+//! daemons (`vipd`), in the style of `quinn-proto` and boringtun's `noise`: it reads
+//! datagrams, DNS answers, kernel events and the time, and says what to send, what to ask
+//! DNS, and what to change in the kernel. It owns no socket, timer or file.
 //!
-//! This crate is deliberately free of I/O apart from the key and known-peers
-//! files: it parses and builds datagrams and does the cryptography; the
-//! daemon owns sockets, timers and state machines.
-//!
-//! * [`wire`] — message formats, [`wire::decode`], sealing and MACs.
-//! * [`crypto`] — the host [`crypto::Identity`] and [`crypto::derive_pair_keys`].
-//! * [`replay`] — the sliding [`replay::ReplayWindow`] and the counter scheme.
-//! * [`known_peers`] — the pinned-key file, `known_hosts` style.
+//! * [`wire`]: the datagrams and payloads; [`fqdn`]: host names.
+//! * [`handshake`]: Noise IK with WireGuard's MACs and cookies; [`session`]: what a
+//!   handshake leaves, with [`replay`] protection.
+//! * [`identity`]: the host's static key; [`known_peers`]: pinned keys.
 //!
 //! The protocol is specified in `docs/protocol.md` at the repository root.
 
@@ -26,13 +21,18 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-pub mod crypto;
+pub mod engine;
+pub mod fqdn;
 mod fsutil;
+pub mod handshake;
+pub mod identity;
 pub mod known_peers;
 pub mod replay;
+pub mod session;
 pub mod wire;
 
-pub use crypto::{Identity, MacKey, PairKeys, RecvKey, SendKey, derive_pair_keys};
+pub use fqdn::Fqdn;
+pub use identity::Identity;
 pub use known_peers::{KnownPeers, PeerKeyStatus};
 pub use replay::ReplayWindow;
-pub use wire::{Control, Decoded, Fqdn, Negotiation, WireError};
+pub use wire::WireError;

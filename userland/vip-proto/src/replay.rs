@@ -1,27 +1,14 @@
-//! Replay protection for sealed control messages.
+//! Replay protection for the control messages of a session.
 //!
 //! Every control message carries a 64-bit counter that is also its AEAD
 //! nonce. The sender increments it for every message; the receiver keeps a
-//! [`ReplayWindow`] per peer, in the style of WireGuard and IPsec: the
+//! [`ReplayWindow`] per session, in the style of WireGuard and IPsec: the
 //! highest counter accepted so far plus a bitmap of which of the 64
 //! counters at and below it have been seen. Messages may arrive out of
 //! order within the window; anything older, or seen before, is dropped.
 //!
-//! # Counter start
-//!
-//! The pairwise keys are derived from static keys, so they are the same
-//! every time a daemon starts. To never reuse a (key, nonce) pair without
-//! persisting the counter, a sender starts at [`initial_counter`], the
-//! current UNIX time in nanoseconds, and counts up from there. As long as a
-//! daemon sends fewer than 10⁹ messages per second on average and the
-//! clock does not step backwards across a restart, a restarted daemon
-//! starts above every counter it used before — which also means the peer's
-//! replay window accepts its messages without any resynchronisation. If the
-//! clock is set back across a restart, nonces may repeat; callers that
-//! cannot rule that out should persist the last counter and start from the
-//! maximum of the two.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Every session's counters start at zero (its keys are fresh), so no counter ever has to
+//! come from a clock.
 
 /// Number of counters below the highest one that are remembered.
 pub const WINDOW_SIZE: u64 = 64;
@@ -88,16 +75,6 @@ impl ReplayWindow {
             }
         }
         true
-    }
-}
-
-/// The counter a sender starts from: the current UNIX time in nanoseconds
-/// (see the [module documentation](self) for why). Returns 1 if the clock
-/// is before 1970, and saturates in the year 2554.
-pub fn initial_counter() -> u64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
-        Err(_) => 1,
     }
 }
 
@@ -182,13 +159,5 @@ mod tests {
         assert!(w.check(7));
         assert!(w.check_and_update(7));
         assert!(!w.check(7));
-    }
-
-    #[test]
-    fn initial_counter_is_recent_nanos() {
-        let c = initial_counter();
-        // After 2020-01-01 in nanoseconds.
-        assert!(c > 1_577_836_800_000_000_000);
-        assert!(initial_counter() >= c);
     }
 }

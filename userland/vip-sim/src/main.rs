@@ -1,29 +1,25 @@
 //! `vip-sim`: one process that impersonates many VIP hosts toward a real `vipd`, so that a
 //! benchmark can give one daemon hundreds of partners without running hundreds of daemons.
 //!
-//! Host `i` (1 ..= `--count`) is named `p<i>.<zone>`, has its own X25519 identity (fresh at
-//! every start) and its own IPv4 address (`--first-addr` + i - 1, which must already be
-//! configured on a local interface), and answers on its own UDP socket bound to that
-//! address and the VIP port. It plays the *responder* of the negotiation protocol
-//! (`docs/protocol.md`, "Negotiation rules") and answers invalidation hints with acks, with
-//! the same wire format and cryptography as `vipd` (the `vip-proto` crate):
+//! Host `i` (1 ..= `--count`) is named `p<i>.<zone>`, has its own X25519 identity and its
+//! own IPv4 address (`--first-addr` + i - 1, which must already be configured on a local
+//! interface), and answers on its own UDP socket bound to that address and the VIP port.
+//! Each host runs the real protocol engine (`vip_proto::engine`, the one `vipd` drives):
+//! Noise handshakes, confirmations, sessions, hints and acks are exactly `vipd`'s.
 //!
-//! * a Request naming the host as responder gets a Reply with a MAC under the pairwise key,
-//!   `ACCEPT` set and both proposed VIPs echoed, so the requester installs the mapping; the
-//!   requester's key is pinned (in memory) on first contact;
-//! * a sealed Hint from a partner is opened with the pairwise receive key, checked against
-//!   a replay window and the partner's VIP, and answered with a sealed Ack (`seq`,
-//!   `your_addr` = the hint's source address) under the send key, with a per-host counter
-//!   starting at [`initial_counter`].
+//! What differs from `vipd`, because this is a load generator and not a daemon:
+//! * the kernel is a table in memory (every mapping counts as just used, so every partner
+//!   is active);
+//! * DNS is not asked: the initiators' keys are given with `--pin`, and any other
+//!   question is answered "failed" (so the hosts only respond, they never look up);
+//! * nothing is saved and nothing is published; the hosts never move.
 //!
-//! **This is a load generator, not a daemon.** Unlike `vipd` it does not check the
-//! requester's address against DNS, accepts whatever VIP the requester proposes for itself
-//! (no collision check), installs no kernel mapping, keeps nothing on disk and does not
-//! re-point anything when a partner moves. `--print-zone` prints the DNS records (address
-//! and magic record, proposed VIP `--first-vip` + i - 1) the benchmark puts in its zone.
+//! `vip-sim zone` generates the identities into a key file and prints the zone-file lines
+//! (address, magic record with the proposed VIP `--first-vip` + i - 1, key record) that
+//! the benchmark appends to its zone; `vip-sim serve` loads the same key file.
 //!
-//! Nothing is printed per packet: one line when all sockets are bound, counters at exit
-//! (SIGTERM or SIGINT).
+//! Nothing is printed per packet: one line when all sockets are bound, counters summed
+//! over the hosts at exit (SIGTERM or SIGINT).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -32,40 +28,64 @@
 )]
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use clap::{Args, Parser, Subcommand};
 use std::{
-    cell::Cell,
+    cell::RefCell,
     collections::HashMap,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    fs,
+    io::Write,
+    net::{Ipv4Addr, SocketAddrV4},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
     rc::Rc,
-    sync::atomic::{AtomicU64, Ordering},
-    time::Instant,
+    time::Duration,
 };
 use tokio::{
     net::UdpSocket,
     signal::unix::{SignalKind, signal},
 };
 use vip_proto::{
-    crypto::{Identity, PairKeys, derive_pair_keys},
-    replay::{ReplayWindow, initial_counter},
-    wire::{
-        self, Control, ControlKind, Decoded, Fqdn, Negotiation, NegotiationKind, NegotiationPacket,
-        SealedControl, seal,
-    },
+    Fqdn, Identity,
+    engine::{Config, Engine, Gc, Partners, Stats},
+    fqdn::{key_record_text, parse_key_record},
+    wire,
 };
-
-/// The magic-name prefix of paper section 3.1 (`docs/protocol.md`, "Advertising").
-const MAGIC_PREFIX: &str = "vip105067072021-";
+use vip_sim::peer::Peer;
 
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Impersonates many VIP hosts (negotiation responder, hint acks)"
+    about = "Impersonates many VIP hosts (the responder's side of the real protocol)"
 )]
-struct Args {
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate the hosts' keys into KEYS and print their zone-file lines.
+    Zone(Common),
+    /// Run the hosts.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// A partner's key, trusted as pinned: NAME=KEY, KEY in base64 or as its key
+        /// record's text ("v=vip2 k=x25519 p=..."). Repeatable.
+        #[arg(long = "pin", value_name = "NAME=KEY")]
+        pins: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Common {
     /// How many hosts to impersonate.
     #[arg(short = 'n', long, default_value_t = 500)]
     count: u32,
+    /// The key file (one secret key per host, base64, a line each; mode 0600).
+    #[arg(long)]
+    keys: PathBuf,
     /// Address of host p1; host i has this plus i - 1.
     #[arg(long, default_value = "10.200.0.1")]
     first_addr: Ipv4Addr,
@@ -75,54 +95,9 @@ struct Args {
     /// UDP port of the VIP daemons.
     #[arg(long, default_value_t = 4877)]
     port: u16,
-    /// VIP that host p1 proposes for itself in DNS (`--print-zone`); host i has this plus i - 1.
+    /// VIP that host p1 proposes for itself (its magic record); host i has this plus i - 1.
     #[arg(long, default_value = "250.0.0.1")]
     first_vip: Ipv4Addr,
-    /// Print the zone-file lines (relative to the zone) and exit.
-    #[arg(long)]
-    print_zone: bool,
-}
-
-/// Counters over all hosts, printed at exit.
-#[derive(Default)]
-struct Stats {
-    requests: AtomicU64,
-    replies: AtomicU64,
-    mappings: AtomicU64,
-    hints: AtomicU64,
-    acks: AtomicU64,
-    dropped: AtomicU64,
-    /// When the first hint arrived and the last ack was sent (all hosts together).
-    first_hint: Cell<Option<Instant>>,
-    last_ack: Cell<Option<Instant>>,
-}
-
-impl Stats {
-    fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// What one impersonated host knows about a partner that negotiated with it.
-struct Partner {
-    key: [u8; 32],
-    keys: PairKeys,
-    /// The partner's VIP as this host calls it (the requester VIP it accepted).
-    vip: Ipv4Addr,
-    replay: ReplayWindow,
-}
-
-/// One impersonated host.
-struct Host {
-    fqdn: Fqdn,
-    index: u32,
-    identity: Identity,
-    socket: UdpSocket,
-    partners: HashMap<Fqdn, Partner>,
-    /// Counter (nonce) for sealed messages, from `initial_counter()`, never reused.
-    counter: u64,
-    /// The last reply sent, to answer a retransmitted request identically.
-    last_reply: Option<(Fqdn, u64, u8, Vec<u8>)>,
 }
 
 fn nth_addr(first: Ipv4Addr, i: u32) -> Result<Ipv4Addr> {
@@ -136,183 +111,138 @@ fn host_name(i: u32, zone: &str) -> Result<Fqdn> {
     Fqdn::new(&format!("p{i}.{zone}")).with_context(|| format!("p{i}.{zone} is not a valid name"))
 }
 
+/// One impersonated host.
+struct Host {
+    peer: Peer,
+}
+
 impl Host {
-    async fn run(mut self, stats: Rc<Stats>) {
+    async fn run(mut self, stats: Rc<RefCell<Vec<Stats>>>, slot: usize) {
         let mut buf = vec![0u8; wire::MAX_MESSAGE + 1];
         loop {
-            let (n, from) = match self.socket.recv_from(&mut buf).await {
-                Ok(x) => x,
-                Err(_) => continue,
-            };
-            let SocketAddr::V4(from) = from else {
-                continue;
-            };
-            let answer = match buf.get(..n).map(wire::decode) {
-                Some(Ok(Decoded::Negotiation(p))) if p.msg.kind == NegotiationKind::Request => {
-                    Stats::bump(&stats.requests);
-                    self.respond(p, &stats)
-                }
-                Some(Ok(Decoded::Control(c))) if c.kind == ControlKind::Hint => {
-                    Stats::bump(&stats.hints);
-                    if stats.first_hint.get().is_none() {
-                        stats.first_hint.set(Some(Instant::now()));
-                    }
-                    self.ack(c, from, &stats)
-                }
-                _ => None,
-            };
-            match answer {
-                Some(bytes) => {
-                    // A lost answer is retransmitted by the requester like a lost datagram.
-                    let _ = self.socket.send_to(&bytes, SocketAddr::V4(from)).await;
-                }
-                None => Stats::bump(&stats.dropped),
+            self.peer.step(&mut buf, None).await;
+            if let Some(s) = stats.borrow_mut().get_mut(slot) {
+                *s = self.peer.engine.stats();
             }
         }
     }
-
-    /// The responder of a negotiation, minus the DNS check: accept and echo.
-    fn respond(&mut self, packet: NegotiationPacket, stats: &Stats) -> Option<Vec<u8>> {
-        let req = &packet.msg;
-        if req.responder_fqdn != self.fqdn || req.terminates() {
-            return None;
-        }
-        if let Some((peer, session, round, bytes)) = &self.last_reply
-            && *peer == req.requester_fqdn
-            && *session == req.session
-            && *round == req.round
-        {
-            return Some(bytes.clone());
-        }
-        // Trust on first use, as vipd: a pinned key must not change.
-        if let Some(p) = self.partners.get(&req.requester_fqdn)
-            && p.key != req.sender_key
-        {
-            return None;
-        }
-        let keys = derive_pair_keys(
-            &self.identity,
-            &self.fqdn,
-            &req.sender_key,
-            &req.requester_fqdn,
-        )
-        .ok()?;
-        if packet.has_mac() && packet.verify(&keys.mac).is_err() {
-            return None;
-        }
-        // Keep the requester's proposal for us if it accepted it; otherwise propose another
-        // (251.x.y.round: outside the first-vip block the zone advertises).
-        let responder_vip = if req.accept {
-            req.responder_vip
-        } else {
-            let [_, _, x, y] = self.index.to_be_bytes();
-            Ipv4Addr::new(251, x, y, req.round)
-        };
-        let reply = Negotiation {
-            kind: NegotiationKind::Reply,
-            session: req.session,
-            round: req.round,
-            accept: true,
-            requester_fqdn: req.requester_fqdn.clone(),
-            responder_fqdn: self.fqdn.clone(),
-            requester_vip: req.requester_vip,
-            responder_vip,
-            sender_key: self.identity.public_key(),
-        };
-        let bytes = reply.encode(Some(&keys.mac));
-        if req.accept {
-            // Agreed: the requester installs the same pair on receiving this reply.
-            let replay = self
-                .partners
-                .remove(&req.requester_fqdn)
-                .map(|p| p.replay)
-                .unwrap_or_default();
-            self.partners.insert(
-                req.requester_fqdn.clone(),
-                Partner {
-                    key: req.sender_key,
-                    keys,
-                    vip: req.requester_vip,
-                    replay,
-                },
-            );
-            Stats::bump(&stats.mappings);
-        }
-        self.last_reply = Some((
-            req.requester_fqdn.clone(),
-            req.session,
-            req.round,
-            bytes.clone(),
-        ));
-        Stats::bump(&stats.replies);
-        Some(bytes)
-    }
-
-    /// A hint from a partner: authenticate, check freshness and VIP, seal an ack.
-    fn ack(&mut self, sealed: SealedControl, from: SocketAddrV4, stats: &Stats) -> Option<Vec<u8>> {
-        let partner = self.partners.get_mut(&sealed.sender)?;
-        if !partner.replay.check(sealed.counter) {
-            return None;
-        }
-        let Ok(Control::Hint { vip, seq, .. }) = sealed.open(&partner.keys.recv) else {
-            return None;
-        };
-        // Only an authentic message moves the window.
-        if !partner.replay.check_and_update(sealed.counter) || vip != partner.vip {
-            return None;
-        }
-        let ack = Control::Ack {
-            seq,
-            your_addr: *from.ip(),
-        };
-        let bytes = seal(&ack, &self.fqdn, self.counter, &partner.keys.send);
-        self.counter += 1;
-        Stats::bump(&stats.acks);
-        stats.last_ack.set(Some(Instant::now()));
-        Some(bytes)
-    }
 }
 
-fn print_zone(args: &Args) -> Result<()> {
+/// Reads the key file: `count` secret keys.
+fn load_keys(path: &Path, count: u32) -> Result<Vec<Identity>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let keys: Vec<Identity> = text
+        .lines()
+        .enumerate()
+        .map(|(n, line)| {
+            let bytes: [u8; 32] = B64
+                .decode(line.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .with_context(|| format!("{}:{}: not a base64 key", path.display(), n + 1))?;
+            Ok(Identity::from_secret_bytes(bytes))
+        })
+        .collect::<Result<_>>()?;
+    if keys.len() < count as usize {
+        bail!(
+            "{} holds {} keys, fewer than the {count} hosts",
+            path.display(),
+            keys.len()
+        );
+    }
+    Ok(keys)
+}
+
+fn zone(args: &Common) -> Result<()> {
+    let mut secrets = String::new();
+    let mut out = std::io::stdout().lock();
     for i in 1..=args.count {
+        let identity = Identity::generate().context("no randomness for a key")?;
+        secrets.push_str(&B64.encode(*identity.secret_bytes()));
+        secrets.push('\n');
         let name = host_name(i, &args.zone)?;
-        let label = name
+        let label = format!("p{i}");
+        let magic = name.magic().context("the magic name is too long")?;
+        let magic_label = magic
             .as_str()
             .split('.')
             .next()
-            .context("a name has a first label")?;
-        println!("{label} IN A {}", nth_addr(args.first_addr, i)?);
-        println!(
-            "{MAGIC_PREFIX}{label} IN A {}",
-            nth_addr(args.first_vip, i)?
-        );
+            .context("a name has a first label")?
+            .to_owned();
+        writeln!(out, "{label} IN A {}", nth_addr(args.first_addr, i)?)?;
+        writeln!(out, "{magic_label} IN A {}", nth_addr(args.first_vip, i)?)?;
+        writeln!(
+            out,
+            "_vipkey.{label} IN TXT \"{}\"",
+            key_record_text(&identity.public_key())
+        )?;
     }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&args.keys)
+        .with_context(|| format!("cannot write {}", args.keys.display()))?;
+    file.write_all(secrets.as_bytes())?;
     Ok(())
 }
 
-async fn serve(args: Args) -> Result<()> {
-    let stats = Rc::new(Stats::default());
+fn parse_pin(spec: &str) -> Result<(Fqdn, [u8; 32])> {
+    let (name, key) = spec
+        .split_once('=')
+        .with_context(|| format!("--pin {spec}: expected NAME=KEY"))?;
+    let fqdn = Fqdn::new(name).with_context(|| format!("--pin: {name} is not a host name"))?;
+    let key = key.trim().trim_matches('"');
+    let parsed = parse_key_record(key).or_else(|| {
+        B64.decode(key)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+    });
+    let key = parsed.with_context(|| format!("--pin {name}: not a key: {key}"))?;
+    Ok((fqdn, key))
+}
+
+fn config(args: &Common, i: u32) -> Result<Config> {
+    Ok(Config {
+        me: host_name(i, &args.zone)?,
+        vip_range: "240.0.0.0/4".parse().context("the VIP range")?,
+        home_vip: nth_addr(args.first_vip, i)?,
+        port: args.port,
+        retransmit: Duration::from_millis(300),
+        restarts: 3,
+        max_rounds: 8,
+        active: Duration::from_secs(60),
+        lease: Duration::from_secs(3600),
+        gc: Gc::ReclaimOnReboot,
+        max_partners: 1024,
+        max_pending: 64,
+    })
+}
+
+async fn serve(args: Common, pins: Vec<String>) -> Result<()> {
+    let pins: HashMap<Fqdn, [u8; 32]> = pins.iter().map(|p| parse_pin(p)).collect::<Result<_>>()?;
+    let keys = load_keys(&args.keys, args.count)?;
     let mut hosts = Vec::new();
-    for i in 1..=args.count {
+    for (i, identity) in (1..=args.count).zip(keys) {
         let addr = nth_addr(args.first_addr, i)?;
         let socket = UdpSocket::bind(SocketAddrV4::new(addr, args.port))
             .await
             .with_context(|| format!("cannot bind {addr}:{}", args.port))?;
+        let cfg = config(&args, i)?;
+        let home = cfg.home_vip;
+        let engine = Engine::new(cfg, identity, Partners::new(home), pins.clone(), 0, addr);
         hosts.push(Host {
-            fqdn: host_name(i, &args.zone)?,
-            index: i,
-            identity: Identity::generate().context("no randomness for a key")?,
-            socket,
-            partners: HashMap::new(),
-            counter: initial_counter(),
-            last_reply: None,
+            peer: Peer::new(engine, socket),
         });
     }
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let stats = Rc::new(RefCell::new(vec![Stats::default(); hosts.len()]));
     let local = tokio::task::LocalSet::new();
-    for host in hosts {
-        local.spawn_local(host.run(stats.clone()));
+    for (slot, host) in hosts.into_iter().enumerate() {
+        local.spawn_local(host.run(stats.clone(), slot));
     }
     println!(
         "vip-sim ready: {} hosts, {}..{} port {}",
@@ -329,131 +259,149 @@ async fn serve(args: Args) -> Result<()> {
             }
         })
         .await;
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let span = match (stats.first_hint.get(), stats.last_ack.get()) {
-        (Some(first), Some(last)) => format!("{:.1}", (last - first).as_secs_f64() * 1e3),
-        _ => "-".into(),
-    };
+    let all = stats.borrow();
+    let sum = |f: fn(&Stats) -> u64| all.iter().map(f).sum::<u64>();
     println!(
-        "vip-sim: requests={} replies={} mappings={} hints={} acks={} dropped={} \
-         first_hint_to_last_ack_ms={span}",
-        get(&stats.requests),
-        get(&stats.replies),
-        get(&stats.mappings),
-        get(&stats.hints),
-        get(&stats.acks),
-        get(&stats.dropped),
+        "vip-sim: responses={} pairs={} hints={} acks={} cookies={} dropped={} garbage={}",
+        sum(|s| s.responses_sent),
+        sum(|s| s.pairs_confirmed),
+        sum(|s| s.hints_received),
+        sum(|s| s.acks_sent),
+        sum(|s| s.cookies_sent),
+        sum(|s| s.initiations_dropped),
+        sum(|s| s.garbage),
     );
     Ok(())
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    let (args, pins) = match cli.command {
+        Command::Zone(args) => (args, None),
+        Command::Serve { common, pins } => (common, Some(pins)),
+    };
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
-    if args.print_zone {
-        return print_zone(&args);
-    }
+    let Some(pins) = pins else {
+        return zone(&args);
+    };
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
         .context("tokio runtime")?
-        .block_on(serve(args))
+        .block_on(serve(args, pins))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
+    use vip_proto::engine::{DnsAnswer, LookupAnswer, Query};
 
-    /// One impersonated host on loopback: a full negotiation, then a hint and its ack.
-    #[tokio::test]
-    async fn negotiates_and_acks() {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let sim_addr = socket.local_addr().unwrap();
-        let sim_name = Fqdn::new("p1.vip.test").unwrap();
-        let host = Host {
-            fqdn: sim_name.clone(),
-            index: 1,
-            identity: Identity::generate().unwrap(),
-            socket,
-            partners: HashMap::new(),
-            counter: initial_counter(),
-            last_reply: None,
+    /// A real engine ("a", the initiator) against one simulated host on loopback: a
+    /// negotiation through to the confirmation, then a move, a hint and its ack.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_real_engine_pairs_with_a_simulated_host_and_gets_its_hint_acked() {
+        let args = Common {
+            count: 1,
+            keys: PathBuf::new(),
+            first_addr: Ipv4Addr::LOCALHOST,
+            zone: "vip.test".into(),
+            port: 0,
+            first_vip: Ipv4Addr::new(250, 0, 0, 1),
         };
-        let me = Identity::generate().unwrap();
-        let my_name = Fqdn::new("a.vip.test").unwrap();
-        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let stats = Rc::new(Stats::default());
+        let sim_identity = Identity::generate().unwrap();
+        let sim_key = sim_identity.public_key();
+        let a_identity = Identity::generate().unwrap();
+        let a_name = Fqdn::new("a.vip.test").unwrap();
+        let pins = HashMap::from([(a_name.clone(), a_identity.public_key())]);
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sim_port = socket.local_addr().unwrap().port();
+        let mut cfg = config(&args, 1).unwrap();
+        cfg.port = sim_port;
+        let home = cfg.home_vip;
+        let engine = Engine::new(
+            cfg,
+            sim_identity,
+            Partners::new(home),
+            pins,
+            0,
+            Ipv4Addr::LOCALHOST,
+        );
+        let host = Host {
+            peer: Peer::new(engine, socket),
+        };
+        let stats = Rc::new(RefCell::new(vec![Stats::default()]));
         let local = tokio::task::LocalSet::new();
-        local.spawn_local(host.run(stats.clone()));
+        local.spawn_local(host.run(stats.clone(), 0));
+
+        let mut a_cfg = config(&args, 1).unwrap();
+        a_cfg.me = a_name;
+        a_cfg.home_vip = Ipv4Addr::new(240, 0, 0, 9);
+        a_cfg.port = sim_port;
+        let a_engine = Engine::new(
+            a_cfg,
+            a_identity,
+            Partners::new(Ipv4Addr::new(240, 0, 0, 9)),
+            HashMap::new(),
+            1,
+            Ipv4Addr::new(127, 0, 0, 2),
+        );
+        let mut a = Peer::new(a_engine, UdpSocket::bind("127.0.0.2:0").await.unwrap());
+        let p1 = Fqdn::new("p1.vip.test").unwrap();
+        a.dns.insert(
+            Query::Address(p1.clone()),
+            DnsAnswer::Addresses(vec![Ipv4Addr::LOCALHOST]),
+        );
+        a.dns.insert(
+            Query::Magic(p1.magic().unwrap()),
+            DnsAnswer::Addresses(vec![home]),
+        );
+        a.dns
+            .insert(Query::Key(p1.clone()), DnsAnswer::Keys(vec![sim_key]));
         local
             .run_until(async {
-                let (my_vip, its_vip) = (Ipv4Addr::new(240, 0, 0, 9), Ipv4Addr::new(250, 0, 0, 1));
-                let request = Negotiation {
-                    kind: NegotiationKind::Request,
-                    session: 7,
-                    round: 1,
-                    accept: true,
-                    requester_fqdn: my_name.clone(),
-                    responder_fqdn: sim_name.clone(),
-                    requester_vip: my_vip,
-                    responder_vip: its_vip,
-                    sender_key: me.public_key(),
-                };
-                client
-                    .send_to(&request.encode(None), sim_addr)
-                    .await
-                    .unwrap();
-                let mut buf = [0u8; 2048];
-                let (n, _) = client.recv_from(&mut buf).await.unwrap();
-                let Ok(Decoded::Negotiation(reply)) = wire::decode(&buf[..n]) else {
-                    panic!("not a negotiation message")
-                };
-                let keys =
-                    derive_pair_keys(&me, &my_name, &reply.msg.sender_key, &sim_name).unwrap();
-                reply.verify(&keys.mac).unwrap();
-                let r = &reply.msg;
-                assert_eq!(r.kind, NegotiationKind::Reply);
-                assert!(r.accept);
-                assert_eq!((r.session, r.round), (7, 1));
-                assert_eq!((r.requester_vip, r.responder_vip), (my_vip, its_vip));
-
-                let hint = Control::Hint {
-                    vip: my_vip,
-                    new_addr: Ipv4Addr::new(198, 51, 100, 10),
-                    seq: 42,
-                };
-                client
-                    .send_to(&seal(&hint, &my_name, 1000, &keys.send), sim_addr)
-                    .await
-                    .unwrap();
-                let (n, _) = client.recv_from(&mut buf).await.unwrap();
-                let Ok(Decoded::Control(ack)) = wire::decode(&buf[..n]) else {
-                    panic!("not a control message")
-                };
-                assert_eq!(ack.sender, sim_name);
-                assert_eq!(
-                    ack.open(&keys.recv).unwrap(),
-                    Control::Ack {
-                        seq: 42,
-                        your_addr: Ipv4Addr::LOCALHOST
-                    }
-                );
-                // A replayed hint gets no second ack.
-                client
-                    .send_to(&seal(&hint, &my_name, 1000, &keys.send), sim_addr)
-                    .await
-                    .unwrap();
-                let again = tokio::time::timeout(
-                    std::time::Duration::from_millis(200),
-                    client.recv_from(&mut buf),
-                )
-                .await;
-                assert!(again.is_err());
+                a.engine.lookup(Instant::now(), 1, p1);
+                let paired = a
+                    .run_until(Duration::from_secs(5), |_| {
+                        stats.borrow()[0].pairs_confirmed == 1
+                    })
+                    .await;
+                assert!(paired, "{:?}", stats.borrow()[0]);
+                assert_eq!(a.answers.get(&1), Some(&LookupAnswer::Vip(home)));
+                a.engine
+                    .address_changed(Instant::now(), Ipv4Addr::new(127, 0, 0, 3));
+                let acked = a
+                    .run_until(Duration::from_secs(5), |a| {
+                        a.engine.stats().acks_received == 1
+                    })
+                    .await;
+                assert!(acked, "{:?}", a.engine.stats());
             })
             .await;
-        assert_eq!(stats.acks.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.mappings.load(Ordering::Relaxed), 1);
+        let s = stats.borrow()[0];
+        assert_eq!(
+            (
+                s.responses_sent,
+                s.pairs_confirmed,
+                s.hints_received,
+                s.acks_sent
+            ),
+            (1, 1, 1, 1),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn pins_take_base64_or_a_key_record() {
+        let key = [7u8; 32];
+        let (name, parsed) = parse_pin(&format!("a.vip.test={}", B64.encode(key))).unwrap();
+        assert_eq!((name.as_str(), parsed), ("a.vip.test", key));
+        let record = format!("a.vip.test=\"{}\"", key_record_text(&key));
+        assert_eq!(parse_pin(&record).unwrap().1, key);
+        assert!(parse_pin("a.vip.test").is_err());
+        assert!(parse_pin("a.vip.test=short").is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
     time::Duration,
 };
-use vip_proto::wire::Fqdn;
+use vip_proto::Fqdn;
 
 /// The default path of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/vipd/vipd.toml";
@@ -182,6 +182,12 @@ pub struct Negotiation {
     pub gc: GcPolicy,
     /// With `gc = "lease"`: seconds without a packet after which a mapping is discarded.
     pub gc_idle_secs: u64,
+    /// The most partners (and invalid VIPs) kept; beyond it, new ones are refused (they
+    /// talk to us by physical address).
+    pub max_partners: usize,
+    /// The most handshakes answered and awaiting confirmation at once; beyond an eighth
+    /// of it, initiators must prove their address with a cookie first.
+    pub max_pending: usize,
 }
 
 impl Default for Negotiation {
@@ -193,6 +199,8 @@ impl Default for Negotiation {
             max_rounds: 8,
             gc: GcPolicy::default(),
             gc_idle_secs: 3600,
+            max_partners: 65536,
+            max_pending: 1024,
         }
     }
 }
@@ -262,6 +270,11 @@ impl Config {
         if self.negotiation.port == 0 {
             bail!("negotiation.port: 0 is not a port");
         }
+        if self.negotiation.max_partners == 0 || self.negotiation.max_pending < 8 {
+            bail!(
+                "negotiation.max_partners must be positive and negotiation.max_pending at least 8"
+            );
+        }
         Ok(())
     }
 
@@ -292,6 +305,29 @@ impl Config {
     /// Wait before a negotiation retransmission.
     pub fn retransmit(&self) -> Duration {
         Duration::from_millis(self.negotiation.retransmit_ms)
+    }
+
+    /// The protocol engine's settings.
+    pub fn engine(&self, home_vip: Ipv4Addr) -> vip_proto::engine::Config {
+        vip_proto::engine::Config {
+            me: self.fqdn.clone(),
+            vip_range: self.vip_range,
+            home_vip,
+            port: self.negotiation.port,
+            retransmit: self.retransmit(),
+            restarts: self.negotiation.restarts,
+            max_rounds: self.negotiation.max_rounds,
+            active: Duration::from_secs(self.mobility.active_secs),
+            lease: Duration::from_secs(self.mobility.lease_secs),
+            gc: match self.negotiation.gc {
+                GcPolicy::ReclaimOnReboot => vip_proto::engine::Gc::ReclaimOnReboot,
+                GcPolicy::Lease => {
+                    vip_proto::engine::Gc::Lease(Duration::from_secs(self.negotiation.gc_idle_secs))
+                }
+            },
+            max_partners: self.negotiation.max_partners,
+            max_pending: self.negotiation.max_pending,
+        }
     }
 }
 

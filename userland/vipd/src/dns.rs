@@ -13,21 +13,29 @@ use hickory_net::{
 };
 use hickory_proto::{
     op::{DnsRequest, DnsRequestOptions, Message, OpCode, Query, ResponseCode, UpdateMessage},
-    rr::{DNSClass, Name, RData, Record, RecordType, rdata::A},
+    rr::{
+        DNSClass, Name, RData, Record, RecordType,
+        rdata::{A, TXT},
+    },
 };
 use std::{net::Ipv4Addr, net::SocketAddr, time::Duration};
 use tracing::debug;
-use vip_proto::wire::Fqdn;
+use vip_proto::{Fqdn, engine::DnsAnswer, fqdn::parse_key_record};
 
-/// The prefix of the magic name that advertises VIP capability (paper section 3.1): the A
-/// record of `vip105067072021-<first label>.<rest of the name>` holds the VIP its owner
-/// proposes for itself.
-pub const MAGIC_PREFIX: &str = "vip105067072021-";
-
-/// The magic name of `fqdn`.
+/// The magic name of `fqdn` (paper section 3.1: its A record holds the VIP its owner
+/// proposes for itself).
 pub fn magic_name(fqdn: &Fqdn) -> Result<Fqdn> {
-    let name = format!("{MAGIC_PREFIX}{}", fqdn.as_str());
-    Fqdn::new(&name).map_err(|e| anyhow!("the magic name {name} is not a valid name: {e}"))
+    fqdn.magic()
+        .ok_or_else(|| anyhow!("{fqdn}: the magic name would have a label over 63 bytes"))
+}
+
+/// A record we publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publish {
+    /// An A record (our address, our magic record).
+    A(Fqdn, Ipv4Addr),
+    /// Our key record: `_vipkey.<name>` TXT.
+    Key(Fqdn, String),
 }
 
 /// A hickory name for one of our names.
@@ -41,15 +49,6 @@ pub fn to_name(fqdn: &Fqdn) -> Result<Name> {
 /// Our name for a hickory name, if it is one (names with `_` and the like are not).
 pub fn from_name(name: &Name) -> Option<Fqdn> {
     Fqdn::new(&name.to_ascii()).ok()
-}
-
-/// The outcome of an A query.
-#[derive(Debug)]
-pub struct ALookup {
-    /// The whole response, for answering a legacy lookup exactly as upstream did.
-    pub response: Message,
-    /// The addresses found (the final answers; CNAMEs followed by the server).
-    pub addrs: Vec<Ipv4Addr>,
 }
 
 /// The upstream resolvers, tried in order.
@@ -91,20 +90,68 @@ impl Upstream {
         Err(last.unwrap_or_else(|| anyhow!("no upstream server")))
     }
 
-    /// The A records of `fqdn`.
-    pub async fn lookup_a(&self, fqdn: &Fqdn) -> Result<ALookup> {
+    /// The A records of `fqdn` (the final answers; CNAMEs followed by the server).
+    pub async fn lookup_a(&self, fqdn: &Fqdn) -> Result<Vec<Ipv4Addr>> {
         let response = self
             .query(to_name(fqdn)?, DNSClass::IN, RecordType::A)
             .await?;
-        let addrs = response
+        Ok(response
             .answers
             .iter()
             .filter_map(|r| match r.data {
                 RData::A(A(addr)) => Some(addr),
                 _ => None,
             })
-            .collect();
-        Ok(ALookup { response, addrs })
+            .collect())
+    }
+
+    /// The answer to one of the engine's questions, in its terms: NXDOMAIN and empty
+    /// answers are `NoRecord`, no answer at all is `Failed`.
+    pub async fn answer(&self, query: &vip_proto::engine::Query) -> DnsAnswer {
+        use vip_proto::engine::Query as Q;
+        let result = match query {
+            Q::Address(fqdn) | Q::Magic(fqdn) => self.lookup_a(fqdn).await.map(addresses),
+            Q::Key(fqdn) => self.lookup_keys(fqdn).await.map(|k| {
+                if k.is_empty() {
+                    DnsAnswer::NoRecord
+                } else {
+                    DnsAnswer::Keys(k)
+                }
+            }),
+            Q::Reverse(addr) => self.lookup_ptr(*addr).await.map(|n| {
+                if n.is_empty() {
+                    DnsAnswer::NoRecord
+                } else {
+                    DnsAnswer::Names(n)
+                }
+            }),
+        };
+        result.unwrap_or_else(|e| {
+            debug!(?query, "lookup failed: {e:#}");
+            DnsAnswer::Failed
+        })
+    }
+
+    /// The public keys `fqdn`'s key record publishes (records that do not parse are
+    /// skipped).
+    pub async fn lookup_keys(&self, fqdn: &Fqdn) -> Result<Vec<[u8; 32]>> {
+        let name = Name::from_ascii(format!("{}.", fqdn.key_record()))?;
+        let response = self.query(name, DNSClass::IN, RecordType::TXT).await?;
+        Ok(response
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(txt) => {
+                    let text: String = txt
+                        .txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part).into_owned())
+                        .collect();
+                    parse_key_record(&text)
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// The names a reverse lookup of `addr` gives.
@@ -120,6 +167,14 @@ impl Upstream {
                 _ => None,
             })
             .collect())
+    }
+}
+
+fn addresses(addrs: Vec<Ipv4Addr>) -> DnsAnswer {
+    if addrs.is_empty() {
+        DnsAnswer::NoRecord
+    } else {
+        DnsAnswer::Addresses(addrs)
     }
 }
 
@@ -153,11 +208,14 @@ impl Updater {
         })
     }
 
-    /// Replaces the A record set of each `(name, address)` pair with that one address, in
-    /// one atomic update.
-    pub async fn publish(&self, records: &[(Fqdn, Ipv4Addr)], ttl: u32) -> Result<()> {
-        let Some(((first, _), _)) = records.split_first() else {
+    /// Replaces the record set of each record's name with that one record, in one atomic
+    /// update.
+    pub async fn publish(&self, records: &[Publish], ttl: u32) -> Result<()> {
+        let Some(first) = records.first() else {
             return Ok(());
+        };
+        let first = match first {
+            Publish::A(fqdn, _) | Publish::Key(fqdn, _) => fqdn.clone(),
         };
         let mut zone = Query::new();
         zone.set_name(self.zone.clone())
@@ -167,16 +225,23 @@ impl Updater {
         message.metadata.op_code = OpCode::Update;
         message.metadata.recursion_desired = false;
         message.add_zone(zone);
-        for (fqdn, addr) in records {
-            let name = to_name(fqdn)?;
+        for record in records {
+            let (name, rtype, rdata) = match record {
+                Publish::A(fqdn, addr) => (to_name(fqdn)?, RecordType::A, RData::A(A(*addr))),
+                Publish::Key(fqdn, text) => (
+                    Name::from_ascii(format!("{}.", fqdn.key_record()))?,
+                    RecordType::TXT,
+                    RData::TXT(TXT::new(vec![text.clone()])),
+                ),
+            };
             if !self.zone.zone_of(&name) {
-                bail!("{fqdn} is not in the zone {}", self.zone);
+                bail!("{name} is not in the zone {}", self.zone);
             }
             // Delete the RRset, then add the one record (RFC 2136 sections 2.5.2 and 2.5.1).
-            let mut delete = Record::update0(name.clone(), 0, RecordType::A);
+            let mut delete = Record::update0(name.clone(), 0, rtype);
             delete.dns_class = DNSClass::ANY;
             message.add_update(delete);
-            message.add_update(Record::from_rdata(name, ttl, RData::A(A(*addr))));
+            message.add_update(Record::from_rdata(name, ttl, rdata));
         }
         let mut responses = self
             .client

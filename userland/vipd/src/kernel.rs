@@ -12,8 +12,12 @@ use rtnetlink::{
     },
 };
 use std::net::{IpAddr, Ipv4Addr};
+use tokio::sync::mpsc;
 use tracing::info;
 use vip_netlink::{Client as VipClient, Mapping, MappingSpec, SetMode, VIP_MAP_F_INVALID};
+use vip_proto::engine::{Id, KernelMapping, KernelOp};
+
+use crate::driver::{Handle as Engine, Input};
 
 /// The link kind the module registers.
 const KIND: &str = "vip";
@@ -208,5 +212,124 @@ impl Kernel {
     /// The module's client, e.g. to subscribe to its events.
     pub fn vip(&self) -> &VipClient {
         &self.vip
+    }
+
+    /// Does what the engine asked.
+    async fn execute(&self, op: KernelOp) -> Result<()> {
+        match op {
+            KernelOp::Install {
+                peer_vip,
+                local_vip,
+                addr,
+            } => {
+                self.add_local_vip(local_vip).await?;
+                self.route(Ipv4Net::new(peer_vip, 32).context("a /32")?, local_vip)
+                    .await?;
+                self.set_mapping(peer_vip, addr, local_vip).await
+            }
+            KernelOp::Repoint {
+                peer_vip,
+                local_vip,
+                addr,
+                kick,
+            } => {
+                let spec = MappingSpec {
+                    peer_vip,
+                    peer_ip4: addr,
+                    local_vip: Some(local_vip),
+                    flags: 0,
+                };
+                let mut vip = self.vip.clone();
+                if kick {
+                    vip.map_set_and_kick(&spec).await
+                } else {
+                    vip.map_set(&spec, SetMode::Replace).await
+                }
+                .with_context(|| format!("cannot point {peer_vip} at {addr}"))
+            }
+            KernelOp::Invalidate {
+                peer_vip,
+                local_vip,
+                addr,
+            } => self.set_mapping_invalid(peer_vip, addr, local_vip).await,
+            KernelOp::Remove {
+                peer_vip,
+                local_vip,
+            } => self.remove_mapping(peer_vip, local_vip).await,
+            KernelOp::Dump => Ok(()),
+        }
+    }
+
+    /// The table, as the engine wants it.
+    async fn dump(&self) -> Result<Vec<KernelMapping>> {
+        Ok(self
+            .mappings()
+            .await?
+            .into_iter()
+            .map(|m| KernelMapping {
+                peer_vip: m.spec.peer_vip,
+                peer_ip4: m.spec.peer_ip4,
+                local_vip: m.spec.local_vip,
+                invalid: m.spec.flags & VIP_MAP_F_INVALID != 0,
+                last_rx: m.last_rx,
+                last_tx: m.last_tx,
+            })
+            .collect())
+    }
+}
+
+/// Kernel changes waiting at most; the engine is told of a change it could not queue as a
+/// failure.
+const KERNEL_QUEUE: usize = 65536;
+
+/// Carries out the engine's kernel changes one after another, in the order asked (a
+/// re-point must not overtake the install it follows), and reports each.
+#[derive(Clone)]
+pub struct KernelWorker {
+    tx: mpsc::Sender<(Id, KernelOp)>,
+    handle: Engine,
+}
+
+impl KernelWorker {
+    /// Starts the worker on the current runtime.
+    pub fn start(kernel: Kernel, handle: Engine) -> (Self, tokio::task::JoinHandle<Result<()>>) {
+        let (tx, mut rx) = mpsc::channel::<(Id, KernelOp)>(KERNEL_QUEUE);
+        let reporter = handle.clone();
+        let task = tokio::spawn(async move {
+            while let Some((id, op)) = rx.recv().await {
+                let input = if op == KernelOp::Dump {
+                    match kernel.dump().await {
+                        Ok(mappings) => Input::KernelDump { id, mappings },
+                        Err(e) => Input::KernelDone {
+                            id,
+                            result: Err(format!("{e:#}")),
+                        },
+                    }
+                } else {
+                    Input::KernelDone {
+                        id,
+                        result: kernel.execute(op).await.map_err(|e| format!("{e:#}")),
+                    }
+                };
+                reporter.send(input).await;
+            }
+            anyhow::bail!("the kernel worker's queue closed")
+        });
+        (Self { tx, handle }, task)
+    }
+
+    /// Queues a change.
+    pub fn submit(&self, id: Id, op: KernelOp) {
+        if self.tx.try_send((id, op)).is_err() {
+            let handle = self.handle.clone();
+            tokio::spawn(async move {
+                handle
+                    .send(Input::KernelDone {
+                        id,
+                        result: Err("too many kernel changes queued".into()),
+                    })
+                    .await
+            });
+        }
     }
 }

@@ -1,28 +1,36 @@
 //! `vipd`: the VIP daemon. A DNS stub that answers applications' lookups with negotiated
-//! VIPs (paper section 3.1), the negotiation protocol between daemons, and our secure
-//! dynamic DNS updates.
+//! VIPs (paper section 3.1), the protocol between daemons, and our secure dynamic DNS
+//! updates. The protocol itself is `vip_proto::engine`, which does no I/O; this binary is
+//! its driver (`driver`), with the stub, the kernel, DNS and the state files around it.
 
 mod config;
-mod daemon;
 mod dns;
+mod driver;
 mod kernel;
-mod peers;
+mod state;
 mod stub;
 mod tsig;
+mod watch;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use config::{AddressChoice, Config};
 use ipnet::Ipv4Net;
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    collections::HashMap,
+    net::Ipv4Addr,
     os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
 };
+use tokio::task::JoinSet;
 use tracing::{error, info, warn};
-use vip_proto::{crypto::Identity, known_peers::KnownPeers};
+use vip_proto::{
+    Identity, KnownPeers,
+    engine::{Engine, Partners},
+    fqdn::key_record_text,
+};
 
 #[derive(Parser)]
 #[command(
@@ -106,15 +114,16 @@ async fn run(cli: Cli) -> Result<()> {
     let known = KnownPeers::load(&config.state_dir.join("known_peers"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let home_vip = home_vip(&config.state_dir.join("home_vip"), config.vip_range)?;
+    let counter = state::reserve_counters(&config.state_dir.join("counter"))?;
 
     // Everything that can refuse us (module, ports, the DNS server's verdict on our key) is
     // checked before the kernel is touched or our VIP capability is published.
     let module = kernel::Kernel::module().await?;
-    let socket = negotiation_socket(config.negotiation.port)?;
+    let socket = Arc::new(negotiation_socket(config.negotiation.port)?);
     let listeners = stub::bind(&config.stub.listen).await?;
     let address = match config.address {
         AddressChoice::Fixed(a) => a,
-        AddressChoice::Auto => source_toward(config.update_server())?,
+        AddressChoice::Auto => watch::source_toward(config.update_server())?,
     };
     let updater = match &key {
         Some(key) => {
@@ -125,7 +134,7 @@ async fn run(cli: Cli) -> Result<()> {
                 config.upstream_timeout(),
             )?;
             // A slow server is waited for (a few tries); a refusal ends start-up at once.
-            let records = [(config.fqdn.clone(), address)];
+            let records = [dns::Publish::A(config.fqdn.clone(), address)];
             let mut attempt = 1;
             while let Err(e) = updater.publish(&records, config.update.ttl).await {
                 if e.downcast_ref::<dns::NoAnswer>().is_none() || attempt == STARTUP_UPDATE_TRIES {
@@ -135,7 +144,7 @@ async fn run(cli: Cli) -> Result<()> {
                 tokio::time::sleep(std::time::Duration::from_secs(attempt.into())).await;
                 attempt += 1;
             }
-            Some(updater)
+            Some(Arc::new(updater))
         }
         None => None,
     };
@@ -144,51 +153,99 @@ async fn run(cli: Cli) -> Result<()> {
     kernel.add_local_vip(home_vip).await?;
     kernel.route(config.vip_range, home_vip).await?;
     let peers_path = config.state_dir.join("peers.json");
-    let peers = recover_peers(&peers_path, &kernel, home_vip).await;
+    let partners = recover_partners(&peers_path, &kernel, home_vip).await;
 
     if let Some(updater) = &updater {
+        // Our key with our VIP capability, in one update: a peer that finds the magic
+        // record finds the key it needs.
         let records = [
-            (config.fqdn.clone(), address),
-            (dns::magic_name(&config.fqdn)?, home_vip),
+            dns::Publish::A(config.fqdn.clone(), address),
+            dns::Publish::A(dns::magic_name(&config.fqdn)?, home_vip),
+            dns::Publish::Key(config.fqdn.clone(), key_record_text(&identity.public_key())),
         ];
         updater.publish(&records, config.update.ttl).await?;
-        info!(fqdn = %config.fqdn, %address, %home_vip, "published our address and VIP capability");
+        info!(fqdn = %config.fqdn, %address, %home_vip, "published our address, VIP capability and key");
     }
 
     let upstream = dns::Upstream::new(&config.upstream.servers, config.upstream_timeout());
-    let listen = config.stub.listen.clone();
-    let daemon = Arc::new(daemon::Daemon::new(
-        config, identity, home_vip, upstream, kernel, socket, known, peers, peers_path, address,
-        updater,
-    ));
+    let pins: HashMap<_, _> = known.iter().map(|(f, k)| (f.clone(), *k)).collect();
+    let engine = Engine::new(
+        config.engine(home_vip),
+        identity,
+        partners,
+        pins,
+        counter,
+        address,
+    );
 
-    tokio::spawn(daemon.clone().serve_negotiation());
-    let (watcher, events) = (daemon.clone(), daemon.clone());
-    tokio::spawn(async move {
-        if let Err(e) = watcher.watch_addresses().await {
-            error!("address changes will go unnoticed: {e:#}");
-        }
-    });
-    tokio::spawn(async move {
-        if let Err(e) = events.watch_kernel_events().await {
-            error!("kernel events will go unheard: {e:#}");
-        }
-    });
-    tokio::spawn(daemon.clone().renew_leases());
-    for (udp, tcp) in listeners {
-        tokio::spawn(stub::serve_udp(daemon.clone(), udp));
-        tokio::spawn(stub::serve_tcp(daemon.clone(), tcp));
+    // Every task below is needed: the first to end ends the daemon, with its reason
+    // (systemd restarts it), rather than leave it half-alive.
+    let (tx, rx) = tokio::sync::mpsc::channel(driver::INPUT_QUEUE);
+    let handle = driver::Handle::new(tx);
+    let mut tasks: JoinSet<(&'static str, Result<()>)> = JoinSet::new();
+    let (kernel_worker, kernel_task) = kernel::KernelWorker::start(kernel.clone(), handle.clone());
+    let (writer, writer_task) = state::Writer::start(peers_path, known);
+    tasks.spawn(async move { ("kernel worker", flatten(kernel_task.await)) });
+    tasks.spawn(async move { ("state writer", flatten(writer_task.await)) });
+    watch::kernel_events(kernel.vip(), handle.clone()).await?;
+    if config.address == AddressChoice::Auto {
+        let (server, h) = (config.update_server(), handle.clone());
+        tasks.spawn(async move { ("address watcher", watch::addresses(server, h).await) });
     }
-    info!(stub = ?listen, %home_vip, "vipd ready");
+    let (initiations_tx, initiations_rx) = tokio::sync::mpsc::channel(driver::INITIATION_QUEUE);
+    let shed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (s, h, sh) = (socket.clone(), handle.clone(), shed.clone());
+    tasks.spawn(async move {
+        (
+            "protocol socket",
+            driver::receive(s, h, initiations_tx, sh).await,
+        )
+    });
+    let stub = Arc::new(stub::Stub {
+        engine: handle.clone(),
+        upstream: upstream.clone(),
+        vip_ttl: config.stub.vip_ttl,
+    });
+    for (udp, tcp) in listeners {
+        tokio::spawn(stub::serve_udp(stub.clone(), udp));
+        tokio::spawn(stub::serve_tcp(stub.clone(), tcp));
+    }
+    let stats_handle = handle.clone();
+    let io = driver::Io {
+        socket,
+        upstream,
+        updater,
+        update_ttl: config.update.ttl,
+        me: config.fqdn.clone(),
+        kernel: kernel_worker,
+        writer,
+        handle,
+        shed,
+    };
+    tasks.spawn(async move { ("engine", driver::run(engine, rx, initiations_rx, io).await) });
+    info!(stub = ?config.stub.listen, %home_vip, "vipd ready");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = usr1.recv() => stats_handle.send(driver::Input::LogStats).await,
+            ended = tasks.join_next() => {
+                let (name, result) = ended.context("no task")?.context("a task panicked")?;
+                return Err(result.err().unwrap_or_else(|| anyhow::anyhow!("ended"))).context(format!("{name} stopped"));
+            }
+        }
     }
     // Mappings stay in the kernel: connections outlive the daemon, and a restart adopts them.
     info!("stopping; kernel mappings are left in place");
     Ok(())
+}
+
+fn flatten(r: Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    r.map_err(anyhow::Error::from).and_then(|r| r)
 }
 
 /// Tries of the first dynamic update when the server does not answer.
@@ -221,57 +278,40 @@ fn home_vip(path: &Path, range: Ipv4Net) -> Result<Ipv4Addr> {
             ),
         }
     }
-    let vip = peers::Peers::default().fresh_vip(range);
+    let vip = Partners::default().fresh_vip(range, &mut rand::random::<u64>);
     std::fs::write(path, format!("{vip}\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(vip)
 }
 
-/// The source address the kernel would use toward `server` (no packet is sent).
-fn source_toward(server: SocketAddr) -> Result<Ipv4Addr> {
-    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-    socket
-        .connect(server)
-        .with_context(|| format!("no route toward {server} to choose our address by"))?;
-    match socket.local_addr()? {
-        SocketAddr::V4(a) => Ok(*a.ip()),
-        SocketAddr::V6(_) => anyhow::bail!("an IPv6 source toward {server}"),
-    }
-}
-
 /// The partners saved by a previous run whose mappings the kernel still holds (the daemon
 /// was restarted, the host was not); after a reboot the table starts empty
 /// (reclaim-on-reboot, paper section 4.1.2).
-async fn recover_peers(path: &Path, kernel: &kernel::Kernel, home_vip: Ipv4Addr) -> peers::Peers {
-    let mut peers = peers::Peers::new(home_vip);
-    let saved = match peers::Peers::load(path) {
-        Ok(Some(saved)) => saved,
-        Ok(None) => return peers,
-        Err(e) => {
-            warn!("ignoring {}: {e:#}", path.display());
-            return peers;
-        }
+async fn recover_partners(path: &Path, kernel: &kernel::Kernel, home_vip: Ipv4Addr) -> Partners {
+    let mut partners = Partners::new(home_vip);
+    let Some(saved) = state::load_partners(path) else {
+        return partners;
     };
     let mappings = match kernel.mappings().await {
         Ok(m) => m,
         Err(e) => {
             warn!("cannot read the kernel table: {e:#}");
-            return peers;
+            return partners;
         }
     };
-    for peer in saved.iter() {
-        let live = mappings
-            .iter()
-            .any(|m| m.spec.peer_vip == peer.peer_vip && m.spec.local_vip == Some(peer.local_vip));
+    for partner in saved.iter() {
+        let live = mappings.iter().any(|m| {
+            m.spec.peer_vip == partner.peer_vip && m.spec.local_vip == Some(partner.local_vip)
+        });
         if live {
-            peers.insert(peer.clone());
+            partners.insert(partner.clone());
         }
     }
-    if !peers.is_empty() {
+    if !partners.is_empty() {
         info!(
-            partners = peers.len(),
+            partners = partners.len(),
             "recovered partners from the kernel table"
         );
     }
-    peers
+    partners
 }

@@ -1,9 +1,9 @@
 //! The local DNS stub, on UDP and TCP, that `/etc/resolv.conf` points at. A queries are
-//! answered by the daemon (a VIP for a VIP-capable peer, upstream's answer for a legacy one);
+//! answered by the engine (a VIP for a VIP-capable peer, upstream's answer for a legacy one);
 //! everything else is forwarded to the upstream resolvers and their answer relayed.
 
-use crate::daemon::{Answer, Daemon};
-use crate::dns::from_name;
+use crate::dns::{Upstream, from_name};
+use crate::driver::Handle;
 use anyhow::{Context, Result};
 use hickory_proto::{
     op::{Message, MessageType, OpCode, ResponseCode},
@@ -15,11 +15,20 @@ use tokio::{
     net::{TcpListener, TcpStream, UdpSocket},
 };
 use tracing::{debug, warn};
+use vip_proto::engine::LookupAnswer;
 
 /// Largest UDP answer to a query without EDNS (RFC 1035).
 const CLASSIC_UDP_MAX: usize = 512;
 /// A client that stays silent this long on TCP is dropped.
 const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What answers the stub's queries.
+pub struct Stub {
+    pub engine: Handle,
+    pub upstream: Upstream,
+    /// TTL of answers that carry a VIP.
+    pub vip_ttl: u32,
+}
 
 /// Binds every listen address (UDP and TCP) now, so that a taken port fails start-up.
 pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<(Arc<UdpSocket>, TcpListener)>> {
@@ -37,7 +46,7 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<(Arc<UdpSocket>, TcpListen
 }
 
 /// Serves one UDP socket forever.
-pub async fn serve_udp(daemon: Arc<Daemon>, socket: Arc<UdpSocket>) {
+pub async fn serve_udp(daemon: Arc<Stub>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -61,7 +70,7 @@ pub async fn serve_udp(daemon: Arc<Daemon>, socket: Arc<UdpSocket>) {
 
 /// Serves one TCP listener forever (RFC 1035 section 4.2.2 framing; several queries per
 /// connection, answered in order).
-pub async fn serve_tcp(daemon: Arc<Daemon>, listener: TcpListener) {
+pub async fn serve_tcp(daemon: Arc<Stub>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -77,7 +86,7 @@ pub async fn serve_tcp(daemon: Arc<Daemon>, listener: TcpListener) {
     }
 }
 
-async fn serve_tcp_client(daemon: &Daemon, mut stream: TcpStream) -> Result<()> {
+async fn serve_tcp_client(daemon: &Stub, mut stream: TcpStream) -> Result<()> {
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
@@ -96,7 +105,7 @@ async fn serve_tcp_client(daemon: &Daemon, mut stream: TcpStream) -> Result<()> 
 }
 
 /// The reply to one query, or nothing for bytes that are not even a DNS header.
-pub async fn answer(daemon: &Daemon, query: &[u8], udp: bool) -> Option<Vec<u8>> {
+pub async fn answer(daemon: &Stub, query: &[u8], udp: bool) -> Option<Vec<u8>> {
     let request = match Message::from_vec(query) {
         Ok(m) => m,
         Err(e) => {
@@ -126,7 +135,7 @@ pub async fn answer(daemon: &Daemon, query: &[u8], udp: bool) -> Option<Vec<u8>>
     truncated.to_vec().ok()
 }
 
-async fn respond(daemon: &Daemon, request: &Message) -> Message {
+async fn respond(daemon: &Stub, request: &Message) -> Message {
     let id = request.metadata.id;
     let mut reply = Message::response(id, request.metadata.op_code);
     reply.metadata.recursion_desired = request.metadata.recursion_desired;
@@ -146,26 +155,168 @@ async fn respond(daemon: &Daemon, request: &Message) -> Message {
     let name = query.name();
     let is_a = query.query_type() == RecordType::A && query.query_class() == DNSClass::IN;
     let answer = match (is_a, from_name(name)) {
-        (true, Some(fqdn)) => daemon.resolve_a(&fqdn).await,
-        _ => {
-            daemon
-                .forward(name.clone(), query.query_class(), query.query_type())
-                .await
-        }
+        (true, Some(fqdn)) => daemon.engine.lookup(fqdn).await,
+        _ => LookupAnswer::Upstream,
     };
     match answer {
-        Answer::Vip(vip) => {
-            let ttl = daemon.config().stub.vip_ttl;
-            reply.add_answer(Record::from_rdata(name.clone(), ttl, RData::A(A(vip))));
+        LookupAnswer::Vip(vip) => {
+            reply.add_answer(Record::from_rdata(
+                name.clone(),
+                daemon.vip_ttl,
+                RData::A(A(vip)),
+            ));
         }
-        Answer::Upstream(upstream) => {
-            reply.metadata.response_code = upstream.metadata.response_code;
-            reply.metadata.authentic_data = false;
-            reply.answers = upstream.answers;
-            reply.authorities = upstream.authorities;
-            reply.additionals = upstream.additionals;
-        }
-        Answer::Failure(rcode) => reply.metadata.response_code = rcode,
+        LookupAnswer::Upstream => match daemon
+            .upstream
+            .query(name.clone(), query.query_class(), query.query_type())
+            .await
+        {
+            Ok(upstream) => {
+                reply.metadata.response_code = upstream.metadata.response_code;
+                reply.metadata.authentic_data = false;
+                reply.answers = upstream.answers;
+                reply.authorities = upstream.authorities;
+                reply.additionals = upstream.additionals;
+            }
+            Err(e) => {
+                warn!(%name, "upstream failed: {e:#}");
+                reply.metadata.response_code = ResponseCode::ServFail;
+            }
+        },
+        LookupAnswer::Failed => reply.metadata.response_code = ResponseCode::ServFail,
     }
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::Input;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    /// An upstream server on loopback: every name has 40 A records 192.0.2.1..40, except
+    /// names starting with "nx", which do not exist.
+    async fn fake_upstream() -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
+                let query = Message::from_vec(&buf[..n]).unwrap();
+                let mut reply = Message::response(query.metadata.id, OpCode::Query);
+                let q = query.queries[0].clone();
+                if q.name().to_ascii().starts_with("nx") {
+                    reply.metadata.response_code = ResponseCode::NXDomain;
+                } else if q.query_type() == RecordType::A {
+                    for i in 1..=40 {
+                        reply.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::A(A(Ipv4Addr::new(192, 0, 2, i))),
+                        ));
+                    }
+                }
+                reply.add_query(q);
+                socket
+                    .send_to(&reply.to_vec().unwrap(), peer)
+                    .await
+                    .unwrap();
+            }
+        });
+        addr
+    }
+
+    /// A stub whose engine answers b.vip.test with a VIP and everything else "upstream".
+    async fn stub() -> Stub {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(input) = rx.recv().await {
+                if let Input::Lookup { fqdn, reply } = input {
+                    let answer = if fqdn.as_str() == "b.vip.test" {
+                        LookupAnswer::Vip(Ipv4Addr::new(240, 0, 0, 2))
+                    } else if fqdn.as_str() == "broken.vip.test" {
+                        LookupAnswer::Failed
+                    } else {
+                        LookupAnswer::Upstream
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        });
+        Stub {
+            engine: Handle::new(tx),
+            upstream: Upstream::new(&[fake_upstream().await], Duration::from_secs(1)),
+            vip_ttl: 7,
+        }
+    }
+
+    fn query(name: &str, rtype: RecordType) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = 4242;
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+        m.to_vec().unwrap()
+    }
+
+    async fn ask(stub: &Stub, bytes: &[u8], udp: bool) -> Message {
+        Message::from_vec(&answer(stub, bytes, udp).await.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_queries_for_vip_hosts_get_the_vip() {
+        let stub = stub().await;
+        let m = ask(&stub, &query("b.vip.test.", RecordType::A), true).await;
+        assert_eq!(m.metadata.id, 4242);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(m.answers[0].ttl, 7);
+        assert_eq!(m.answers[0].data, RData::A(A(Ipv4Addr::new(240, 0, 0, 2))));
+        // A failed negotiation is SERVFAIL, not a wrong answer.
+        let m = ask(&stub, &query("broken.vip.test.", RecordType::A), true).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    }
+
+    #[tokio::test]
+    async fn everything_else_is_relayed_from_upstream() {
+        let stub = stub().await;
+        let m = ask(&stub, &query("nxhost.vip.test.", RecordType::A), true).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        // Not an A query: upstream answers, even for a VIP host.
+        let m = ask(&stub, &query("b.vip.test.", RecordType::AAAA), true).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+        // 40 records do not fit 512 bytes: truncated over UDP, whole over TCP.
+        let m = ask(&stub, &query("legacy.vip.test.", RecordType::A), true).await;
+        assert!(m.metadata.truncation);
+        let m = ask(&stub, &query("legacy.vip.test.", RecordType::A), false).await;
+        assert!(!m.metadata.truncation);
+        assert_eq!(m.answers.len(), 40);
+    }
+
+    #[tokio::test]
+    async fn bad_queries_get_errors_not_crashes() {
+        let stub = stub().await;
+        // Garbage with an ID: FORMERR to that ID; without even an ID: nothing.
+        let m = ask(&stub, &[0x12, 0x34, 0xff], true).await;
+        assert_eq!(
+            (m.metadata.id, m.metadata.response_code),
+            (0x1234, ResponseCode::FormErr)
+        );
+        assert!(answer(&stub, &[7], true).await.is_none());
+        // An update sent to the stub is not implemented.
+        let mut update = Message::query();
+        update.metadata.op_code = OpCode::Update;
+        let m = ask(&stub, &update.to_vec().unwrap(), true).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
+        // Two questions in one query: FORMERR.
+        let mut two = Message::query();
+        two.add_query(Query::query(Name::from_ascii("a.").unwrap(), RecordType::A));
+        two.add_query(Query::query(Name::from_ascii("b.").unwrap(), RecordType::A));
+        let m = ask(&stub, &two.to_vec().unwrap(), true).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    }
 }

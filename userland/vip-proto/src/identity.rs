@@ -1,10 +1,8 @@
-//! Host identity (a long-term X25519 key pair) and pairwise key derivation.
+//! Host identity: a long-term X25519 key pair, the static key of the Noise handshakes.
 //!
-//! Each host has one static X25519 key pair stored in a file (see
-//! [`Identity::load_or_generate`]). Two hosts that know each other's public
-//! key compute the same Diffie-Hellman secret and stretch it with HKDF-SHA256
-//! into three keys ([`PairKeys`]): a MAC key for negotiation messages and one
-//! ChaCha20-Poly1305 key per direction for control messages.
+//! Each host has one stored in a file (see [`Identity::load_or_generate`]) and publishes
+//! its public half in DNS. It is never used to encrypt anything directly: every session
+//! has ephemeral keys of its own.
 
 use std::fmt;
 use std::fs::File;
@@ -14,24 +12,18 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hkdf::Hkdf;
-use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::fsutil::write_atomic;
-use crate::wire::Fqdn;
 
-/// HKDF salt for the pairwise key derivation.
-pub const PAIRWISE_SALT: &[u8] = b"vip pairwise v1";
-
-/// Length of every symmetric key and of X25519 keys, in bytes.
+/// Length of X25519 keys, in bytes.
 pub const KEY_LEN: usize = 32;
 
 /// Longest identity file we are willing to read (a base64 key is 44 bytes).
 const MAX_IDENTITY_FILE: u64 = 256;
 
-/// Errors from identity handling and key derivation.
+/// Errors from identity handling.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     /// Reading or writing a key file failed.
@@ -65,16 +57,6 @@ pub enum CryptoError {
     /// The operating system's random number generator failed.
     #[error("random number generator failed: {0}")]
     Rng(getrandom::Error),
-    /// The peer's public key is a low-order point: the Diffie-Hellman result
-    /// would not depend on our secret.
-    #[error("peer public key is a low-order point")]
-    LowOrderPoint,
-    /// The peer has our own name and public key.
-    #[error("peer identity equals our own")]
-    SelfPeer,
-    /// HKDF refused the requested output length (cannot happen for 96 bytes).
-    #[error("key derivation failed")]
-    KeyDerivation,
 }
 
 /// This host's long-term X25519 key pair.
@@ -181,193 +163,19 @@ impl Identity {
     pub fn public_key(&self) -> [u8; KEY_LEN] {
         self.public.to_bytes()
     }
-}
 
-macro_rules! secret_key_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        ///
-        /// The bytes are wiped on drop and never printed by `Debug`.
-        pub struct $name([u8; KEY_LEN]);
-
-        impl $name {
-            /// Wraps raw key bytes.
-            pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-                $name(bytes)
-            }
-
-            pub(crate) fn as_bytes(&self) -> &[u8; KEY_LEN] {
-                &self.0
-            }
-        }
-
-        impl Drop for $name {
-            fn drop(&mut self) {
-                self.0.zeroize();
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(concat!(stringify!($name), "(<redacted>)"))
-            }
-        }
-    };
-}
-
-secret_key_type!(
-    /// HMAC-SHA256 key authenticating negotiation messages; identical on
-    /// both sides of a pair.
-    MacKey
-);
-secret_key_type!(
-    /// ChaCha20-Poly1305 key for control messages this host sends to the
-    /// peer (equal to the peer's [`RecvKey`]).
-    SendKey
-);
-secret_key_type!(
-    /// ChaCha20-Poly1305 key for control messages received from the peer
-    /// (equal to the peer's [`SendKey`]).
-    RecvKey
-);
-
-/// The symmetric keys shared with one peer.
-#[derive(Debug)]
-pub struct PairKeys {
-    /// MAC key for negotiation messages (both directions).
-    pub mac: MacKey,
-    /// Key for sealing control messages to the peer.
-    pub send: SendKey,
-    /// Key for opening control messages from the peer.
-    pub recv: RecvKey,
-}
-
-/// Derives the keys shared between this host (`me`, named `my_fqdn`) and the
-/// peer `peer_fqdn` whose public key is `peer_key`.
-///
-/// `shared = X25519(my secret, peer_key)`, refused if non-contributory (a
-/// low-order peer key). The two `(fqdn, public key)` pairs are sorted (by
-/// fqdn bytes, then key) and concatenated as `len(fqdn) || fqdn || key` to
-/// form the HKDF-SHA256 `info`; the salt is [`PAIRWISE_SALT`]. The 96
-/// output bytes are `mac || k1 || k2`: the side whose pair sorts first sends
-/// with `k1` and receives with `k2`, the other side the reverse.
-pub fn derive_pair_keys(
-    me: &Identity,
-    my_fqdn: &Fqdn,
-    peer_key: &[u8; KEY_LEN],
-    peer_fqdn: &Fqdn,
-) -> Result<PairKeys, CryptoError> {
-    let shared = me.secret.diffie_hellman(&PublicKey::from(*peer_key));
-    if !shared.was_contributory() {
-        return Err(CryptoError::LowOrderPoint);
+    /// The secret key, for the Noise handshake (wiped when dropped).
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new(self.secret.to_bytes())
     }
-    let my_key = me.public_key();
-    let mine = (my_fqdn.as_str().as_bytes(), &my_key);
-    let theirs = (peer_fqdn.as_str().as_bytes(), peer_key);
-    if mine == theirs {
-        return Err(CryptoError::SelfPeer);
-    }
-    let i_am_first = mine < theirs;
-    let (first, second) = if i_am_first {
-        (mine, theirs)
-    } else {
-        (theirs, mine)
-    };
-    let mut info = Vec::with_capacity(2 * (1 + 253 + KEY_LEN));
-    for (name, key) in [first, second] {
-        // Fqdn guarantees at most 253 bytes.
-        info.push(u8::try_from(name.len()).map_err(|_| CryptoError::KeyDerivation)?);
-        info.extend_from_slice(name);
-        info.extend_from_slice(key);
-    }
-
-    let hk = Hkdf::<Sha256>::new(Some(PAIRWISE_SALT), shared.as_bytes());
-    let mut okm = Zeroizing::new([[0u8; KEY_LEN]; 3]);
-    hk.expand(&info, okm.as_flattened_mut())
-        .map_err(|_| CryptoError::KeyDerivation)?;
-    let [mac, k1, k2] = *okm;
-    let (send, recv) = if i_am_first { (k1, k2) } else { (k2, k1) };
-    Ok(PairKeys {
-        mac: MacKey(mac),
-        send: SendKey(send),
-        recv: RecvKey(recv),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fqdn(s: &str) -> Fqdn {
-        Fqdn::new(s).unwrap()
-    }
-
-    #[test]
-    fn both_sides_agree() {
-        let a = Identity::from_secret_bytes([1; 32]);
-        let b = Identity::from_secret_bytes([2; 32]);
-        let (an, bn) = (fqdn("a.example.org"), fqdn("b.example.org"));
-        let ka = derive_pair_keys(&a, &an, &b.public_key(), &bn).unwrap();
-        let kb = derive_pair_keys(&b, &bn, &a.public_key(), &an).unwrap();
-        assert_eq!(ka.mac.as_bytes(), kb.mac.as_bytes());
-        assert_eq!(ka.send.as_bytes(), kb.recv.as_bytes());
-        assert_eq!(ka.recv.as_bytes(), kb.send.as_bytes());
-        assert_ne!(ka.send.as_bytes(), ka.recv.as_bytes());
-        assert_ne!(ka.mac.as_bytes(), ka.send.as_bytes());
-    }
-
-    #[test]
-    fn same_name_different_keys_still_agree() {
-        let a = Identity::from_secret_bytes([1; 32]);
-        let b = Identity::from_secret_bytes([2; 32]);
-        let n = fqdn("host");
-        let ka = derive_pair_keys(&a, &n, &b.public_key(), &n).unwrap();
-        let kb = derive_pair_keys(&b, &n, &a.public_key(), &n).unwrap();
-        assert_eq!(ka.send.as_bytes(), kb.recv.as_bytes());
-        assert_eq!(ka.recv.as_bytes(), kb.send.as_bytes());
-    }
-
-    #[test]
-    fn third_party_differs() {
-        let a = Identity::from_secret_bytes([1; 32]);
-        let b = Identity::from_secret_bytes([2; 32]);
-        let c = Identity::from_secret_bytes([3; 32]);
-        let (an, bn) = (fqdn("a.example.org"), fqdn("b.example.org"));
-        let ka = derive_pair_keys(&a, &an, &b.public_key(), &bn).unwrap();
-        // C claims to be A but has its own key.
-        let kc = derive_pair_keys(&c, &an, &b.public_key(), &bn).unwrap();
-        assert_ne!(ka.mac.as_bytes(), kc.mac.as_bytes());
-        assert_ne!(ka.send.as_bytes(), kc.send.as_bytes());
-        assert_ne!(ka.recv.as_bytes(), kc.recv.as_bytes());
-        // The names are bound too.
-        let kn = derive_pair_keys(&a, &fqdn("x.example.org"), &b.public_key(), &bn).unwrap();
-        assert_ne!(ka.mac.as_bytes(), kn.mac.as_bytes());
-    }
-
-    #[test]
-    fn low_order_refused() {
-        let a = Identity::from_secret_bytes([1; 32]);
-        let r = derive_pair_keys(&a, &fqdn("a"), &[0; 32], &fqdn("b"));
-        assert!(matches!(r, Err(CryptoError::LowOrderPoint)));
-        let mut one = [0u8; 32];
-        one[0] = 1;
-        let r = derive_pair_keys(&a, &fqdn("a"), &one, &fqdn("b"));
-        assert!(matches!(r, Err(CryptoError::LowOrderPoint)));
-    }
-
-    #[test]
-    fn self_peer_refused() {
-        let a = Identity::from_secret_bytes([1; 32]);
-        let r = derive_pair_keys(&a, &fqdn("a"), &a.public_key(), &fqdn("a"));
-        assert!(matches!(r, Err(CryptoError::SelfPeer)));
-    }
-
     #[test]
     fn debug_hides_keys() {
-        let k = MacKey::from_bytes([0xab; 32]);
-        let s = format!("{k:?}");
-        assert!(!s.contains("171") && !s.to_lowercase().contains("ab, "));
-        assert_eq!(s, "MacKey(<redacted>)");
         let id = Identity::from_secret_bytes([7; 32]);
         assert!(!format!("{id:?}").contains(&BASE64.encode([7u8; 32])));
     }

@@ -1,26 +1,51 @@
-//! The daemon's FQDN <-> VIP table: for each partner, the VIP we agreed to call it, the VIP
-//! it calls us, its physical address and its key. The kernel holds the VIP -> IP half; this
-//! is the half only the daemon knows.
+//! The FQDN <-> VIP table: for each partner, the VIP we agreed to call it, the VIP it calls
+//! us, where it is and its key. The kernel holds the VIP -> IP half; this is the half only
+//! the daemon knows. Serialisable: the daemon saves it so that a restart (not a reboot)
+//! finds its partners again.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use std::{
-    collections::{BTreeSet, HashMap, HashSet},
-    net::Ipv4Addr,
-    path::Path,
-};
-use vip_proto::wire::Fqdn;
+
+use crate::fqdn::Fqdn;
 
 /// One partner.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Peer {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partner {
+    /// Its name.
     pub fqdn: Fqdn,
-    /// What we call the partner.
+    /// What we call it.
     pub peer_vip: Ipv4Addr,
-    /// What the partner calls us.
+    /// What it calls us.
     pub local_vip: Ipv4Addr,
-    /// Its physical address, as last learnt.
+    /// Where it is: the source address of its last authenticated packet.
     pub addr: Ipv4Addr,
+    /// Its static public key.
+    #[serde(with = "key_base64")]
+    pub key: [u8; 32],
+    /// The greatest initiation counter accepted from it: older initiations are replays.
+    #[serde(default)]
+    pub last_counter: u64,
+}
+
+mod key_base64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(key: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(key))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = STANDARD.decode(text).map_err(D::Error::custom)?;
+        bytes
+            .try_into()
+            .map_err(|_| D::Error::custom("a key of 32 bytes"))
+    }
 }
 
 /// Whether a VIP may be taken for a given name.
@@ -34,67 +59,61 @@ pub enum Claim {
     Taken,
 }
 
-/// All partners, indexed both ways, and our own VIPs.
+/// All partners, indexed both ways, our own VIPs, and the VIPs kept out of use.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Peers {
-    by_fqdn: HashMap<Fqdn, Peer>,
+pub struct Partners {
+    by_fqdn: HashMap<Fqdn, Partner>,
     #[serde(skip)]
     by_vip: HashMap<Ipv4Addr, Fqdn>,
-    /// Our VIPs (the home VIP first in use, then any we had to pick for a partner).
+    /// Our VIPs (the home VIP, then any we had to pick for a partner).
     local_vips: BTreeSet<Ipv4Addr>,
     /// VIPs that could not be re-established after a NAK: not reused until collected.
     invalid: HashSet<Ipv4Addr>,
 }
 
-impl Peers {
+impl Partners {
     /// A table with our home VIP.
     pub fn new(home_vip: Ipv4Addr) -> Self {
-        let mut peers = Self::default();
-        peers.local_vips.insert(home_vip);
-        peers
+        let mut t = Self::default();
+        t.local_vips.insert(home_vip);
+        t
     }
 
-    /// Reads a table saved by [`Peers::save`]; a missing file gives `None`.
-    pub fn load(path: &Path) -> anyhow::Result<Option<Self>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let mut peers: Peers = serde_json::from_str(&text)?;
-        peers.by_vip = peers
+    /// Rebuilds the indices after deserialising.
+    pub fn reindex(&mut self) {
+        self.by_vip = self
             .by_fqdn
             .values()
             .map(|p| (p.peer_vip, p.fqdn.clone()))
             .collect();
-        Ok(Some(peers))
     }
 
-    /// Writes the table atomically (temporary file, then rename).
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    }
-
-    pub fn get(&self, fqdn: &Fqdn) -> Option<&Peer> {
+    /// The partner called `fqdn`.
+    pub fn get(&self, fqdn: &Fqdn) -> Option<&Partner> {
         self.by_fqdn.get(fqdn)
     }
 
-    pub fn by_vip(&self, vip: Ipv4Addr) -> Option<&Peer> {
+    pub(crate) fn get_mut(&mut self, fqdn: &Fqdn) -> Option<&mut Partner> {
+        self.by_fqdn.get_mut(fqdn)
+    }
+
+    /// The partner we call `vip`.
+    pub fn by_vip(&self, vip: Ipv4Addr) -> Option<&Partner> {
         self.by_vip.get(&vip).and_then(|f| self.by_fqdn.get(f))
     }
 
+    /// How many partners, and invalid VIPs (which hold a kernel entry each).
     pub fn len(&self) -> usize {
-        self.by_fqdn.len()
+        self.by_fqdn.len() + self.invalid.len()
     }
 
+    /// Whether there is no partner.
     pub fn is_empty(&self) -> bool {
         self.by_fqdn.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Peer> {
+    /// Every partner.
+    pub fn iter(&self) -> impl Iterator<Item = &Partner> {
         self.by_fqdn.values()
     }
 
@@ -110,7 +129,7 @@ impl Peers {
         }
     }
 
-    /// Whether we may call ourselves `vip` toward `fqdn`: not a partner's VIP.
+    /// Whether we may call ourselves `vip`: in range and not a partner's VIP.
     pub fn may_use_locally(&self, vip: Ipv4Addr, range: Ipv4Net) -> bool {
         usable(vip)
             && range.contains(&vip)
@@ -118,16 +137,16 @@ impl Peers {
             && !self.invalid.contains(&vip)
     }
 
-    /// A VIP from `range` that is nobody's here yet.
-    pub fn fresh_vip(&self, range: Ipv4Net) -> Ipv4Addr {
+    /// A VIP from `range` that is nobody's here yet; `random` draws offsets.
+    pub fn fresh_vip(&self, range: Ipv4Net, random: &mut dyn FnMut() -> u64) -> Ipv4Addr {
         let size = 1u64 << (32 - range.prefix_len());
         let base = u32::from(range.network());
         loop {
-            let offset = rand::random::<u64>() % size;
-            let vip = Ipv4Addr::from(base.wrapping_add(offset as u32));
+            let vip = Ipv4Addr::from(base.wrapping_add((random() % size) as u32));
             if usable(vip)
                 && !self.local_vips.contains(&vip)
-                && self.claim(vip, &fqdn_none(), range) == Claim::Free
+                && !self.invalid.contains(&vip)
+                && !self.by_vip.contains_key(&vip)
             {
                 return vip;
             }
@@ -140,26 +159,31 @@ impl Peers {
     }
 
     /// Adds or replaces a partner; gives back the previous entry for that name.
-    pub fn insert(&mut self, peer: Peer) -> Option<Peer> {
-        self.local_vips.insert(peer.local_vip);
-        let old = self.by_fqdn.insert(peer.fqdn.clone(), peer.clone());
+    pub fn insert(&mut self, partner: Partner) -> Option<Partner> {
+        self.local_vips.insert(partner.local_vip);
+        let old = self.by_fqdn.insert(partner.fqdn.clone(), partner.clone());
         if let Some(old) = &old {
             self.by_vip.remove(&old.peer_vip);
         }
-        self.by_vip.insert(peer.peer_vip, peer.fqdn);
+        self.by_vip.insert(partner.peer_vip, partner.fqdn);
         old
     }
 
     /// Forgets a partner (garbage collection); its VIP becomes free.
-    pub fn remove(&mut self, fqdn: &Fqdn) -> Option<Peer> {
-        let peer = self.by_fqdn.remove(fqdn)?;
-        self.by_vip.remove(&peer.peer_vip);
-        Some(peer)
+    pub fn remove(&mut self, fqdn: &Fqdn) -> Option<Partner> {
+        let partner = self.by_fqdn.remove(fqdn)?;
+        self.by_vip.remove(&partner.peer_vip);
+        Some(partner)
     }
 
     /// Marks `vip` invalid: it stays unusable until collected.
     pub fn invalidate(&mut self, vip: Ipv4Addr) {
         self.invalid.insert(vip);
+    }
+
+    /// Whether `vip` is marked invalid.
+    pub fn is_invalid(&self, vip: Ipv4Addr) -> bool {
+        self.invalid.contains(&vip)
     }
 }
 
@@ -167,11 +191,6 @@ impl Peers {
 fn usable(vip: Ipv4Addr) -> bool {
     let last = vip.octets()[3];
     !vip.is_unspecified() && !vip.is_broadcast() && last != 0 && last != 255
-}
-
-/// A name no partner can have (names never start with a hyphen), for "taken by anyone?".
-fn fqdn_none() -> Fqdn {
-    Fqdn::new("none.invalid").expect("a valid name")
 }
 
 #[cfg(test)]
@@ -182,19 +201,21 @@ mod tests {
         "240.0.0.0/4".parse().unwrap()
     }
 
-    fn peer(name: &str, vip: [u8; 4]) -> Peer {
-        Peer {
+    fn partner(name: &str, vip: [u8; 4]) -> Partner {
+        Partner {
             fqdn: Fqdn::new(name).unwrap(),
             peer_vip: vip.into(),
             local_vip: [240, 0, 0, 1].into(),
             addr: [192, 0, 2, 10].into(),
+            key: [3; 32],
+            last_counter: 0,
         }
     }
 
     #[test]
     fn claims() {
-        let mut t = Peers::new([240, 0, 0, 1].into());
-        t.insert(peer("b.vip.test", [240, 0, 0, 2]));
+        let mut t = Partners::new([240, 0, 0, 1].into());
+        t.insert(partner("b.vip.test", [240, 0, 0, 2]));
         let b = Fqdn::new("b.vip.test").unwrap();
         let c = Fqdn::new("c.vip.test").unwrap();
         assert_eq!(t.claim([240, 0, 0, 2].into(), &b, net()), Claim::Free);
@@ -212,34 +233,24 @@ mod tests {
         assert_eq!(t.claim([0, 0, 0, 0].into(), &c, net()), Claim::Taken);
         t.invalidate([240, 0, 0, 3].into());
         assert_eq!(t.claim([240, 0, 0, 3].into(), &c, net()), Claim::Taken);
-        let v = t.fresh_vip(net());
+        let mut n = 0u64;
+        let v = t.fresh_vip(net(), &mut || {
+            n += 1;
+            n
+        });
         assert!(net().contains(&v) && t.claim(v, &c, net()) == Claim::Free);
     }
 
     #[test]
-    fn replacing_a_partner_frees_its_old_vip() {
-        let mut t = Peers::new([240, 0, 0, 1].into());
-        t.insert(peer("b.vip.test", [240, 0, 0, 2]));
-        let old = t.insert(peer("b.vip.test", [240, 0, 0, 9])).unwrap();
+    fn replacing_a_partner_frees_its_old_vip_and_saves() {
+        let mut t = Partners::new([240, 0, 0, 1].into());
+        t.insert(partner("b.vip.test", [240, 0, 0, 2]));
+        let old = t.insert(partner("b.vip.test", [240, 0, 0, 9])).unwrap();
         assert_eq!(old.peer_vip, Ipv4Addr::from([240, 0, 0, 2]));
         assert!(t.by_vip([240, 0, 0, 2].into()).is_none());
-        assert_eq!(
-            t.by_vip([240, 0, 0, 9].into()).unwrap().fqdn.as_str(),
-            "b.vip.test"
-        );
-    }
-
-    #[test]
-    fn save_and_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("peers.json");
-        let mut t = Peers::new([240, 0, 0, 1].into());
-        t.insert(peer("b.vip.test", [240, 0, 0, 2]));
-        t.save(&path).unwrap();
-        let back = Peers::load(&path).unwrap().unwrap();
-        assert_eq!(
-            back.by_vip([240, 0, 0, 2].into()).unwrap().addr,
-            Ipv4Addr::from([192, 0, 2, 10])
-        );
+        let json = serde_json::to_string(&t).unwrap();
+        let mut back: Partners = serde_json::from_str(&json).unwrap();
+        back.reindex();
+        assert_eq!(back.by_vip([240, 0, 0, 9].into()).unwrap().key, [3; 32]);
     }
 }

@@ -1,0 +1,878 @@
+//! The protocol's state machine, without I/O, in the spirit of `quinn-proto`.
+//!
+//! An [`Engine`] is fed what happens, each call with the current time:
+//! datagrams ([`Engine::handle_datagram`]), lookups by local applications
+//! ([`Engine::lookup`]), DNS answers ([`Engine::dns_answer`]), kernel events and the
+//! results of kernel changes ([`Engine::kernel_event`], [`Engine::kernel_done`],
+//! [`Engine::kernel_dump`]), our own address changing ([`Engine::address_changed`]),
+//! the result of DNS updates ([`Engine::update_done`]) and the passing of time
+//! ([`Engine::tick`]). It answers with [`Output`]s, taken with [`Engine::poll_output`]:
+//! datagrams to send, DNS queries, answers to lookups, kernel changes, DNS updates, and
+//! state to save; [`Engine::poll_timeout`] says when it next wants a tick.
+//!
+//! What it does is paper section 3.1 and 3.2 carried by Noise handshakes and sessions
+//! (`docs/protocol.md`, "Protocol rules"): a negotiation round rides in every handshake,
+//! a responder keeps nothing but a bounded pending entry until the initiator confirms
+//! from its address, mappings move only to the source address of an authenticated
+//! packet, hints and acks travel inside sessions, and every table is bounded.
+
+mod initiator;
+mod limits;
+mod mobility;
+pub mod partners;
+mod responder;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use tracing::debug;
+
+use crate::fqdn::Fqdn;
+use crate::handshake::{CookieChecker, MacKeys};
+use crate::identity::Identity;
+use crate::session::Session;
+use crate::wire::{self, Control, Packet};
+use limits::{Limits, LogKind};
+pub use partners::{Claim, Partner, Partners};
+
+/// Identifies a lookup, a DNS query, a kernel change or a DNS update across the
+/// engine's outputs and the answers fed back.
+pub type Id = u64;
+
+/// Garbage collection of mappings (paper section 4.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gc {
+    /// Mappings stay until the host reboots.
+    ReclaimOnReboot,
+    /// Mappings with no packet either way for this long are dropped.
+    Lease(Duration),
+}
+
+/// What the engine needs to know about its host and its policies.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our name.
+    pub me: Fqdn,
+    /// The range VIPs are drawn from and accepted in.
+    pub vip_range: Ipv4Net,
+    /// The VIP we propose for ourselves (our magic record's).
+    pub home_vip: Ipv4Addr,
+    /// The UDP port of the protocol.
+    pub port: u16,
+    /// How long to wait for a handshake response before sending a new initiation.
+    pub retransmit: Duration,
+    /// Restarts from the DNS queries after two unanswered initiations.
+    pub restarts: u32,
+    /// Negotiation rounds before giving up.
+    pub max_rounds: u8,
+    /// Partners that exchanged packets with us this recently get hints when we move (the
+    /// Active Partner List's T).
+    pub active: Duration,
+    /// A partner we send to but have not heard from for this long is looked up again.
+    pub lease: Duration,
+    /// Garbage collection.
+    pub gc: Gc,
+    /// The most partners (invalid VIPs included) we keep; new ones are refused beyond it.
+    pub max_partners: usize,
+    /// The most handshakes we answer and wait on confirmation for at once.
+    pub max_pending: usize,
+}
+
+/// A DNS question the engine needs answered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Query {
+    /// The A records of a name.
+    Address(Fqdn),
+    /// The A record of a name's magic name: the VIP it proposes.
+    Magic(Fqdn),
+    /// The key record (TXT at `_vipkey.<name>`): its public keys.
+    Key(Fqdn),
+    /// The PTR records of an address.
+    Reverse(Ipv4Addr),
+}
+
+/// An answer to a [`Query`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsAnswer {
+    /// A records.
+    Addresses(Vec<Ipv4Addr>),
+    /// Public keys from key records.
+    Keys(Vec<[u8; 32]>),
+    /// Names from PTR records.
+    Names(Vec<Fqdn>),
+    /// The name has no such record (NXDOMAIN or no data).
+    NoRecord,
+    /// No answer could be had (timeout, SERVFAIL).
+    Failed,
+}
+
+/// How to answer a local application's A query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupAnswer {
+    /// With the partner's VIP.
+    Vip(Ipv4Addr),
+    /// With what upstream DNS says (a legacy host, our own name, no VIP to be had).
+    Upstream,
+    /// With SERVFAIL.
+    Failed,
+}
+
+/// One mapping of the kernel's table, as a dump gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelMapping {
+    /// The peer's VIP.
+    pub peer_vip: Ipv4Addr,
+    /// Where the kernel sends its packets.
+    pub peer_ip4: Ipv4Addr,
+    /// Our VIP toward it.
+    pub local_vip: Option<Ipv4Addr>,
+    /// Marked invalid.
+    pub invalid: bool,
+    /// Time since the last packet from it.
+    pub last_rx: Option<Duration>,
+    /// Time since the last packet to it.
+    pub last_tx: Option<Duration>,
+}
+
+/// What the kernel module reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelEvent {
+    /// A packet was sent to a VIP without mapping.
+    NoMapping {
+        /// Its destination.
+        peer_vip: Ipv4Addr,
+    },
+    /// A packet came from a VIP without mapping.
+    Unknown {
+        /// Its inner source.
+        peer_vip: Ipv4Addr,
+        /// Its inner destination.
+        local_vip: Ipv4Addr,
+        /// Its outer source.
+        seen: Ipv4Addr,
+    },
+    /// A packet from a mapped VIP came from another address.
+    Moved {
+        /// Its inner source.
+        peer_vip: Ipv4Addr,
+        /// Where the mapping points.
+        mapped: Ipv4Addr,
+        /// Where it came from.
+        seen: Ipv4Addr,
+    },
+    /// Events were lost (the socket overflowed): the table must be checked.
+    Lost,
+}
+
+/// A change to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelOp {
+    /// Our VIP on the vip device, a route to the peer's VIP through it with that source,
+    /// and the mapping (created or replaced).
+    Install {
+        /// The peer's VIP.
+        peer_vip: Ipv4Addr,
+        /// Ours toward it.
+        local_vip: Ipv4Addr,
+        /// Its address.
+        addr: Ipv4Addr,
+    },
+    /// The mapping points at `addr` now; with `kick`, TCP sockets to the peer that wait
+    /// out a backoff retransmit at once (the path just came back).
+    Repoint {
+        /// The peer's VIP.
+        peer_vip: Ipv4Addr,
+        /// Ours toward it.
+        local_vip: Ipv4Addr,
+        /// Its address.
+        addr: Ipv4Addr,
+        /// Kick TCP.
+        kick: bool,
+    },
+    /// The mapping is kept but marked invalid (section 3.1): its packets are dropped.
+    Invalidate {
+        /// The VIP.
+        peer_vip: Ipv4Addr,
+        /// Ours toward it.
+        local_vip: Ipv4Addr,
+        /// Where it pointed.
+        addr: Ipv4Addr,
+    },
+    /// The mapping and its route go.
+    Remove {
+        /// The VIP.
+        peer_vip: Ipv4Addr,
+        /// Ours toward it.
+        local_vip: Ipv4Addr,
+    },
+    /// Every mapping, with its activity: answered by [`Engine::kernel_dump`].
+    Dump,
+}
+
+/// What the engine wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A datagram to send from the protocol's port.
+    Send {
+        /// The destination.
+        to: SocketAddrV4,
+        /// The datagram.
+        bytes: Vec<u8>,
+    },
+    /// A DNS question: answer with [`Engine::dns_answer`].
+    Query {
+        /// Its id.
+        id: Id,
+        /// The question.
+        query: Query,
+    },
+    /// The answer to a lookup.
+    Answer {
+        /// The lookup's id.
+        id: Id,
+        /// The answer.
+        answer: LookupAnswer,
+    },
+    /// A kernel change: report with [`Engine::kernel_done`] (or
+    /// [`Engine::kernel_dump`] for a dump).
+    Kernel {
+        /// Its id.
+        id: Id,
+        /// The change.
+        op: KernelOp,
+    },
+    /// Publish our address in DNS: report with [`Engine::update_done`].
+    Update {
+        /// Its id.
+        id: Id,
+        /// Our address.
+        address: Ipv4Addr,
+    },
+    /// The partner table changed: save it (JSON), for a restart to find.
+    Save(String),
+    /// Pin a key first seen for a name (append it to the known-peers file).
+    Pin {
+        /// The name.
+        fqdn: Fqdn,
+        /// Its key.
+        key: [u8; 32],
+    },
+}
+
+/// What the engine has done since it started: for status displays, benchmarks and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Initiations sent (one per negotiation round and retransmission).
+    pub initiations_sent: u64,
+    /// Handshakes we initiated that completed (an authentic response).
+    pub handshakes_completed: u64,
+    /// Initiations we answered with a response.
+    pub responses_sent: u64,
+    /// Cookie replies sent (under load).
+    pub cookies_sent: u64,
+    /// Cookie replies received (a responder we initiated to was under load).
+    pub cookies_received: u64,
+    /// Pairs installed because an initiator confirmed them.
+    pub pairs_confirmed: u64,
+    /// Hints sent (retransmissions included).
+    pub hints_sent: u64,
+    /// Authentic hints received.
+    pub hints_received: u64,
+    /// Acks sent to hints.
+    pub acks_sent: u64,
+    /// Acks received to our hints.
+    pub acks_received: u64,
+    /// Partners re-pointed by an authenticated packet from a new address.
+    pub roams: u64,
+    /// Initiations dropped before any Diffie-Hellman (bad mac1, over a rate limit, no
+    /// room) or refused after it (replayed, wrong key).
+    pub initiations_dropped: u64,
+    /// Datagrams that did not parse or authenticate.
+    pub garbage: u64,
+    /// Now: partners.
+    pub partners: u64,
+    /// Now: handshakes answered and waiting for their confirmation (or a DNS check).
+    pub pending: u64,
+    /// Now: live sessions.
+    pub sessions: u64,
+    /// Now: negotiations we run.
+    pub negotiations: u64,
+}
+
+/// Who a session belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    /// A partner.
+    Partner(Fqdn),
+    /// A responder's handshake that waits for the initiator's confirmation.
+    Pending(u32),
+}
+
+struct Slot {
+    session: Session,
+    owner: Owner,
+}
+
+/// A partner's sessions: the one we send with, and the one before it (still received on
+/// until it expires, so that a rekey loses nothing).
+#[derive(Debug, Default, Clone, Copy)]
+struct Link {
+    current: Option<u32>,
+    previous: Option<u32>,
+}
+
+/// What a DNS query or kernel change was for.
+#[derive(Debug, Clone)]
+enum Purpose {
+    /// One of an initiator's queries.
+    Negotiation(Fqdn),
+    /// A responder's key (or reverse) check.
+    Pending(u32),
+    /// Where a partner is now (two-sided moves, leases, MOVED).
+    Locate(Fqdn),
+    /// A kernel change whose completion something waits for (see `after_kernel`).
+    Then(After),
+    /// A dump for hints, leases and rekeys.
+    Dump(DumpFor),
+}
+
+/// What to do once a kernel change is done.
+#[derive(Debug, Clone)]
+enum After {
+    /// An initiator's install: confirm.
+    InitiatorInstalled(Fqdn),
+    /// A responder's install: keep the partner, acknowledge the confirmation.
+    ResponderInstalled(u32),
+    /// A re-point for a hint: acknowledge it.
+    AckHint {
+        fqdn: Fqdn,
+        seq: u32,
+        to: SocketAddrV4,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DumpFor {
+    /// We moved: hint the active partners.
+    Move,
+    /// The periodic look at activity: leases, garbage collection, rekeys.
+    Housekeeping,
+    /// Events were lost: reinstall what the kernel lacks.
+    Resync,
+}
+
+/// How often housekeeping looks at the kernel's table (at most; leases may ask sooner).
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
+/// The partner table is saved at most this often.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Initiations this engine may make in one run: reserved (and saved) at start-up.
+pub const COUNTER_BLOCK: u64 = 1 << 32;
+
+/// The protocol engine of one host.
+pub struct Engine {
+    cfg: Config,
+    identity: Identity,
+    public: [u8; 32],
+    own_mac_keys: MacKeys,
+    partners: Partners,
+    pins: HashMap<Fqdn, [u8; 32]>,
+    sessions: HashMap<u32, Slot>,
+    links: HashMap<Fqdn, Link>,
+    negs: HashMap<Fqdn, initiator::Negotiation>,
+    /// Our session index of each negotiation's handshake in flight.
+    neg_by_index: HashMap<u32, Fqdn>,
+    pends: HashMap<u32, responder::Pending>,
+    purposes: HashMap<Id, Purpose>,
+    cookies: CookieChecker,
+    limits: Limits,
+    mobility: mobility::State,
+    /// The next initiation counter, and the first we may not use.
+    counter: u64,
+    counter_end: u64,
+    /// Recently refused (name, key) pairs, so that a flood of them costs no DNS query.
+    refused_keys: HashMap<(Fqdn, [u8; 32]), Instant>,
+    rtt: HashMap<Fqdn, Duration>,
+    out: VecDeque<Output>,
+    next_id: Id,
+    dirty: bool,
+    last_save: Option<Instant>,
+    next_housekeeping: Option<Instant>,
+    stats: Stats,
+}
+
+/// Random bytes from the operating system; a failure (which getrandom documents as
+/// unrecoverable) leaves zeros, which the callers' uses tolerate.
+fn random_bytes(buf: &mut [u8]) {
+    let _ = getrandom::fill(buf);
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    random_bytes(&mut b);
+    u64::from_be_bytes(b)
+}
+
+impl Engine {
+    /// An engine for `identity`, with the partners and pins a previous run saved, and
+    /// initiation counters from `counter` (the caller has saved `counter + COUNTER_BLOCK`
+    /// as the next run's start, so that no counter is ever used twice).
+    pub fn new(
+        cfg: Config,
+        identity: Identity,
+        mut partners: Partners,
+        pins: HashMap<Fqdn, [u8; 32]>,
+        counter: u64,
+        address: Ipv4Addr,
+    ) -> Self {
+        partners.reindex();
+        partners.add_local_vip(cfg.home_vip);
+        let public = identity.public_key();
+        let mut links = HashMap::new();
+        for p in partners.iter() {
+            links.insert(p.fqdn.clone(), Link::default());
+        }
+        Self {
+            own_mac_keys: MacKeys::of(&public),
+            cookies: CookieChecker::new(&public),
+            mobility: mobility::State::new(address),
+            cfg,
+            identity,
+            public,
+            partners,
+            pins,
+            sessions: HashMap::new(),
+            links,
+            negs: HashMap::new(),
+            neg_by_index: HashMap::new(),
+            pends: HashMap::new(),
+            purposes: HashMap::new(),
+            limits: Limits::new(),
+            counter: counter.max(1),
+            counter_end: counter.max(1).saturating_add(COUNTER_BLOCK),
+            refused_keys: HashMap::new(),
+            rtt: HashMap::new(),
+            out: VecDeque::new(),
+            next_id: 1,
+            dirty: false,
+            last_save: None,
+            next_housekeeping: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// What the engine has done since it started.
+    pub fn stats(&self) -> Stats {
+        let gauge = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Stats {
+            partners: gauge(self.partners.len()),
+            pending: gauge(self.pends.len()),
+            sessions: gauge(self.sessions.len()),
+            negotiations: gauge(self.negs.len()),
+            ..self.stats
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The partner table.
+    pub fn partners(&self) -> &Partners {
+        &self.partners
+    }
+
+    /// When the engine wants [`Engine::tick`] called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self.next_housekeeping;
+        let mut take = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for neg in self.negs.values() {
+            take(neg.deadline());
+        }
+        for pend in self.pends.values() {
+            take(Some(pend.expires()));
+        }
+        take(self.mobility.deadline());
+        if self.dirty {
+            take(Some(
+                self.last_save
+                    .map_or_else(Instant::now, |t| t + SAVE_INTERVAL),
+            ));
+        }
+        next
+    }
+
+    /// Time passes: retransmissions, give-ups, expiries, housekeeping, saving.
+    pub fn tick(&mut self, now: Instant) {
+        self.limits.advance(now);
+        let due: Vec<Fqdn> = self
+            .negs
+            .iter()
+            .filter(|(_, n)| n.deadline().is_some_and(|d| d <= now))
+            .map(|(f, _)| f.clone())
+            .collect();
+        for fqdn in due {
+            self.negotiation_timeout(now, &fqdn);
+        }
+        let expired: Vec<u32> = self
+            .pends
+            .iter()
+            .filter(|(_, p)| p.expires() <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in expired {
+            self.drop_pending(index);
+        }
+        self.mobility_tick(now);
+        if self.next_housekeeping.is_none_or(|t| t <= now) {
+            self.next_housekeeping = Some(now + self.housekeeping_interval());
+            self.expire_sessions(now);
+            let id = self.kernel(KernelOp::Dump);
+            self.purposes
+                .insert(id, Purpose::Dump(DumpFor::Housekeeping));
+        }
+        if self.dirty
+            && self
+                .last_save
+                .is_none_or(|t| now.duration_since(t) >= SAVE_INTERVAL)
+        {
+            self.save(now);
+        }
+        self.refused_keys
+            .retain(|_, when| now.saturating_duration_since(*when) < Duration::from_secs(60));
+    }
+
+    fn housekeeping_interval(&self) -> Duration {
+        let mut interval = HOUSEKEEPING.min(self.cfg.lease / 2);
+        if let Gc::Lease(idle) = self.cfg.gc {
+            interval = interval.min(idle / 2);
+        }
+        interval.max(Duration::from_millis(500))
+    }
+
+    fn save(&mut self, now: Instant) {
+        match serde_json::to_string(&self.partners) {
+            Ok(json) => self.out.push_back(Output::Save(json)),
+            Err(e) => debug!("cannot serialise the partner table: {e}"),
+        }
+        self.dirty = false;
+        self.last_save = Some(now);
+    }
+
+    /// A datagram arrived on the protocol's port.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        self.limits.advance(now);
+        let packet = match wire::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.garbage += 1;
+                if self.limits.log(LogKind::Garbage) {
+                    debug!(%from, len = bytes.len(), "dropped a malformed datagram: {e}");
+                }
+                return;
+            }
+        };
+        match packet {
+            Packet::Initiation(hs) => self.on_initiation(now, from, &hs),
+            Packet::Response(hs) => self.on_response(now, from, &hs),
+            Packet::CookieReply(reply) => self.on_cookie_reply(now, &reply),
+            Packet::Transport(t) => self.on_transport(now, from, &t),
+            Packet::NakCue {
+                dropped_src_vip,
+                dropped_dst_vip,
+            } => self.on_nak_cue(now, from, dropped_src_vip, dropped_dst_vip),
+        }
+    }
+
+    fn on_transport(&mut self, now: Instant, from: SocketAddrV4, t: &wire::Transport<'_>) {
+        let Some(slot) = self.sessions.get_mut(&t.receiver_index) else {
+            self.stats.garbage += 1;
+            if self.limits.log(LogKind::Garbage) {
+                debug!(%from, index = t.receiver_index, "transport message for no session of ours");
+            }
+            return;
+        };
+        if slot.session.expired(now) {
+            return;
+        }
+        let control = match slot.session.open(t) {
+            Ok(c) => c,
+            Err(e) => {
+                self.stats.garbage += 1;
+                if self.limits.log(LogKind::Garbage) {
+                    debug!(%from, "transport message refused: {e}");
+                }
+                return;
+            }
+        };
+        match slot.owner.clone() {
+            Owner::Pending(index) => self.on_pending_control(now, from, index, control),
+            Owner::Partner(fqdn) => {
+                self.on_partner_control(now, from, &fqdn, t.receiver_index, control)
+            }
+        }
+    }
+
+    fn on_partner_control(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        fqdn: &Fqdn,
+        index: u32,
+        control: Control,
+    ) {
+        // Roaming, as WireGuard does: an authenticated packet from elsewhere shows where
+        // the partner is now.
+        let roamed = self.roam(fqdn, *from.ip());
+        match control {
+            Control::Confirm { round } => {
+                // Our acknowledgement was lost: say it again.
+                self.send_in(index, from, &Control::ConfirmAck { round });
+            }
+            Control::Probe { nonce } => {
+                self.send_in(index, from, &Control::Pong { nonce });
+            }
+            Control::ConfirmAck { round } => self.on_confirm_ack(now, fqdn, index, round),
+            Control::Hint { seq, vip, claimed } => {
+                self.on_hint(now, from, fqdn, (seq, vip, claimed), roamed)
+            }
+            Control::Ack { seq, seen } => self.on_ack(now, fqdn, seq, seen),
+            Control::Nak {
+                dropped_src_vip,
+                dropped_dst_vip,
+            } => self.on_nak(now, fqdn, dropped_src_vip, dropped_dst_vip),
+            Control::Pong { nonce } => self.on_pong(fqdn, nonce),
+        }
+    }
+
+    /// Re-points `fqdn` at `addr` if it is elsewhere; returns the kernel change's id.
+    fn roam(&mut self, fqdn: &Fqdn, addr: Ipv4Addr) -> Option<Id> {
+        let partner = self.partners.get_mut(fqdn)?;
+        if partner.addr == addr {
+            return None;
+        }
+        self.stats.roams += 1;
+        tracing::info!(peer = %fqdn, old = %partner.addr, new = %addr, "partner re-pointed (authenticated packet from its new address)");
+        partner.addr = addr;
+        let op = KernelOp::Repoint {
+            peer_vip: partner.peer_vip,
+            local_vip: partner.local_vip,
+            addr,
+            kick: true,
+        };
+        self.dirty = true;
+        Some(self.kernel(op))
+    }
+
+    /// Sends `control` in session `index` to `to`.
+    fn send_in(&mut self, index: u32, to: SocketAddrV4, control: &Control) -> bool {
+        let Some(slot) = self.sessions.get_mut(&index) else {
+            return false;
+        };
+        match slot.session.seal(control) {
+            Ok(bytes) => {
+                self.out.push_back(Output::Send { to, bytes });
+                true
+            }
+            Err(e) => {
+                debug!("cannot seal: {e}");
+                false
+            }
+        }
+    }
+
+    /// The session to send to `fqdn` with, if one is usable now.
+    fn usable_session(&self, fqdn: &Fqdn, now: Instant) -> Option<u32> {
+        let index = self.links.get(fqdn)?.current?;
+        let slot = self.sessions.get(&index)?;
+        (!slot.session.expired(now)).then_some(index)
+    }
+
+    fn new_id(&mut self) -> Id {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn kernel(&mut self, op: KernelOp) -> Id {
+        let id = self.new_id();
+        self.out.push_back(Output::Kernel { id, op });
+        id
+    }
+
+    fn query(&mut self, query: Query, purpose: Purpose) -> Id {
+        let id = self.new_id();
+        self.purposes.insert(id, purpose);
+        self.out.push_back(Output::Query { id, query });
+        id
+    }
+
+    /// A session index nobody uses.
+    fn new_index(&self) -> u32 {
+        loop {
+            let mut b = [0u8; 4];
+            random_bytes(&mut b);
+            let i = u32::from_be_bytes(b);
+            if i != 0
+                && !self.sessions.contains_key(&i)
+                && !self.pends.contains_key(&i)
+                && !self.neg_by_index.contains_key(&i)
+            {
+                return i;
+            }
+        }
+    }
+
+    /// Takes a partner's new session (the current one becomes the previous).
+    fn attach_session(&mut self, fqdn: &Fqdn, session: Session) {
+        let index = session.local_index;
+        self.sessions.insert(
+            index,
+            Slot {
+                session,
+                owner: Owner::Partner(fqdn.clone()),
+            },
+        );
+        let link = self.links.entry(fqdn.clone()).or_default();
+        if let Some(old) = link.previous.take() {
+            self.sessions.remove(&old);
+        }
+        link.previous = link.current.replace(index);
+    }
+
+    fn detach_partner(&mut self, fqdn: &Fqdn) {
+        if let Some(link) = self.links.remove(fqdn) {
+            for index in link.current.into_iter().chain(link.previous) {
+                self.sessions.remove(&index);
+            }
+        }
+    }
+
+    fn expire_sessions(&mut self, now: Instant) {
+        let expired: Vec<u32> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.session.expired(now))
+            .map(|(i, _)| *i)
+            .collect();
+        for index in expired {
+            self.sessions.remove(&index);
+            for link in self.links.values_mut() {
+                if link.current == Some(index) {
+                    link.current = None;
+                }
+                if link.previous == Some(index) {
+                    link.previous = None;
+                }
+            }
+        }
+    }
+
+    /// An answer to a DNS query.
+    pub fn dns_answer(&mut self, now: Instant, id: Id, answer: DnsAnswer) {
+        self.limits.advance(now);
+        match self.purposes.remove(&id) {
+            Some(Purpose::Negotiation(fqdn)) => self.negotiation_dns(now, &fqdn, id, answer),
+            Some(Purpose::Pending(index)) => self.pending_dns(now, index, id, answer),
+            Some(Purpose::Locate(fqdn)) => self.located(now, &fqdn, answer),
+            Some(other) => {
+                self.purposes.insert(id, other);
+            }
+            None => {}
+        }
+    }
+
+    /// A kernel change is done (or failed, with why).
+    pub fn kernel_done(&mut self, now: Instant, id: Id, result: Result<(), String>) {
+        self.limits.advance(now);
+        let purpose = self.purposes.remove(&id);
+        if let Err(e) = &result {
+            tracing::warn!("kernel change failed: {e}");
+        }
+        let ok = result.is_ok();
+        match purpose {
+            Some(Purpose::Then(After::InitiatorInstalled(fqdn))) => {
+                self.initiator_installed(now, &fqdn, ok)
+            }
+            Some(Purpose::Then(After::ResponderInstalled(index))) => {
+                self.responder_installed(now, index, ok)
+            }
+            Some(Purpose::Then(After::AckHint { fqdn, seq, to })) if ok => {
+                self.ack_hint(now, &fqdn, seq, to);
+            }
+            _ => {}
+        }
+    }
+
+    /// The answer to a [`KernelOp::Dump`].
+    pub fn kernel_dump(&mut self, now: Instant, id: Id, mappings: Vec<KernelMapping>) {
+        self.limits.advance(now);
+        match self.purposes.remove(&id) {
+            Some(Purpose::Dump(DumpFor::Move)) => self.hint_active(now, &mappings),
+            Some(Purpose::Dump(DumpFor::Housekeeping)) => self.housekeeping(now, &mappings),
+            Some(Purpose::Dump(DumpFor::Resync)) => self.resync(&mappings),
+            _ => {}
+        }
+    }
+
+    /// Installs what the kernel should hold and does not.
+    fn resync(&mut self, mappings: &[KernelMapping]) {
+        let missing: Vec<Partner> = self
+            .partners
+            .iter()
+            .filter(|p| {
+                !mappings
+                    .iter()
+                    .any(|m| m.peer_vip == p.peer_vip && m.peer_ip4 == p.addr)
+            })
+            .cloned()
+            .collect();
+        for p in missing {
+            tracing::info!(peer = %p.fqdn, "the kernel lacks a mapping we hold: installing it again");
+            self.kernel(KernelOp::Install {
+                peer_vip: p.peer_vip,
+                local_vip: p.local_vip,
+                addr: p.addr,
+            });
+        }
+    }
+
+    fn rto(&self, fqdn: &Fqdn) -> Duration {
+        self.rtt.get(fqdn).map_or(self.cfg.retransmit, |srtt| {
+            (*srtt + (*srtt / 2).max(Duration::from_millis(3)))
+                .clamp(Duration::from_millis(5), Duration::from_secs(2))
+        })
+    }
+
+    fn observe_rtt(&mut self, fqdn: &Fqdn, sample: Duration) {
+        let srtt = self.rtt.entry(fqdn.clone()).or_insert(sample);
+        *srtt = (*srtt * 7 + sample) / 8;
+    }
+
+    /// Pins `key` for `fqdn` if nothing is pinned for it yet.
+    fn pin(&mut self, fqdn: &Fqdn, key: [u8; 32]) {
+        if !self.pins.contains_key(fqdn) {
+            tracing::info!(peer = %fqdn, "pinned the peer's key on first contact");
+            self.pins.insert(fqdn.clone(), key);
+            self.out.push_back(Output::Pin {
+                fqdn: fqdn.clone(),
+                key,
+            });
+        }
+    }
+
+    /// Forgets the pinned key of `fqdn` (an administrator's decision).
+    pub fn unpin(&mut self, fqdn: &Fqdn) -> bool {
+        self.pins.remove(fqdn).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,999 @@
+//! The engine on a simulated network: hosts with fake kernels, a fake DNS server, a clock
+//! that only moves when told, and an attacker who can drop, copy, replay and forge.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::identity::Identity;
+use crate::wire::{InitiationPayload, MessageType};
+
+const PORT: u16 = 4877;
+
+fn fqdn(s: &str) -> Fqdn {
+    Fqdn::new(s).unwrap()
+}
+
+fn config(me: &str, home_vip: Ipv4Addr) -> Config {
+    Config {
+        me: fqdn(me),
+        vip_range: "240.0.0.0/4".parse().unwrap(),
+        home_vip,
+        port: PORT,
+        retransmit: Duration::from_millis(300),
+        restarts: 3,
+        max_rounds: 8,
+        active: Duration::from_secs(60),
+        lease: Duration::from_secs(30),
+        gc: Gc::ReclaimOnReboot,
+        max_partners: 1000,
+        max_pending: 64,
+    }
+}
+
+/// A mapping in a fake kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mapping {
+    addr: Ipv4Addr,
+    local_vip: Ipv4Addr,
+    invalid: bool,
+    last_rx: Option<Instant>,
+    last_tx: Option<Instant>,
+}
+
+struct Host {
+    name: Fqdn,
+    addr: Ipv4Addr,
+    engine: Engine,
+    kernel: BTreeMap<Ipv4Addr, Mapping>,
+    kicks: Vec<Ipv4Addr>,
+    answers: HashMap<Id, LookupAnswer>,
+    saved: Option<String>,
+    pins: HashMap<Fqdn, [u8; 32]>,
+    key: [u8; 32],
+    secret: [u8; 32],
+    home_vip: Ipv4Addr,
+    counter_next: u64,
+}
+
+/// A datagram on the wire.
+#[derive(Clone, Debug)]
+struct Datagram {
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    bytes: Vec<u8>,
+}
+
+struct Net {
+    now: Instant,
+    hosts: Vec<Host>,
+    /// A records, magic records, key records, PTR records.
+    a: HashMap<Fqdn, Ipv4Addr>,
+    magic: HashMap<Fqdn, Ipv4Addr>,
+    keys: HashMap<Fqdn, [u8; 32]>,
+    dns_down: bool,
+    /// Everything sent, for replays and inspection.
+    wire: Vec<Datagram>,
+    /// Drops datagrams it returns false for.
+    filter: Box<dyn FnMut(&Datagram) -> bool>,
+    queries: usize,
+}
+
+impl Net {
+    fn new() -> Self {
+        Self {
+            now: Instant::now(),
+            hosts: Vec::new(),
+            a: HashMap::new(),
+            magic: HashMap::new(),
+            keys: HashMap::new(),
+            dns_down: false,
+            wire: Vec::new(),
+            filter: Box::new(|_| true),
+            queries: 0,
+        }
+    }
+
+    /// A VIP host: key, A, magic and key records published.
+    fn host(&mut self, name: &str, addr: [u8; 4], secret: u8, home: [u8; 4]) -> usize {
+        let identity = Identity::from_secret_bytes([secret; 32]);
+        let key = identity.public_key();
+        let name = fqdn(name);
+        let addr = Ipv4Addr::from(addr);
+        let home_vip = Ipv4Addr::from(home);
+        self.a.insert(name.clone(), addr);
+        self.magic.insert(name.clone(), home_vip);
+        self.keys.insert(name.clone(), key);
+        let engine = Engine::new(
+            config(name.as_str(), home_vip),
+            identity,
+            Partners::new(home_vip),
+            HashMap::new(),
+            1,
+            addr,
+        );
+        self.hosts.push(Host {
+            name,
+            addr,
+            engine,
+            kernel: BTreeMap::new(),
+            kicks: Vec::new(),
+            answers: HashMap::new(),
+            saved: None,
+            pins: HashMap::new(),
+            key,
+            secret: [secret; 32],
+            home_vip,
+            counter_next: 1 + COUNTER_BLOCK,
+        });
+        self.hosts.len() - 1
+    }
+
+    /// Restarts host `i`'s daemon: sessions gone; partners and pins as saved (or lost
+    /// with `lose_state`, which also empties its kernel table, as a reboot does).
+    fn restart(&mut self, i: usize, lose_state: bool) {
+        let h = &mut self.hosts[i];
+        let mut partners = match (&h.saved, lose_state) {
+            (Some(json), false) => serde_json::from_str(json).unwrap(),
+            _ => Partners::new(h.home_vip),
+        };
+        if lose_state {
+            h.kernel.clear();
+            h.pins.clear();
+            h.saved = None;
+        }
+        partners.reindex();
+        let counter = h.counter_next;
+        h.counter_next += COUNTER_BLOCK;
+        h.engine = Engine::new(
+            config(h.name.as_str(), h.home_vip),
+            Identity::from_secret_bytes(h.secret),
+            partners,
+            h.pins.clone(),
+            counter,
+            h.addr,
+        );
+    }
+
+    fn by_addr(&self, addr: Ipv4Addr) -> Option<usize> {
+        self.hosts.iter().position(|h| h.addr == addr)
+    }
+
+    fn answer_query(&mut self, query: &Query) -> DnsAnswer {
+        self.queries += 1;
+        if self.dns_down {
+            return DnsAnswer::Failed;
+        }
+        match query {
+            Query::Address(n) => self
+                .a
+                .get(n)
+                .map_or(DnsAnswer::NoRecord, |a| DnsAnswer::Addresses(vec![*a])),
+            Query::Magic(n) => {
+                let base = fqdn(n.as_str().trim_start_matches(crate::fqdn::MAGIC_PREFIX));
+                self.magic
+                    .get(&base)
+                    .map_or(DnsAnswer::NoRecord, |a| DnsAnswer::Addresses(vec![*a]))
+            }
+            Query::Key(n) => self
+                .keys
+                .get(n)
+                .map_or(DnsAnswer::NoRecord, |k| DnsAnswer::Keys(vec![*k])),
+            Query::Reverse(_) => DnsAnswer::NoRecord,
+        }
+    }
+
+    /// Delivers everything until nothing moves (without advancing time).
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..self.hosts.len() {
+                while let Some(output) = self.hosts[i].engine.poll_output() {
+                    moved = true;
+                    self.output(i, output);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the simulation does not settle");
+    }
+
+    fn output(&mut self, i: usize, output: Output) {
+        let now = self.now;
+        match output {
+            Output::Send { to, bytes } => {
+                let d = Datagram {
+                    from: SocketAddrV4::new(self.hosts[i].addr, PORT),
+                    to,
+                    bytes,
+                };
+                self.wire.push(d.clone());
+                if (self.filter)(&d) {
+                    self.deliver(&d);
+                }
+            }
+            Output::Query { id, query } => {
+                let answer = self.answer_query(&query);
+                self.hosts[i].engine.dns_answer(now, id, answer);
+            }
+            Output::Answer { id, answer } => {
+                self.hosts[i].answers.insert(id, answer);
+            }
+            Output::Kernel { id, op } => {
+                let h = &mut self.hosts[i];
+                match op {
+                    KernelOp::Install {
+                        peer_vip,
+                        local_vip,
+                        addr,
+                    } => {
+                        h.kernel.insert(
+                            peer_vip,
+                            Mapping {
+                                addr,
+                                local_vip,
+                                invalid: false,
+                                last_rx: None,
+                                last_tx: Some(now),
+                            },
+                        );
+                    }
+                    KernelOp::Repoint {
+                        peer_vip,
+                        local_vip,
+                        addr,
+                        kick,
+                    } => {
+                        let m = h.kernel.entry(peer_vip).or_insert(Mapping {
+                            addr,
+                            local_vip,
+                            invalid: false,
+                            last_rx: None,
+                            last_tx: None,
+                        });
+                        m.addr = addr;
+                        if kick {
+                            h.kicks.push(peer_vip);
+                        }
+                    }
+                    KernelOp::Invalidate { peer_vip, .. } => {
+                        if let Some(m) = h.kernel.get_mut(&peer_vip) {
+                            m.invalid = true;
+                        }
+                    }
+                    KernelOp::Remove { peer_vip, .. } => {
+                        h.kernel.remove(&peer_vip);
+                    }
+                    KernelOp::Dump => {
+                        let mappings = h
+                            .kernel
+                            .iter()
+                            .map(|(vip, m)| KernelMapping {
+                                peer_vip: *vip,
+                                peer_ip4: m.addr,
+                                local_vip: Some(m.local_vip),
+                                invalid: m.invalid,
+                                last_rx: m.last_rx.map(|t| now.duration_since(t)),
+                                last_tx: m.last_tx.map(|t| now.duration_since(t)),
+                            })
+                            .collect();
+                        h.engine.kernel_dump(now, id, mappings);
+                        return;
+                    }
+                }
+                h.engine.kernel_done(now, id, Ok(()));
+            }
+            Output::Update { id, address } => {
+                let ok = !self.dns_down;
+                if ok {
+                    let name = self.hosts[i].name.clone();
+                    self.a.insert(name, address);
+                }
+                self.hosts[i].engine.update_done(now, id, ok);
+            }
+            Output::Save(json) => self.hosts[i].saved = Some(json),
+            Output::Pin { fqdn, key } => {
+                self.hosts[i].pins.insert(fqdn, key);
+            }
+        }
+    }
+
+    fn deliver(&mut self, d: &Datagram) {
+        if let Some(j) = self.by_addr(*d.to.ip()) {
+            let now = self.now;
+            self.hosts[j].engine.handle_datagram(now, d.from, &d.bytes);
+        }
+    }
+
+    /// Delivers a datagram as if from `from` (spoofing, replays).
+    fn inject(&mut self, from: SocketAddrV4, to: SocketAddrV4, bytes: Vec<u8>) {
+        let d = Datagram { from, to, bytes };
+        self.deliver(&d);
+        self.settle();
+    }
+
+    /// Lets `total` time pass, ticking each engine when it asks.
+    fn run_for(&mut self, total: Duration) {
+        let end = self.now + total;
+        self.settle();
+        loop {
+            let next = self
+                .hosts
+                .iter()
+                .filter_map(|h| h.engine.poll_timeout())
+                .min()
+                .unwrap_or(end)
+                .max(self.now);
+            if next > end {
+                self.now = end;
+                break;
+            }
+            self.now = next.max(self.now + Duration::from_micros(1));
+            let now = self.now;
+            for h in &mut self.hosts {
+                if h.engine.poll_timeout().is_some_and(|t| t <= now) {
+                    h.engine.tick(now);
+                }
+            }
+            self.settle();
+        }
+        let now = self.now;
+        for h in &mut self.hosts {
+            h.engine.tick(now);
+        }
+        self.settle();
+    }
+
+    fn lookup(&mut self, i: usize, name: &str) -> Id {
+        let id =
+            1000 + self.hosts[i].answers.len() as u64 + self.hosts[i].kicks.len() as u64 * 7919;
+        let now = self.now;
+        self.hosts[i].engine.lookup(now, id, fqdn(name));
+        self.settle();
+        id
+    }
+
+    fn answer(&self, i: usize, id: Id) -> Option<LookupAnswer> {
+        self.hosts[i].answers.get(&id).copied()
+    }
+
+    /// Traffic between two hosts' kernels, as far as activity counters go.
+    fn traffic(&mut self, i: usize, j: usize) {
+        let now = self.now;
+        let vj = self.hosts[i]
+            .engine
+            .partners()
+            .get(&self.hosts[j].name)
+            .map(|p| p.peer_vip);
+        let vi = self.hosts[j]
+            .engine
+            .partners()
+            .get(&self.hosts[i].name)
+            .map(|p| p.peer_vip);
+        if let Some(m) = vj.and_then(|v| self.hosts[i].kernel.get_mut(&v)) {
+            m.last_tx = Some(now);
+            m.last_rx = Some(now);
+        }
+        if let Some(m) = vi.and_then(|v| self.hosts[j].kernel.get_mut(&v)) {
+            m.last_tx = Some(now);
+            m.last_rx = Some(now);
+        }
+    }
+
+    /// Host `i` moves to `addr`.
+    fn move_host(&mut self, i: usize, addr: [u8; 4]) {
+        let addr = Ipv4Addr::from(addr);
+        self.hosts[i].addr = addr;
+        let now = self.now;
+        self.hosts[i].engine.address_changed(now, addr);
+        self.settle();
+    }
+}
+
+/// Both hosts hold the same pair, pointing at each other's current addresses.
+fn paired(net: &Net, i: usize, j: usize) -> bool {
+    let (a, b) = (&net.hosts[i], &net.hosts[j]);
+    let (Some(pa), Some(pb)) = (
+        a.engine.partners().get(&b.name),
+        b.engine.partners().get(&a.name),
+    ) else {
+        return false;
+    };
+    pa.peer_vip == pb.local_vip
+        && pa.local_vip == pb.peer_vip
+        && pa.addr == b.addr
+        && pb.addr == a.addr
+        && a.kernel
+            .get(&pa.peer_vip)
+            .is_some_and(|m| m.addr == b.addr && !m.invalid)
+        && b.kernel
+            .get(&pb.peer_vip)
+            .is_some_and(|m| m.addr == a.addr && !m.invalid)
+}
+
+fn two() -> (Net, usize, usize) {
+    let mut net = Net::new();
+    let a = net.host("a.vip.test", [192, 0, 2, 10], 1, [240, 0, 0, 1]);
+    let b = net.host("b.vip.test", [198, 51, 100, 20], 2, [240, 0, 0, 2]);
+    (net, a, b)
+}
+
+fn kinds(net: &Net, from: Ipv4Addr) -> Vec<u8> {
+    net.wire
+        .iter()
+        .filter(|d| *d.from.ip() == from)
+        .map(|d| d.bytes[3])
+        .collect()
+}
+
+#[test]
+fn first_contact_costs_one_round_trip_and_pairs_both() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    // Everything is instantaneous here: the answer came after the response (one round
+    // trip), before the confirmation's acknowledgement.
+    assert_eq!(
+        net.answer(a, id),
+        Some(LookupAnswer::Vip([240, 0, 0, 2].into()))
+    );
+    assert!(paired(&net, a, b));
+    // Keys pinned on both sides, as published.
+    assert_eq!(
+        net.hosts[a].pins.get(&fqdn("b.vip.test")),
+        Some(&net.hosts[b].key)
+    );
+    assert_eq!(
+        net.hosts[b].pins.get(&fqdn("a.vip.test")),
+        Some(&net.hosts[a].key)
+    );
+    // Initiation, response, confirmation, acknowledgement.
+    assert_eq!(
+        kinds(&net, net.hosts[a].addr),
+        vec![MessageType::Initiation as u8, MessageType::Transport as u8]
+    );
+    assert_eq!(
+        kinds(&net, net.hosts[b].addr),
+        vec![MessageType::Response as u8, MessageType::Transport as u8]
+    );
+    // The initiator kicked TCP once confirmed (a first SYN may have beaten the install).
+    assert_eq!(net.hosts[a].kicks, vec![Ipv4Addr::from([240, 0, 0, 2])]);
+    // A second lookup is answered from the table, with no traffic.
+    let sent = net.wire.len();
+    let id = net.lookup(a, "b.vip.test");
+    assert_eq!(
+        net.answer(a, id),
+        Some(LookupAnswer::Vip([240, 0, 0, 2].into()))
+    );
+    assert_eq!(net.wire.len(), sent);
+}
+
+#[test]
+fn legacy_hosts_and_refusals() {
+    let (mut net, a, _b) = two();
+    net.a.insert(fqdn("c.vip.test"), [192, 0, 2, 30].into());
+    let id = net.lookup(a, "c.vip.test");
+    assert_eq!(
+        net.answer(a, id),
+        Some(LookupAnswer::Upstream),
+        "no magic record: legacy"
+    );
+    let id = net.lookup(a, "nowhere.vip.test");
+    assert_eq!(
+        net.answer(a, id),
+        Some(LookupAnswer::Upstream),
+        "NXDOMAIN relayed"
+    );
+    let id = net.lookup(a, "a.vip.test");
+    assert_eq!(
+        net.answer(a, id),
+        Some(LookupAnswer::Upstream),
+        "our own name"
+    );
+    // A pinned key that DNS now contradicts: refused.
+    net.hosts[a].engine.pins.insert(fqdn("b.vip.test"), [9; 32]);
+    let id = net.lookup(a, "b.vip.test");
+    assert_eq!(net.answer(a, id), Some(LookupAnswer::Failed));
+    net.dns_down = true;
+    let id = net.lookup(a, "d.vip.test");
+    assert_eq!(
+        net.answer(a, id),
+        Some(LookupAnswer::Failed),
+        "DNS down: SERVFAIL"
+    );
+}
+
+#[test]
+fn a_forged_first_message_leaves_no_state() {
+    let (mut net, a, b) = two();
+    // E knows B's public key (it is in DNS) and makes an initiation claiming to be A,
+    // with its own key, from A's address.
+    let e = Identity::from_secret_bytes([66; 32]);
+    let payload = InitiationPayload {
+        counter: 99,
+        requester: fqdn("a.vip.test"),
+        responder: fqdn("b.vip.test"),
+        round: 1,
+        accept: true,
+        requester_vip: [240, 9, 9, 9].into(),
+        responder_vip: [240, 0, 0, 2].into(),
+    };
+    let (_, forged) =
+        crate::handshake::initiate(&e.secret_bytes(), &net.hosts[b].key, 5, &payload, None)
+            .unwrap();
+    let a_addr = SocketAddrV4::new(net.hosts[a].addr, PORT);
+    let b_addr = SocketAddrV4::new(net.hosts[b].addr, PORT);
+    net.inject(a_addr, b_addr, forged);
+    // B checked the key against DNS and refused: no partner, no pin, no kernel state.
+    assert!(net.hosts[b].engine.partners().is_empty());
+    assert!(net.hosts[b].pins.is_empty());
+    assert!(net.hosts[b].kernel.is_empty());
+    assert!(net.hosts[b].engine.pends.is_empty());
+    // The real A then pairs normally.
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+}
+
+#[test]
+fn an_unconfirmed_handshake_installs_nothing_at_the_responder() {
+    let (mut net, a, b) = two();
+    // Responses never reach A (A is not at the address the initiations claim, say).
+    let a_addr = net.hosts[a].addr;
+    net.filter = Box::new(move |d| *d.to.ip() != a_addr);
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(10));
+    assert!(
+        net.hosts[b].engine.partners().is_empty(),
+        "no confirmation, no pair"
+    );
+    assert!(net.hosts[b].kernel.is_empty());
+    assert!(net.hosts[b].pins.is_empty());
+    assert!(
+        net.hosts[b].engine.pends.is_empty(),
+        "pending entries expire"
+    );
+    assert_eq!(
+        net.answer(a, id),
+        Some(LookupAnswer::Upstream),
+        "the physical address, at last"
+    );
+}
+
+#[test]
+fn a_lost_confirmation_is_retried_and_without_an_answer_the_pair_is_taken_back() {
+    let (mut net, a, b) = two();
+    // B's confirmation acknowledgements are lost twice, then pass.
+    let b_addr = net.hosts[b].addr;
+    let mut lost = 0;
+    net.filter = Box::new(move |d| {
+        if *d.from.ip() == b_addr && d.bytes[3] == MessageType::Transport as u8 && lost < 2 {
+            lost += 1;
+            return false;
+        }
+        true
+    });
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(5));
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+
+    // Now C never acknowledges at all (it drops every confirmation): A takes the pair back.
+    let c = net.host("c.vip.test", [203, 0, 113, 30], 3, [240, 0, 0, 3]);
+    let c_addr = net.hosts[c].addr;
+    let a_addr = net.hosts[a].addr;
+    net.filter = Box::new(move |d| {
+        !(*d.from.ip() == a_addr
+            && *d.to.ip() == c_addr
+            && d.bytes[3] == MessageType::Transport as u8)
+    });
+    let id = net.lookup(a, "c.vip.test");
+    assert!(
+        matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))),
+        "answered after one round trip"
+    );
+    net.run_for(Duration::from_secs(60));
+    assert!(
+        net.hosts[a]
+            .engine
+            .partners()
+            .get(&fqdn("c.vip.test"))
+            .is_none(),
+        "taken back"
+    );
+    assert!(
+        !net.hosts[a]
+            .kernel
+            .contains_key(&Ipv4Addr::from([240, 0, 0, 3]))
+    );
+    assert!(
+        net.hosts[c].engine.partners().is_empty(),
+        "neither holds it"
+    );
+}
+
+#[test]
+fn replays_change_nothing_even_after_a_restart() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.traffic(a, b);
+    net.move_host(a, [198, 51, 100, 10]);
+    net.run_for(Duration::from_secs(3));
+    assert!(paired(&net, a, b));
+    let captured = net.wire.clone();
+    let before_b = net.hosts[b]
+        .engine
+        .partners()
+        .get(&fqdn("a.vip.test"))
+        .cloned();
+    let before_a = net.hosts[a]
+        .engine
+        .partners()
+        .get(&fqdn("b.vip.test"))
+        .cloned();
+    // Everything replayed, from the original sources: nothing changes.
+    for d in &captured {
+        net.inject(d.from, d.to, d.bytes.clone());
+    }
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(
+        net.hosts[b]
+            .engine
+            .partners()
+            .get(&fqdn("a.vip.test"))
+            .cloned(),
+        before_b
+    );
+    assert_eq!(
+        net.hosts[a]
+            .engine
+            .partners()
+            .get(&fqdn("b.vip.test"))
+            .cloned(),
+        before_a
+    );
+    assert!(net.hosts[b].engine.pends.is_empty());
+    // B restarts (state kept on disk), and the replays come again: still nothing.
+    net.restart(b, false);
+    for d in &captured {
+        net.inject(d.from, d.to, d.bytes.clone());
+    }
+    net.run_for(Duration::from_secs(6));
+    assert_eq!(
+        net.hosts[b]
+            .engine
+            .partners()
+            .get(&fqdn("a.vip.test"))
+            .cloned(),
+        before_b
+    );
+    assert!(net.hosts[b].engine.pends.is_empty());
+    assert!(paired(&net, a, b));
+}
+
+#[test]
+fn a_hint_moves_the_mapping_to_its_source_not_to_what_it_claims() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.traffic(a, b);
+    // A moves; its hint reaches B from the new address.
+    net.move_host(a, [198, 51, 100, 10]);
+    assert!(paired(&net, a, b), "B re-pointed at A's new address");
+    assert!(
+        net.hosts[b].kicks.contains(&Ipv4Addr::from([240, 0, 0, 1])),
+        "and kicked TCP"
+    );
+    assert!(net.hosts[a].kicks.len() >= 2, "A kicked too once acked");
+    // The DNS record followed.
+    assert_eq!(
+        net.a.get(&fqdn("a.vip.test")),
+        Some(&Ipv4Addr::from([198, 51, 100, 10]))
+    );
+    // A hint sealed by A but claiming a third address, sent from A's address: B follows
+    // the source, never the claim.
+    let seq = 77;
+    let third = Ipv4Addr::from([203, 0, 113, 99]);
+    let index = net.hosts[a]
+        .engine
+        .links
+        .get(&fqdn("b.vip.test"))
+        .unwrap()
+        .current
+        .unwrap();
+    let vip = net.hosts[a]
+        .engine
+        .partners()
+        .get(&fqdn("b.vip.test"))
+        .unwrap()
+        .local_vip;
+    let bytes = net.hosts[a]
+        .engine
+        .sessions
+        .get_mut(&index)
+        .unwrap()
+        .session
+        .seal(&Control::Hint {
+            seq,
+            vip,
+            claimed: third,
+        })
+        .unwrap();
+    let (from, to) = (
+        SocketAddrV4::new(net.hosts[a].addr, PORT),
+        SocketAddrV4::new(net.hosts[b].addr, PORT),
+    );
+    net.inject(from, to, bytes);
+    let pb = net.hosts[b]
+        .engine
+        .partners()
+        .get(&fqdn("a.vip.test"))
+        .unwrap();
+    assert_eq!(pb.addr, net.hosts[a].addr);
+    assert_ne!(pb.addr, third);
+}
+
+#[test]
+fn two_sided_moves_meet_through_dns() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.traffic(a, b);
+    // Both move at once: each one's hint goes to the other's old address.
+    net.hosts[a].addr = [198, 51, 100, 10].into();
+    net.hosts[b].addr = [192, 0, 2, 20].into();
+    let now = net.now;
+    net.hosts[a]
+        .engine
+        .address_changed(now, [198, 51, 100, 10].into());
+    net.hosts[b]
+        .engine
+        .address_changed(now, [192, 0, 2, 20].into());
+    net.run_for(Duration::from_secs(5));
+    assert!(paired(&net, a, b));
+}
+
+#[test]
+fn dns_updates_are_retried_until_they_land() {
+    let (mut net, a, _b) = two();
+    net.dns_down = true;
+    net.move_host(a, [198, 51, 100, 10]);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        net.a.get(&fqdn("a.vip.test")),
+        Some(&Ipv4Addr::from([192, 0, 2, 10]))
+    );
+    net.dns_down = false;
+    net.run_for(Duration::from_secs(20));
+    assert_eq!(
+        net.a.get(&fqdn("a.vip.test")),
+        Some(&Ipv4Addr::from([198, 51, 100, 10]))
+    );
+}
+
+#[test]
+fn a_host_that_lost_its_state_gets_the_pair_back() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    let Some(LookupAnswer::Vip(vip_b)) = net.answer(a, id) else {
+        panic!()
+    };
+    let vip_a = net.hosts[a]
+        .engine
+        .partners()
+        .get(&fqdn("b.vip.test"))
+        .unwrap()
+        .local_vip;
+    // B reboots: daemon state and kernel table gone.
+    net.restart(b, true);
+    // A's next packet reaches B's kernel, which knows nothing of it.
+    let now = net.now;
+    let seen = net.hosts[a].addr;
+    net.hosts[b].engine.kernel_event(
+        now,
+        KernelEvent::Unknown {
+            peer_vip: vip_a,
+            local_vip: vip_b,
+            seen,
+        },
+    );
+    net.run_for(Duration::from_secs(3));
+    assert!(paired(&net, a, b), "the NAK cue made A negotiate again");
+    let pa = net.hosts[a]
+        .engine
+        .partners()
+        .get(&fqdn("b.vip.test"))
+        .unwrap();
+    assert_eq!(
+        (pa.peer_vip, pa.local_vip),
+        (vip_b, vip_a),
+        "with the same VIPs"
+    );
+    // A forged cue for a pair A does not have changes nothing.
+    let before = net.hosts[a]
+        .engine
+        .partners()
+        .get(&fqdn("b.vip.test"))
+        .cloned();
+    let cue = crate::wire::nak_cue([240, 7, 7, 7].into(), [240, 8, 8, 8].into());
+    let (from, to) = (
+        SocketAddrV4::new([203, 0, 113, 66].into(), PORT),
+        SocketAddrV4::new(net.hosts[a].addr, PORT),
+    );
+    net.inject(from, to, cue);
+    assert_eq!(
+        net.hosts[a]
+            .engine
+            .partners()
+            .get(&fqdn("b.vip.test"))
+            .cloned(),
+        before
+    );
+}
+
+#[test]
+fn a_late_response_to_an_earlier_initiation_still_counts() {
+    // B's responses are late (a queue at a busy responder): A has retransmitted by the
+    // time the first arrives, and takes it all the same; B installs on its confirmation.
+    let (mut net, a, b) = two();
+    let b_addr = net.hosts[b].addr;
+    net.filter = Box::new(move |d| *d.from.ip() != b_addr);
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_millis(500));
+    let responses: Vec<Datagram> = net
+        .wire
+        .iter()
+        .filter(|d| *d.from.ip() == b_addr && d.bytes[3] == MessageType::Response as u8)
+        .cloned()
+        .collect();
+    assert!(
+        responses.len() >= 2,
+        "A retransmitted and B answered each ({})",
+        responses.len()
+    );
+    assert_eq!(net.answer(a, id), None);
+    net.filter = Box::new(|_| true);
+    let first = responses[0].clone();
+    net.inject(first.from, first.to, first.bytes);
+    net.run_for(Duration::from_secs(2));
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+    assert!(
+        net.hosts[b].engine.pends.is_empty(),
+        "B dropped the other pending handshakes"
+    );
+}
+
+#[test]
+fn a_flood_of_initiations_stays_bounded_and_a_real_one_gets_through() {
+    let (mut net, a, b) = two();
+    // E floods B with initiations (valid mac1: E knows B's key) for names whose keys DNS
+    // does not publish, from many forged addresses.
+    let e = Identity::from_secret_bytes([66; 32]);
+    for i in 0..2000u32 {
+        let payload = InitiationPayload {
+            counter: u64::from(i),
+            requester: fqdn(&format!("e{}.vip.test", i % 500)),
+            responder: fqdn("b.vip.test"),
+            round: 1,
+            accept: true,
+            requester_vip: [240, 9, 9, 9].into(),
+            responder_vip: [240, 0, 0, 2].into(),
+        };
+        let (_, bytes) =
+            crate::handshake::initiate(&e.secret_bytes(), &net.hosts[b].key, i, &payload, None)
+                .unwrap();
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), PORT);
+        net.hosts[b].engine.handle_datagram(net.now, from, &bytes);
+        assert!(net.hosts[b].engine.pends.len() <= 64);
+        net.settle();
+        if i % 100 == 0 {
+            net.now += Duration::from_millis(10);
+        }
+    }
+    let cookie_replies = net
+        .wire
+        .iter()
+        .filter(|d| d.bytes[3] == MessageType::CookieReply as u8)
+        .count();
+    assert!(cookie_replies > 0, "under load, B asked for cookies");
+    assert!(
+        net.queries < 2000,
+        "B did not ask DNS once per forged initiation ({})",
+        net.queries
+    );
+    assert!(net.hosts[b].engine.partners().is_empty());
+    // A real initiation, during the flood's aftermath, completes (through the cookie).
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(3));
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+}
+
+#[test]
+fn active_sessions_are_renewed_and_counters_start_at_zero() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let first = net.hosts[a]
+        .engine
+        .links
+        .get(&fqdn("b.vip.test"))
+        .unwrap()
+        .current
+        .unwrap();
+    for _ in 0..15 {
+        net.traffic(a, b);
+        net.run_for(Duration::from_secs(10));
+    }
+    let now_index = net.hosts[a]
+        .engine
+        .links
+        .get(&fqdn("b.vip.test"))
+        .unwrap()
+        .current
+        .unwrap();
+    assert_ne!(first, now_index, "a new session after REKEY_AFTER_TIME");
+    assert!(paired(&net, a, b));
+    // Every transport message A sent: (receiver index, counter) pairs never repeat, and
+    // each session's counters start at zero.
+    let mut seen = std::collections::HashSet::new();
+    let mut starts = HashMap::new();
+    for d in net
+        .wire
+        .iter()
+        .filter(|d| *d.from.ip() == net.hosts[a].addr && d.bytes[3] == MessageType::Transport as u8)
+    {
+        let index = u32::from_be_bytes(d.bytes[4..8].try_into().unwrap());
+        let counter = u64::from_be_bytes(d.bytes[8..16].try_into().unwrap());
+        assert!(seen.insert((index, counter)), "nonce reused");
+        starts.entry(index).or_insert(counter);
+    }
+    assert!(starts.values().all(|c| *c == 0));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever arrives from anyone (the protocol's real messages mutated, replayed out of
+    /// order, or noise) changes nothing about an established pair and creates nothing.
+    #[test]
+    fn mutated_and_random_datagrams_change_nothing(
+        edits in proptest::collection::vec((0usize..64, 0usize..200, proptest::prelude::any::<u8>(), 0u8..4), 1..40)
+    ) {
+        let (mut net, a, b) = two();
+        let id = net.lookup(a, "b.vip.test");
+        proptest::prop_assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+        net.move_host(a, [192, 0, 2, 77]);
+        net.run_for(Duration::from_secs(1));
+        proptest::prop_assert!(paired(&net, a, b));
+        let before_a = net.hosts[a].engine.partners().get(&fqdn("b.vip.test")).cloned();
+        let before_b = net.hosts[b].engine.partners().get(&fqdn("a.vip.test")).cloned();
+        let kernel_b = net.hosts[b].kernel.clone();
+        let captured = net.wire.clone();
+        for (pick, at, value, how) in edits {
+            let d = &captured[pick % captured.len()];
+            let mut bytes = d.bytes.clone();
+            let len = bytes.len();
+            match how {
+                0 => {} // a verbatim replay
+                1 => bytes[at % len] ^= value | 1,
+                2 => bytes.truncate(at % len),
+                _ => bytes = (0..at).map(|i| value.wrapping_mul(i as u8)).collect(),
+            }
+            // From an attacker's address, or spoofing the real sender's.
+            let from = if value % 2 == 0 { d.from } else { SocketAddrV4::new([203, 0, 113, 66].into(), PORT) };
+            net.inject(from, d.to, bytes);
+        }
+        net.run_for(Duration::from_secs(1));
+        proptest::prop_assert_eq!(net.hosts[a].engine.partners().get(&fqdn("b.vip.test")).cloned(), before_a);
+        proptest::prop_assert_eq!(net.hosts[b].engine.partners().get(&fqdn("a.vip.test")).cloned(), before_b);
+        proptest::prop_assert_eq!(&net.hosts[b].kernel.iter().map(|(v, m)| (*v, m.addr)).collect::<Vec<_>>(),
+            &kernel_b.iter().map(|(v, m)| (*v, m.addr)).collect::<Vec<_>>());
+        proptest::prop_assert_eq!(net.hosts[b].engine.partners().len(), 1);
+        proptest::prop_assert!(net.hosts[b].engine.pends.is_empty());
+    }
+}

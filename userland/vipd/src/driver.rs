@@ -1,0 +1,252 @@
+//! The daemon's I/O around the protocol engine (`vip_proto::engine`), as `quinn` is around
+//! `quinn-proto`: one task owns the engine and feeds it what happens (datagrams, lookups,
+//! DNS answers, kernel results and events, address changes, time); what it asks for is
+//! done by other tasks that report back through the same channel. Nothing here decides
+//! anything about the protocol, and nothing blocks the engine's task: sockets are
+//! non-blocking, DNS queries and updates run as tasks of their own, kernel changes go to a
+//! worker in order, and files are written by the writer task.
+
+use crate::{dns, kernel::KernelWorker, state::Writer};
+use anyhow::{Result, bail};
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    sync::Arc,
+    time::Instant,
+};
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot},
+};
+use tracing::{debug, warn};
+use vip_proto::{
+    Fqdn,
+    engine::{DnsAnswer, Engine, Id, KernelEvent, KernelMapping, LookupAnswer, Output},
+};
+
+/// What the engine's task is told.
+pub enum Input {
+    /// A local application looks a name up.
+    Lookup {
+        fqdn: Fqdn,
+        reply: oneshot::Sender<LookupAnswer>,
+    },
+    /// A datagram on the protocol's port.
+    Datagram { from: SocketAddrV4, bytes: Vec<u8> },
+    /// The answer to a DNS query.
+    Dns { id: Id, answer: DnsAnswer },
+    /// A kernel change is done.
+    KernelDone { id: Id, result: Result<(), String> },
+    /// A kernel dump.
+    KernelDump {
+        id: Id,
+        mappings: Vec<KernelMapping>,
+    },
+    /// A kernel event.
+    KernelEvent(KernelEvent),
+    /// Our address changed.
+    Address(Ipv4Addr),
+    /// A DNS update is done.
+    UpdateDone { id: Id, ok: bool },
+    /// Log the engine's counters (SIGUSR1).
+    LogStats,
+    /// A task the daemon cannot do without has ended: the daemon ends too (and systemd
+    /// restarts it) rather than carry on half-alive.
+    Fatal(String),
+}
+
+/// Queued inputs at most; senders wait beyond that (the socket reader, the stub), so a
+/// flood is absorbed by the kernel's socket buffers, not by our memory.
+pub const INPUT_QUEUE: usize = 4096;
+/// Initiations wait in a short queue of their own, and are dropped when it is full: under
+/// a flood of them the wait stays far below an initiator's retransmission timeout (a long
+/// queue would make every answer late), and nothing else waits behind them.
+pub const INITIATION_QUEUE: usize = 128;
+
+/// A handle on the engine's task.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Input>,
+}
+
+impl Handle {
+    pub fn new(tx: mpsc::Sender<Input>) -> Self {
+        Self { tx }
+    }
+
+    /// Asks the engine for `fqdn` (a stub's A query).
+    pub async fn lookup(&self, fqdn: Fqdn) -> LookupAnswer {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Input::Lookup { fqdn, reply }).await.is_err() {
+            return LookupAnswer::Failed;
+        }
+        answer.await.unwrap_or(LookupAnswer::Failed)
+    }
+
+    pub async fn send(&self, input: Input) {
+        let _ = self.tx.send(input).await;
+    }
+
+    pub fn sender(&self) -> mpsc::Sender<Input> {
+        self.tx.clone()
+    }
+}
+
+/// What the engine's task drives.
+pub struct Io {
+    pub socket: Arc<UdpSocket>,
+    pub upstream: dns::Upstream,
+    pub updater: Option<Arc<dns::Updater>>,
+    pub update_ttl: u32,
+    pub me: Fqdn,
+    pub kernel: KernelWorker,
+    pub writer: Writer,
+    pub handle: Handle,
+    /// Initiations dropped because their queue was full.
+    pub shed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Runs the engine until a fatal input or the end of the inputs. `initiations` are taken
+/// only when nothing else waits.
+pub async fn run(
+    mut engine: Engine,
+    mut inputs: mpsc::Receiver<Input>,
+    mut initiations: mpsc::Receiver<Input>,
+    io: Io,
+) -> Result<()> {
+    let mut lookups: HashMap<Id, oneshot::Sender<LookupAnswer>> = HashMap::new();
+    let mut next_lookup: Id = 1 << 62;
+    loop {
+        let timeout = engine.poll_timeout().map(tokio::time::Instant::from_std);
+        let input = tokio::select! {
+            biased;
+            input = inputs.recv() => input,
+            Some(initiation) = initiations.recv() => Some(initiation),
+            _ = async { tokio::time::sleep_until(timeout.unwrap_or_else(tokio::time::Instant::now)).await }, if timeout.is_some() => {
+                engine.tick(Instant::now());
+                drain(&mut engine, &io, &mut lookups).await;
+                continue;
+            }
+        };
+        let now = Instant::now();
+        match input {
+            None => bail!("the engine's inputs are gone"),
+            Some(Input::Fatal(why)) => bail!("{why}"),
+            Some(Input::LogStats) => {
+                let s = engine.stats();
+                tracing::info!(
+                    partners = s.partners,
+                    pending = s.pending,
+                    sessions = s.sessions,
+                    negotiations = s.negotiations,
+                    initiations_sent = s.initiations_sent,
+                    handshakes_completed = s.handshakes_completed,
+                    responses_sent = s.responses_sent,
+                    cookies_sent = s.cookies_sent,
+                    cookies_received = s.cookies_received,
+                    pairs_confirmed = s.pairs_confirmed,
+                    hints_sent = s.hints_sent,
+                    hints_received = s.hints_received,
+                    acks_sent = s.acks_sent,
+                    acks_received = s.acks_received,
+                    roams = s.roams,
+                    initiations_dropped = s.initiations_dropped,
+                    garbage = s.garbage,
+                    queued = inputs.len(),
+                    initiations_queued = initiations.len(),
+                    initiations_shed = io.shed.load(std::sync::atomic::Ordering::Relaxed),
+                    "stats"
+                );
+            }
+            Some(Input::Lookup { fqdn, reply }) => {
+                next_lookup += 1;
+                lookups.insert(next_lookup, reply);
+                engine.lookup(now, next_lookup, fqdn);
+            }
+            Some(Input::Datagram { from, bytes }) => engine.handle_datagram(now, from, &bytes),
+            Some(Input::Dns { id, answer }) => engine.dns_answer(now, id, answer),
+            Some(Input::KernelDone { id, result }) => engine.kernel_done(now, id, result),
+            Some(Input::KernelDump { id, mappings }) => engine.kernel_dump(now, id, mappings),
+            Some(Input::KernelEvent(event)) => engine.kernel_event(now, event),
+            Some(Input::Address(addr)) => engine.address_changed(now, addr),
+            Some(Input::UpdateDone { id, ok }) => engine.update_done(now, id, ok),
+        }
+        drain(&mut engine, &io, &mut lookups).await;
+    }
+}
+
+/// Does what the engine asked.
+async fn drain(
+    engine: &mut Engine,
+    io: &Io,
+    lookups: &mut HashMap<Id, oneshot::Sender<LookupAnswer>>,
+) {
+    while let Some(output) = engine.poll_output() {
+        match output {
+            Output::Send { to, bytes } => {
+                if let Err(e) = io.socket.send_to(&bytes, SocketAddr::V4(to)).await {
+                    debug!(%to, "send: {e}");
+                }
+            }
+            Output::Query { id, query } => {
+                let (upstream, handle) = (io.upstream.clone(), io.handle.clone());
+                tokio::spawn(async move {
+                    let answer = upstream.answer(&query).await;
+                    handle.send(Input::Dns { id, answer }).await;
+                });
+            }
+            Output::Answer { id, answer } => {
+                if let Some(reply) = lookups.remove(&id) {
+                    let _ = reply.send(answer);
+                }
+            }
+            Output::Kernel { id, op } => io.kernel.submit(id, op),
+            Output::Update { id, address } => {
+                let Some(updater) = io.updater.clone() else {
+                    engine.update_done(Instant::now(), id, true);
+                    continue;
+                };
+                let (handle, me, ttl) = (io.handle.clone(), io.me.clone(), io.update_ttl);
+                tokio::spawn(async move {
+                    let ok = match updater.publish(&[dns::Publish::A(me, address)], ttl).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            warn!("{e:#}");
+                            false
+                        }
+                    };
+                    handle.send(Input::UpdateDone { id, ok }).await;
+                });
+            }
+            Output::Save(json) => io.writer.save_partners(json),
+            Output::Pin { fqdn, key } => io.writer.pin(fqdn, key),
+        }
+    }
+}
+
+/// Reads datagrams for the engine forever: initiations into their own short queue (shed
+/// when it is full, counted in `shed`), everything else into the engine's queue.
+pub async fn receive(
+    socket: Arc<UdpSocket>,
+    handle: Handle,
+    initiations: mpsc::Sender<Input>,
+    shed: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<()> {
+    let mut buf = vec![0u8; vip_proto::wire::MAX_MESSAGE + 1];
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).await?;
+        let SocketAddr::V4(from) = from else { continue };
+        let Some(bytes) = buf.get(..n) else { continue };
+        let input = Input::Datagram {
+            from,
+            bytes: bytes.to_vec(),
+        };
+        if vip_proto::wire::is_initiation(bytes) {
+            if initiations.try_send(input).is_err() {
+                shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        } else {
+            handle.send(input).await;
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! What the daemon watches: our addresses and routes (rtnetlink), from which it works out
+//! the address it is reached at, and the module's events.
+
+use crate::driver::{Handle, Input};
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use rtnetlink::MulticastGroup;
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
+use tracing::debug;
+use vip_netlink::Event;
+use vip_proto::engine::KernelEvent;
+
+/// The source address the kernel would use toward `server` (no packet is sent).
+pub fn source_toward(server: SocketAddr) -> Result<Ipv4Addr> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    socket
+        .connect(server)
+        .with_context(|| format!("no route toward {server} to choose our address by"))?;
+    match socket.local_addr()? {
+        SocketAddr::V4(a) => Ok(*a.ip()),
+        SocketAddr::V6(_) => anyhow::bail!("an IPv6 source toward {server}"),
+    }
+}
+
+/// Follows our addresses and routes, and tells the engine the address we are reached at
+/// (the source toward `server`) whenever a change may have moved it. A fixed address is
+/// never watched.
+pub async fn addresses(server: SocketAddr, handle: Handle) -> Result<()> {
+    let (connection, _rt, mut messages) = rtnetlink::new_multicast_connection(&[
+        MulticastGroup::Ipv4Ifaddr,
+        MulticastGroup::Ipv4Route,
+    ])
+    .context("rtnetlink multicast socket")?;
+    tokio::spawn(connection);
+    while messages.next().await.is_some() {
+        // An address and its routes arrive as a burst; look once it has passed.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        while messages.try_recv().is_ok() {}
+        match source_toward(server) {
+            Ok(addr) => handle.send(Input::Address(addr)).await,
+            // Between an old address going and a new one's route (break-before-make).
+            Err(e) => debug!("no usable address right now: {e:#}"),
+        }
+    }
+    anyhow::bail!("the rtnetlink stream ended")
+}
+
+/// Listens to the module's events on a thread (the subscription is a blocking socket) and
+/// hands them to the engine. Events lost to a full socket buffer (ENOBUFS) are reported
+/// as such, once, and the engine checks the table; any other error ends the daemon.
+pub async fn kernel_events(vip: &vip_netlink::Client, handle: Handle) -> Result<()> {
+    let mut listener = vip_netlink::EventListener::subscribe(vip)
+        .await
+        .context("cannot subscribe to the module's events")?;
+    let tx = handle.sender();
+    std::thread::Builder::new()
+        .name("vip-events".into())
+        .spawn(move || {
+            loop {
+                let event = match listener.wait() {
+                    Ok(event) => event,
+                    Err(vip_netlink::Error::Socket(e))
+                        if e.raw_os_error() == Some(libc_enobufs()) =>
+                    {
+                        if tx
+                            .blocking_send(Input::KernelEvent(KernelEvent::Lost))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Input::Fatal(format!("kernel events: {e}")));
+                        return;
+                    }
+                };
+                let event = match event {
+                    Event::NoMapping { peer_vip } => KernelEvent::NoMapping { peer_vip },
+                    Event::Unknown {
+                        peer_vip,
+                        local_vip,
+                        seen,
+                    } => KernelEvent::Unknown {
+                        peer_vip,
+                        local_vip,
+                        seen,
+                    },
+                    Event::Moved {
+                        peer_vip,
+                        mapped,
+                        seen,
+                    } => KernelEvent::Moved {
+                        peer_vip,
+                        mapped,
+                        seen,
+                    },
+                    // Our own changes, echoed.
+                    Event::MappingChanged { .. } => continue,
+                };
+                if tx.blocking_send(Input::KernelEvent(event)).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("cannot start the event thread")?;
+    Ok(())
+}
+
+fn libc_enobufs() -> i32 {
+    nix::errno::Errno::ENOBUFS as i32
+}
