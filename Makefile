@@ -8,6 +8,9 @@
 #                  kmemleak, lockdep, PROVE_RCU, stall and hung-task detectors)
 #   make demo      boot the VM and run the demo topology
 #   make shell     a shell in the VM, with the module and tools built
+#   make bench     the protocol's CPU cost on the host, then the data path, lookups,
+#                  switching and partner benchmarks in the VM (ratios side by side)
+#   make fuzz      the cargo-fuzz targets of the wire format and the protocol engine
 #   make lint      clippy, rustfmt and the module built with CLIPPY=1 (part of make test)
 #   make test-detectors   show once that the VM's kernel-log scan catches every kind of
 #                  report (a deliberately broken module, one boot per kind: slow)
@@ -24,7 +27,7 @@ KARGS = M=$(ROOT) LLVM=$(VIP_LLVM) RUSTC=$(VIP_RUSTC) BINDGEN=$(VIP_BINDGEN)
 
 
 .PHONY: all module setup kernel userland test test-userland test-vm test-vm-debug demo shell \
-	bench lint clean test-detectors
+	bench lint clean test-detectors fuzz
 
 all: module
 
@@ -60,6 +63,13 @@ test-vm-debug: userland
 
 test: lint test-userland test-vm test-vm-debug
 
+# cargo-fuzz needs a nightly toolchain (rustup's); FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	cd userland/vip-proto && for t in decode engine; do \
+	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
 test-detectors: module
 	$(ROOT)/tests/detectors/run
 
@@ -73,6 +83,7 @@ shell: module userland
 # its samples into the log, and the plot is drawn here from bench-out/bench.log.
 bench: module userland
 	@mkdir -p $(ROOT)/bench-out
+	cd userland && cargo run --release --locked -q -p vip-proto --example cost | tee $(ROOT)/bench-out/cost.log
 	set -o pipefail; $(VM)/run --kernel $(KERNEL) --timeout 4800 $(ROOT)/tests/bench/datapath.sh \
 	  $(ROOT)/tests/bench/lookup.sh $(ROOT)/tests/bench/switching.sh $(ROOT)/tests/bench/partners.sh | tee $(ROOT)/bench-out/bench.log; \
 	  rc=$$?; /usr/bin/python3 $(ROOT)/tests/bench/switching.py plot $(ROOT)/bench-out/bench.log $(ROOT)/bench-out || rc=1; \

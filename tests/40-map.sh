@@ -79,18 +79,19 @@ inns vipctl set max-mappings 1048576
 cg=/sys/fs/cgroup/vip-map-test
 mkdir "$cg"
 at_exit rmdir "$cg"
-awk 'BEGIN { for (i = 1; i <= 50000; i++) printf "map add 240.2.%d.%d via 192.0.2.1\n", int(i / 256), i % 256 }' > /tmp/50k
+m=$(scaled 50000)
+awk -v m=$m 'BEGIN { for (i = 1; i <= m; i++) printf "map add 240.2.%d.%d via 192.0.2.1\n", int(i / 256), i % 256 }' > /tmp/50k
 before=$(cat "$cg/memory.current")
-check "50000 mappings added from inside a memory cgroup" \
+check "$m mappings added from inside a memory cgroup" \
   bash -c "echo \$\$ > $cg/cgroup.procs && exec ip netns exec vip-map-test vipctl batch /tmp/50k"
 after=$(cat "$cg/memory.current")
 diag "the cgroup's memory grew by $(( (after - before) / 1024 )) KiB"
-check "... and are charged to it (at least 50000 x 128 bytes)" test $((after - before)) -ge $((50000 * 128))
+check "... and are charged to it (at least $m x 128 bytes)" test $((after - before)) -ge $((m * 128))
 inns vipctl map flush >/dev/null
-# Now a limit 8 MiB above what the cgroup uses, and mappings added 2000 at a time (each
+# Now a limit 8 MiB (2 on the debug kernel) above what the cgroup uses, and mappings added 2000 at a time (each
 # vipctl needs little memory of its own) until the kernel refuses: ENOMEM from the charge,
 # or the cgroup's OOM killer ending the process that asked.
-echo $(( $(cat "$cg/memory.current") + 8 * 1024 * 1024 )) > "$cg/memory.max"
+echo $(( $(cat "$cg/memory.current") + $(by_kernel 8 2) * 1024 * 1024 )) > "$cg/memory.max"
 failure=
 for round in $(seq 0 99); do
   awk -v r=$round 'BEGIN { for (i = 0; i < 2000; i++) printf "map add 240.%d.%d.%d via 192.0.2.1\n", 3 + int(r / 32), int((r % 32) * 8 + i / 256), i % 256 }' > /tmp/2k
@@ -108,7 +109,7 @@ rm -f /tmp/50k /tmp/2k
 
 # A million mappings in through one pipelined socket, dumped back complete, and flushed in
 # batches (no long RCU read section: the debug kernel's stall detector would say so).
-n=1000000
+n=$(scaled 1000000)
 awk -v n=$n 'BEGIN { for (i = 1; i <= n; i++)
   printf "map add 240.%d.%d.%d via 192.0.2.%d\n", int(i / 65536), int(i / 256) % 256, i % 256, i % 250 + 1 }' \
   > /tmp/million

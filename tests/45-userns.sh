@@ -32,15 +32,16 @@ check "... and watch its namespace's events" userns '
 check "the host's table saw none of it" test "$(vipctl -j info | json mappings)" = 0
 
 # Bounded: the namespace's limit holds (the user may lower it, not raise it past the
-# module's ceiling), and 100000 mappings come and go without trouble.
+# module's ceiling), and a hundred thousand mappings come and go without trouble.
 check "the limit cannot be raised past the module's ceiling" \
   userns '! vipctl set max-mappings 4194305 2>/dev/null && vipctl set max-mappings 4194304'
-awk 'BEGIN { for (i = 1; i <= 100000; i++) printf "map add 240.%d.%d.%d via 192.0.2.1\n", 7 + int(i / 65536), int(i / 256) % 256, i % 256 }' > /tmp/userns.100k
+n=$(scaled 100000)
+awk -v n=$n 'BEGIN { for (i = 1; i <= n; i++) printf "map add 240.%d.%d.%d via 192.0.2.1\n", 7 + int(i / 65536), int(i / 256) % 256, i % 256 }' > /tmp/userns.100k
 chmod 644 /tmp/userns.100k
-check "100000 mappings added, counted, dumped and flushed in a user namespace" userns '
+check "$n mappings added, counted, dumped and flushed in a user namespace" userns "
   vipctl batch /tmp/userns.100k &&
-  test $(vipctl -j info | python3 -c "import json,sys; print(json.load(sys.stdin)[\"mappings\"])") = 100000 &&
-  test $(vipctl show | wc -l) = 100000 && vipctl map flush | grep -q "deleted 100000"'
+  test \$(vipctl -j info | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"mappings\"])') = $n &&
+  test \$(vipctl show | wc -l) = $n && vipctl map flush | grep -q 'deleted $n'"
 check "a limit of 10 holds in a user namespace" userns '
   vipctl set max-mappings 10 && head -10 /tmp/userns.100k | vipctl batch - &&
   ! echo "map add 240.8.0.1 via 192.0.2.1" | vipctl batch - 2>/dev/null'
@@ -55,13 +56,13 @@ vip_up='ip link add vip0 type vip && ip addr add 240.0.0.1/32 dev vip0 && ip lin
   ip route add 240.0.0.0/4 dev vip0'
 check "devices come and go, some failing to register, under traffic" userns "
   $loop_setup &&
-  for i in \$(seq 1 30); do
+  for i in \$(seq 1 $(by_kernel 30 5)); do
     ip link add vip0 index 1 type vip 2>/dev/null && exit 1
     $vip_up && { ping -f -w1 -q 240.0.0.2 >/dev/null 2>&1 & } && sleep 0.2 && ip link del vip0 || exit 1
   done; wait"
 # Namespaces with vip devices, mappings and traffic, torn down by the user's exit.
 check "namespaces with devices, mappings and traffic go when their owner exits" bash -c "
-  for i in 1 2 3 4 5; do
+  for i in \$(seq 1 $(by_kernel 5 2)); do
     ${nobody[*]} unshare -Urn bash -c '$loop_setup && $vip_up && head -1000 /tmp/userns.100k | vipctl batch - &&
       { ping -f -q 240.0.0.2 >/dev/null 2>&1 & sleep 0.3; }' || exit 1
   done"

@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
 tap_plan 10
 
-count=${VIP_FUZZ_PACKETS:-1000000}
+count=${VIP_FUZZ_PACKETS:-$(scaled 1000000)}
 seconds=${VIP_FUZZ_SECONDS:-300}
 vip_unload; vip_load
 at_exit vip_unload

@@ -3,7 +3,7 @@
 # (target < 100 ms; VNAT took 24.7 s for 500 connections). The partners are one vip-sim
 # process on host B impersonating p1..pN.vip.test, each with its own key and its own
 # address (10.200.0.0/22 on a dummy interface of B, routed to B by the router), acting as
-# the negotiation responder and acking hints as vipd does. A resolves all N names through
+# the responder of the real protocol engine (handshakes, confirmations, hint acks). A resolves all N names through
 # its stub (N negotiations), sends one datagram to each VIP (so that every mapping was used
 # recently), moves to LAN2, and its vipd hints all N partners and waits for the acks.
 # Reported: vipd's own figure (address change noticed -> last hint task done) and the time
@@ -63,23 +63,27 @@ run_size() {
   # B carries the simulated hosts' addresses; the router sends them to B.
   on b ip link add sim0 type dummy
   on b ip link set sim0 up
-  vip-sim --print-zone -n "$n" --first-addr "$FIRST" |
-    awk '$1 ~ /^p[0-9]+$/ { print "address add " $4 "/32 dev sim0" }' | on b ip -batch -
+  vip-sim zone -n "$n" --first-addr "$FIRST" --keys "$DNS_DIR/sim.keys" > "$DNS_DIR/sim.zone"
+  awk '$1 ~ /^p[0-9]+$/ { print "address add " $4 "/32 dev sim0" }' "$DNS_DIR/sim.zone" | on b ip -batch -
   on r ip route add 10.200.0.0/22 via "$(topo_addr b)"
 
-  # BIND with A's update key (dns_start), then once more with the simulated hosts' address
-  # and magic records in the zone file (nothing has updated the zone yet: no journal).
+  # BIND with A's update key (dns_start), then once more with the simulated hosts' address,
+  # magic and key records in the zone file (nothing has updated the zone yet: no journal).
   dns_start "a"
   kill "$DNS_NAMED_PID"; wait "$DNS_NAMED_PID" 2>/dev/null
   rm -f "$DNS_DIR/named/$DNS_ZONE.db.jnl"
-  vip-sim --print-zone -n "$n" --first-addr "$FIRST" >> "$DNS_DIR/named/$DNS_ZONE.db"
+  cat "$DNS_DIR/sim.zone" >> "$DNS_DIR/named/$DNS_ZONE.db"
   ip netns exec "${TOPO_PREFIX}dns" named -g -c "$DNS_DIR/named.conf" > "$DNS_DIR/named.log" 2>&1 &
   DNS_NAMED_PID=$!
   eventually 20 on dns dig +short +tries=1 +timeout=1 "@$TOPO_DNS_ADDR" "p$n.$DNS_ZONE" A >/dev/null
 
   vipd_start a
+  # The simulated hosts trust A's key as published (they ask no DNS themselves).
+  local a_key
+  a_key=$(on dns dig +short +tries=3 +timeout=1 "@$TOPO_DNS_ADDR" "_vipkey.a.$DNS_ZONE" TXT)
   # Not through `on`: $! must be vip-sim itself, which prints its counters on SIGTERM.
-  ip netns exec "${TOPO_PREFIX}b" vip-sim -n "$n" --first-addr "$FIRST" > "$DNS_DIR/sim.log" 2>&1 &
+  ip netns exec "${TOPO_PREFIX}b" vip-sim serve -n "$n" --first-addr "$FIRST" --keys "$DNS_DIR/sim.keys" \
+    --pin "a.$DNS_ZONE=$a_key" > "$DNS_DIR/sim.log" 2>&1 &
   local sim=$!
   eventually 20 grep -q "vip-sim ready" "$DNS_DIR/sim.log" || diag "vip-sim: $(cat "$DNS_DIR/sim.log")"
 

@@ -8,6 +8,14 @@ export PATH=$VIP_ROOT/userland/target/release:$PATH
 # Kernel modules built with the test kernel (ipip, wireguard, nftables, ...).
 kmod() { modprobe -d "${VIP_MODROOT:?}" "$@"; }
 
+# scaled N: N on the test kernel, a hundredth of it on the debug kernel, whose KASAN,
+# kmemleak and lockdep make the kernel's work ten to fifty times slower under TCG (the full
+# counts run on the test kernel in the same `make test`; the debug kernel is there to catch
+# memory and locking errors, which the same code paths show at any count).
+scaled() { if [ "${VIP_KERNEL_VARIANT:-}" = debug ]; then echo $(($1 / 100)); else echo "$1"; fi; }
+# by_kernel DEFAULT DEBUG: DEFAULT on the test kernel, DEBUG on the debug kernel.
+by_kernel() { if [ "${VIP_KERNEL_VARIANT:-}" = debug ]; then echo "$2"; else echo "$1"; fi; }
+
 vip_loaded() { [ -d /sys/module/vip ]; }
 vip_load() { vip_loaded || insmod "$VIP_KO"; }
 vip_unload() { ! vip_loaded || rmmod vip; }

@@ -1,13 +1,15 @@
 # A real BIND 9 in the DNS namespace, and vipd on the test hosts. Sourced after topology.sh.
 #
 #   dns_start "a b" "c"    named serving vip.test: hosts a and b get a TSIG key each and may
-#                          update their own A record and their magic record; c is a legacy
-#                          host with a static A record. Stopped at exit.
+#                          update their own A record, their magic record and their key
+#                          record; c is a legacy host with a static A record. Stopped at exit.
 #   vipd_start a [EXTRA]   vipd on a (config in $DNS_DIR/a/vipd.toml, EXTRA appended to it;
 #                          log in $DNS_DIR/a/vipd.log); a's resolv.conf points at its stub
 #   vipd_stop a            SIGTERM, wait
 #   vipd_log a             the log so far
 #   dns_dig a NAME [TYPE]  dig from host a through its resolver
+#   vipd_stat a F...       fields F of a's engine counters ("F=V ..."), fresh (SIGUSR1)
+#   vipd_stat_is a "F=V.." vipd_stat_above a F N    vipd_stat_max a F N
 DNS_ZONE=vip.test
 DNS_DIR=/tmp/vip-dns
 MAGIC_PREFIX=vip105067072021-
@@ -35,6 +37,7 @@ dns_start() {
     for h in $vip_hosts; do
       echo "    grant $h-key name $h.$DNS_ZONE. A;"
       echo "    grant $h-key name $MAGIC_PREFIX$h.$DNS_ZONE. A;"
+      echo "    grant $h-key name _vipkey.$h.$DNS_ZONE. TXT;"
     done
     echo "  };"
     echo "};"
@@ -98,7 +101,7 @@ vipd_start() {
   local started
   started=$(grep -c "vipd ready" "$DNS_DIR/$h/vipd.log" 2>/dev/null)
   # Not through `on`: $! must be vipd itself (ip netns exec and env exec it).
-  ip netns exec "$TOPO_PREFIX$h" env VIPD_LOG=info,vipd=debug vipd -c "$DNS_DIR/$h/vipd.toml" \
+  ip netns exec "$TOPO_PREFIX$h" env VIPD_LOG=info,vipd=debug,vip_proto=debug vipd -c "$DNS_DIR/$h/vipd.toml" \
     >> "$DNS_DIR/$h/vipd.log" 2>&1 &
   VIPD_PID[$h]=$!
   eventually 20 _vipd_ready "$h" "${started:-0}"
@@ -119,3 +122,23 @@ vipd_stop() {
 
 vipd_running() { kill -0 "${VIPD_PID[$1]}" 2>/dev/null; }
 vipd_log() { cat "$DNS_DIR/$1/vipd.log"; }
+
+# The engine's counters: SIGUSR1 makes vipd log a "stats" line; the newest one is read.
+vipd_stats() {
+  local h=$1 before
+  before=$(grep -c " stats " "$DNS_DIR/$h/vipd.log")
+  kill -USR1 "${VIPD_PID[$h]}" || return 1
+  eventually 10 bash -c "(( \$(grep -c ' stats ' '$DNS_DIR/$h/vipd.log') > $before ))" || return 1
+  grep " stats " "$DNS_DIR/$h/vipd.log" | tail -1 | sed 's/.* stats //'
+}
+vipd_stat() {
+  local h=$1 line f out=(); shift
+  line=$(vipd_stats "$h") || return 1
+  for f in "$@"; do out+=("$(grep -o "\b$f=[0-9]*" <<<"$line")"); done
+  echo "${out[*]}"
+}
+vipd_stat_is() { local h=$1 want=$2; [ "$(vipd_stat "$h" $(sed 's/=[0-9]*//g' <<<"$want"))" = "$want" ]; }
+vipd_stat_value() { vipd_stat "$1" "$2" | cut -d= -f2; }
+vipd_stat_above() { local v; v=$(vipd_stat_value "$1" "$2"); echo "$2=$v"; ((v > $3)); }
+vipd_stat_max() { local v; v=$(vipd_stat_value "$1" "$2"); echo "$2=$v"; ((v <= $3)); }
+in_vip_range() { [[ $1 =~ ^2(4[0-9]|5[0-5])\.[0-9]+\.[0-9]+\.[0-9]+$ ]]; }

@@ -25,10 +25,12 @@ check_fails() {
 }
 _tap_show() { [ -n "$1" ] && printf '%s\n' "$1" | tail -20 | sed 's/^/# /'; return 0; }
 
-# Retries CMD for up to SECONDS (for state that settles asynchronously).
+# Retries CMD for up to SECONDS (for state that settles asynchronously). Timed by
+# /proc/uptime, which a test that steps the wall clock does not move.
+_uptime_cs() { local u; read -r u _ < /proc/uptime; echo $((10#${u/./})); }
 eventually() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.2; done
+  local deadline=$(($(_uptime_cs) + $1 * 100)); shift
+  until "$@"; do (($(_uptime_cs) < deadline)) || return 1; sleep 0.2; done
 }
 
 _tap_cleanups=()
