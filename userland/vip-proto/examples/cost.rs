@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use vip_proto::engine::{
-    Config, DnsAnswer, Engine, Gc, KernelMapping, KernelOp, Output, Partners, Query,
+    Config, DnsAnswer, Engine, KernelMapping, KernelOp, Output, Partners, Query,
 };
 use vip_proto::wire::InitiationPayload;
 use vip_proto::{Fqdn, Identity, handshake};
@@ -28,18 +28,11 @@ const PORT: u16 = 4877;
 
 fn config(name: &str, home: Ipv4Addr) -> Config {
     Config {
-        me: Fqdn::new(name).expect("name"),
-        vip_range: "240.0.0.0/4".parse().expect("range"),
-        home_vip: home,
         port: PORT,
         retransmit: Duration::from_millis(300),
-        restarts: 3,
-        max_rounds: 8,
-        active: Duration::from_secs(60),
         lease: Duration::from_secs(3600),
-        gc: Gc::ReclaimOnReboot,
         max_partners: 1 << 20,
-        max_pending: 1024,
+        ..Config::new(Fqdn::new(name).expect("name"), home)
     }
 }
 

@@ -47,7 +47,7 @@ use tokio::{
 };
 use vip_proto::{
     Fqdn, Identity,
-    engine::{Config, Engine, Gc, Partners, Stats},
+    engine::{Config, Engine, Partners, Stats},
     fqdn::{key_record_text, parse_key_record},
     wire,
 };
@@ -206,18 +206,12 @@ fn parse_pin(spec: &str) -> Result<(Fqdn, [u8; 32])> {
 
 fn config(args: &Common, i: u32) -> Result<Config> {
     Ok(Config {
-        me: host_name(i, &args.zone)?,
-        vip_range: "240.0.0.0/4".parse().context("the VIP range")?,
-        home_vip: nth_addr(args.first_vip, i)?,
         port: args.port,
         retransmit: Duration::from_millis(300),
-        restarts: 3,
-        max_rounds: 8,
-        active: Duration::from_secs(60),
         lease: Duration::from_secs(3600),
-        gc: Gc::ReclaimOnReboot,
         max_partners: 1024,
         max_pending: 64,
+        ..Config::new(host_name(i, &args.zone)?, nth_addr(args.first_vip, i)?)
     })
 }
 

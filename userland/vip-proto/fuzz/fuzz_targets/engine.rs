@@ -10,25 +10,16 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use vip_proto::engine::{Config, Engine, Gc, Output, Partners};
+use vip_proto::engine::{Config, Engine, Output, Partners};
 use vip_proto::{Fqdn, Identity};
 
 fuzz_target!(|data: &[u8]| {
     let me = Fqdn::new("b.vip.test").unwrap();
     let home = Ipv4Addr::new(240, 0, 0, 2);
     let cfg = Config {
-        me,
-        vip_range: "240.0.0.0/4".parse().unwrap(),
-        home_vip: home,
-        port: 4877,
-        retransmit: Duration::from_millis(300),
-        restarts: 3,
-        max_rounds: 8,
-        active: Duration::from_secs(60),
-        lease: Duration::from_secs(30),
-        gc: Gc::ReclaimOnReboot,
         max_partners: 16,
         max_pending: 8,
+        ..Config::new(me, home)
     };
     let mut engine = Engine::new(
         cfg,

@@ -81,6 +81,26 @@ pub struct Config {
     pub max_pending: usize,
 }
 
+impl Config {
+    /// The defaults `vipd` documents (`dist/vipd.toml`), for `me` proposing `home_vip`.
+    pub fn new(me: Fqdn, home_vip: Ipv4Addr) -> Self {
+        Self {
+            me,
+            vip_range: Ipv4Net::new_assert(Ipv4Addr::new(240, 0, 0, 0), 4),
+            home_vip,
+            port: 4877,
+            retransmit: Duration::from_millis(500),
+            restarts: 3,
+            max_rounds: 8,
+            active: Duration::from_secs(60),
+            lease: Duration::from_secs(30),
+            gc: Gc::ReclaimOnReboot,
+            max_partners: 65536,
+            max_pending: 1024,
+        }
+    }
+}
+
 /// A DNS question the engine needs answered.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Query {

@@ -17,19 +17,17 @@ fn fqdn(s: &str) -> Fqdn {
 
 fn config(me: &str, home_vip: Ipv4Addr) -> Config {
     Config {
-        me: fqdn(me),
-        vip_range: "240.0.0.0/4".parse().unwrap(),
-        home_vip,
         port: PORT,
         retransmit: Duration::from_millis(300),
-        restarts: 3,
-        max_rounds: 8,
-        active: Duration::from_secs(60),
-        lease: Duration::from_secs(30),
-        gc: Gc::ReclaimOnReboot,
         max_partners: 1000,
         max_pending: 64,
+        ..Config::new(fqdn(me), home_vip)
     }
+}
+
+/// What `host` keeps about the partner `name`.
+fn partner_of(net: &Net, host: usize, name: &str) -> Option<Partner> {
+    net.hosts[host].engine.partners().get(&fqdn(name)).cloned()
 }
 
 /// A mapping in a fake kernel.
@@ -624,37 +622,15 @@ fn replays_change_nothing_even_after_a_restart() {
     net.run_for(Duration::from_secs(3));
     assert!(paired(&net, a, b));
     let captured = net.wire.clone();
-    let before_b = net.hosts[b]
-        .engine
-        .partners()
-        .get(&fqdn("a.vip.test"))
-        .cloned();
-    let before_a = net.hosts[a]
-        .engine
-        .partners()
-        .get(&fqdn("b.vip.test"))
-        .cloned();
+    let before_b = partner_of(&net, b, "a.vip.test");
+    let before_a = partner_of(&net, a, "b.vip.test");
     // Everything replayed, from the original sources: nothing changes.
     for d in &captured {
         net.inject(d.from, d.to, d.bytes.clone());
     }
     net.run_for(Duration::from_secs(1));
-    assert_eq!(
-        net.hosts[b]
-            .engine
-            .partners()
-            .get(&fqdn("a.vip.test"))
-            .cloned(),
-        before_b
-    );
-    assert_eq!(
-        net.hosts[a]
-            .engine
-            .partners()
-            .get(&fqdn("b.vip.test"))
-            .cloned(),
-        before_a
-    );
+    assert_eq!(partner_of(&net, b, "a.vip.test"), before_b);
+    assert_eq!(partner_of(&net, a, "b.vip.test"), before_a);
     assert!(net.hosts[b].engine.pends.is_empty());
     // B restarts (state kept on disk), and the replays come again: still nothing.
     net.restart(b, false);
@@ -662,14 +638,7 @@ fn replays_change_nothing_even_after_a_restart() {
         net.inject(d.from, d.to, d.bytes.clone());
     }
     net.run_for(Duration::from_secs(6));
-    assert_eq!(
-        net.hosts[b]
-            .engine
-            .partners()
-            .get(&fqdn("a.vip.test"))
-            .cloned(),
-        before_b
-    );
+    assert_eq!(partner_of(&net, b, "a.vip.test"), before_b);
     assert!(net.hosts[b].engine.pends.is_empty());
     assert!(paired(&net, a, b));
 }
@@ -813,25 +782,14 @@ fn a_host_that_lost_its_state_gets_the_pair_back() {
         "with the same VIPs"
     );
     // A forged cue for a pair A does not have changes nothing.
-    let before = net.hosts[a]
-        .engine
-        .partners()
-        .get(&fqdn("b.vip.test"))
-        .cloned();
+    let before = partner_of(&net, a, "b.vip.test");
     let cue = crate::wire::nak_cue([240, 7, 7, 7].into(), [240, 8, 8, 8].into());
     let (from, to) = (
         SocketAddrV4::new([203, 0, 113, 66].into(), PORT),
         SocketAddrV4::new(net.hosts[a].addr, PORT),
     );
     net.inject(from, to, cue);
-    assert_eq!(
-        net.hosts[a]
-            .engine
-            .partners()
-            .get(&fqdn("b.vip.test"))
-            .cloned(),
-        before
-    );
+    assert_eq!(partner_of(&net, a, "b.vip.test"), before);
 }
 
 #[test]
@@ -970,8 +928,8 @@ proptest::proptest! {
         net.move_host(a, [192, 0, 2, 77]);
         net.run_for(Duration::from_secs(1));
         proptest::prop_assert!(paired(&net, a, b));
-        let before_a = net.hosts[a].engine.partners().get(&fqdn("b.vip.test")).cloned();
-        let before_b = net.hosts[b].engine.partners().get(&fqdn("a.vip.test")).cloned();
+        let before_a = partner_of(&net, a, "b.vip.test");
+        let before_b = partner_of(&net, b, "a.vip.test");
         let kernel_b = net.hosts[b].kernel.clone();
         let captured = net.wire.clone();
         for (pick, at, value, how) in edits {
@@ -989,8 +947,8 @@ proptest::proptest! {
             net.inject(from, d.to, bytes);
         }
         net.run_for(Duration::from_secs(1));
-        proptest::prop_assert_eq!(net.hosts[a].engine.partners().get(&fqdn("b.vip.test")).cloned(), before_a);
-        proptest::prop_assert_eq!(net.hosts[b].engine.partners().get(&fqdn("a.vip.test")).cloned(), before_b);
+        proptest::prop_assert_eq!(partner_of(&net, a, "b.vip.test"), before_a);
+        proptest::prop_assert_eq!(partner_of(&net, b, "a.vip.test"), before_b);
         proptest::prop_assert_eq!(&net.hosts[b].kernel.iter().map(|(v, m)| (*v, m.addr)).collect::<Vec<_>>(),
             &kernel_b.iter().map(|(v, m)| (*v, m.addr)).collect::<Vec<_>>());
         proptest::prop_assert_eq!(net.hosts[b].engine.partners().len(), 1);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio::net::UdpSocket;
-use vip_proto::engine::{Config, DnsAnswer, Engine, Gc, LookupAnswer, Partners, Query};
+use vip_proto::engine::{Config, DnsAnswer, Engine, LookupAnswer, Partners, Query};
 use vip_proto::fqdn::{key_record_text, parse_key_record};
 use vip_proto::handshake;
 use vip_proto::wire::InitiationPayload;
@@ -210,18 +210,12 @@ async fn partner(args: &Partner) -> Result<()> {
     let me = Fqdn::new(&args.name).context("--name")?;
     let peer = Fqdn::new(&args.peer).context("--peer")?;
     let cfg = Config {
-        me,
-        vip_range: "240.0.0.0/4".parse().context("range")?,
-        home_vip: args.home_vip,
         port: args.port,
         retransmit: Duration::from_millis(300),
-        restarts: 3,
-        max_rounds: 8,
-        active: Duration::from_secs(60),
         lease: Duration::from_secs(3600),
-        gc: Gc::ReclaimOnReboot,
         max_partners: 16,
         max_pending: 16,
+        ..Config::new(me, args.home_vip)
     };
     let engine = Engine::new(
         cfg,
