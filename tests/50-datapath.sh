@@ -53,7 +53,7 @@ eventually 5 listening b t 5002
 paced_cat /tmp/payload 100000 0.1 | on a socat -u - TCP4:240.0.0.2:5002 &
 client=$!
 # Move once the transfer is under way.
-eventually 10 bash -c '[ "$(stat -c %s /tmp/tcp2.out 2>/dev/null)" -gt 300000 ]'
+eventually 10 bash -c '[ "$(stat -c %s /tmp/tcp2.out 2>/dev/null || echo 0)" -gt 300000 ]'
 topo_move a 2 make
 vip_map b a
 diag "A moved to $(topo_addr a) and B's mapping followed"

@@ -35,7 +35,7 @@ on b ip link del vip0
 on a ping -f -w 8 240.0.0.2 >/dev/null 2>&1 &
 flood=$!
 failed=0
-for i in $(seq 1 40); do
+for i in $(seq 1 "$(by_kernel 40 10)"); do
   on b ip link add vip0 index 1 type vip 2>/dev/null && failed=1
   on b ip link add vip0 type vip && on b ip link set vip0 up && on b ip link del vip0
 done
@@ -172,7 +172,7 @@ server=$!
 eventually 5 bash -c "ip netns exec vip-a ss -ltn 'sport = :5006' | grep -q LISTEN"
 on b timeout 30 socat -u TCP4:240.0.0.1:5006,bind=240.0.0.2 OPEN:/tmp/ct.out,creat,trunc &
 client=$!
-check "B's outbound connection to A's VIP is tracked as established on vip0" eventually 5 \
+check "B's outbound connection to A's VIP is tracked as established on vip0" eventually "$(by_kernel 5 30)" \
   on b grep -q "tcp .* ESTABLISHED src=240.0.0.2 dst=240.0.0.1 .*dport=5006" /proc/net/nf_conntrack
 wait $client; client_rc=$?
 wait $server

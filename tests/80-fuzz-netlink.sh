@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib/common.sh"
 tap_plan 12
 
-count=${VIP_FUZZ_NETLINK:-$(scaled 100000)}
+count=${VIP_FUZZ_NETLINK:-$(by_kernel 100000 20000)}
 seconds=240
 vip_unload; vip_load
 at_exit vip_unload
