@@ -63,8 +63,10 @@ run_size() {
   # B carries the simulated hosts' addresses; the router sends them to B.
   on b ip link add sim0 type dummy
   on b ip link set sim0 up
-  vip-sim zone -n "$n" --first-addr "$FIRST" --keys "$DNS_DIR/sim.keys" > "$DNS_DIR/sim.zone"
-  awk '$1 ~ /^p[0-9]+$/ { print "address add " $4 "/32 dev sim0" }' "$DNS_DIR/sim.zone" | on b ip -batch -
+  # Outside DNS_DIR, which dns_start below empties.
+  SIM_DIR=/tmp/vip-sim; rm -rf "$SIM_DIR"; mkdir -p "$SIM_DIR"
+  vip-sim zone -n "$n" --first-addr "$FIRST" --keys "$SIM_DIR/sim.keys" > "$SIM_DIR/sim.zone"
+  awk '$1 ~ /^p[0-9]+$/ { print "address add " $4 "/32 dev sim0" }' "$SIM_DIR/sim.zone" | on b ip -batch -
   on r ip route add 10.200.0.0/22 via "$(topo_addr b)"
 
   # BIND with A's update key (dns_start), then once more with the simulated hosts' address,
@@ -72,7 +74,7 @@ run_size() {
   dns_start "a"
   kill "$DNS_NAMED_PID"; wait "$DNS_NAMED_PID" 2>/dev/null
   rm -f "$DNS_DIR/named/$DNS_ZONE.db.jnl"
-  cat "$DNS_DIR/sim.zone" >> "$DNS_DIR/named/$DNS_ZONE.db"
+  cat "$SIM_DIR/sim.zone" >> "$DNS_DIR/named/$DNS_ZONE.db"
   ip netns exec "${TOPO_PREFIX}dns" named -g -c "$DNS_DIR/named.conf" > "$DNS_DIR/named.log" 2>&1 &
   DNS_NAMED_PID=$!
   eventually 20 on dns dig +short +tries=1 +timeout=1 "@$TOPO_DNS_ADDR" "p$n.$DNS_ZONE" A >/dev/null
@@ -82,7 +84,7 @@ run_size() {
   local a_key
   a_key=$(on dns dig +short +tries=3 +timeout=1 "@$TOPO_DNS_ADDR" "_vipkey.a.$DNS_ZONE" TXT)
   # Not through `on`: $! must be vip-sim itself, which prints its counters on SIGTERM.
-  ip netns exec "${TOPO_PREFIX}b" vip-sim serve -n "$n" --first-addr "$FIRST" --keys "$DNS_DIR/sim.keys" \
+  ip netns exec "${TOPO_PREFIX}b" vip-sim serve -n "$n" --first-addr "$FIRST" --keys "$SIM_DIR/sim.keys" \
     --pin "a.$DNS_ZONE=$a_key" > "$DNS_DIR/sim.log" 2>&1 &
   local sim=$!
   eventually 20 grep -q "vip-sim ready" "$DNS_DIR/sim.log" || diag "vip-sim: $(cat "$DNS_DIR/sim.log")"
@@ -106,7 +108,7 @@ run_size() {
   changed=$(grep "our address changed" "$log" | tail -1)
   partners=$(sed -n 's/.* partners=\([0-9]*\).*/\1/p' <<<"$line")
   acked=$(sed -n 's/.* acked=\([0-9]*\).*/\1/p' <<<"$line")
-  ms=$(sed -n 's/.* ms=\([0-9.]*\).*/\1/p' <<<"$line")
+  ms=$(sed -n 's/.* ms="\?\([0-9.]*\).*/\1/p' <<<"$line")
   [ -n "$ms" ] && ms=$(printf '%.1f' "$ms")
   total_ms=$(log_since_move "$line")
   noticed_ms=$(log_since_move "$changed")
