@@ -13,6 +13,7 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream, UdpSocket},
+    sync::Semaphore,
 };
 use tracing::{debug, warn};
 use vip_proto::engine::LookupAnswer;
@@ -21,6 +22,11 @@ use vip_proto::engine::LookupAnswer;
 const CLASSIC_UDP_MAX: usize = 512;
 /// A client that stays silent this long on TCP is dropped.
 const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+/// UDP queries answered at once per socket; beyond it a query is dropped (the client
+/// retries, as with any busy resolver), so a local flood cannot grow our tasks and memory.
+const UDP_IN_FLIGHT: usize = 1024;
+/// TCP clients served at once per listener; beyond it a new connection is closed at once.
+const TCP_CLIENTS: usize = 64;
 
 /// What answers the stub's queries.
 pub struct Stub {
@@ -48,6 +54,7 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<(Arc<UdpSocket>, TcpListen
 /// Serves one UDP socket forever.
 pub async fn serve_udp(daemon: Arc<Stub>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 4096];
+    let in_flight = Arc::new(Semaphore::new(UDP_IN_FLIGHT));
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -56,9 +63,13 @@ pub async fn serve_udp(daemon: Arc<Stub>, socket: Arc<UdpSocket>) {
                 continue;
             }
         };
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            continue;
+        };
         let query = buf[..n].to_vec();
         let (daemon, socket) = (daemon.clone(), socket.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             if let Some(reply) = answer(&daemon, &query, true).await
                 && let Err(e) = socket.send_to(&reply, peer).await
             {
@@ -71,11 +82,17 @@ pub async fn serve_udp(daemon: Arc<Stub>, socket: Arc<UdpSocket>) {
 /// Serves one TCP listener forever (RFC 1035 section 4.2.2 framing; several queries per
 /// connection, answered in order).
 pub async fn serve_tcp(daemon: Arc<Stub>, listener: TcpListener) {
+    let clients = Arc::new(Semaphore::new(TCP_CLIENTS));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                // Dropping the stream closes it: the client sees the connection end.
+                let Ok(permit) = clients.clone().try_acquire_owned() else {
+                    continue;
+                };
                 let daemon = daemon.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = serve_tcp_client(&daemon, stream).await {
                         debug!(%peer, "stub: tcp client: {e}");
                     }
@@ -295,6 +312,40 @@ mod tests {
         let m = ask(&stub, &query("legacy.vip.test.", RecordType::A), false).await;
         assert!(!m.metadata.truncation);
         assert_eq!(m.answers.len(), 40);
+    }
+
+    #[tokio::test]
+    async fn tcp_clients_beyond_the_limit_are_closed_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_tcp(Arc::new(stub().await), listener));
+        // Silent clients hold every slot (each for TCP_IDLE).
+        let mut held = Vec::new();
+        for _ in 0..TCP_CLIENTS {
+            held.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // Let the server accept them all before the next one.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), extra.read(&mut byte))
+            .await
+            .expect("the extra client was not closed");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the extra client was served"
+        );
+        // A held client is still served.
+        let q = query("b.vip.test.", RecordType::A);
+        let client = &mut held[0];
+        client
+            .write_all(&(q.len() as u16).to_be_bytes())
+            .await
+            .unwrap();
+        client.write_all(&q).await.unwrap();
+        let mut len = [0u8; 2];
+        client.read_exact(&mut len).await.unwrap();
+        assert!(u16::from_be_bytes(len) > 0);
     }
 
     #[tokio::test]
