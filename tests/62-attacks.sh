@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
-tap_plan 34
+tap_plan 35
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -107,10 +107,11 @@ wait $flood
 diag "flood from E (10.99.0.0/16 spoofed, 256 distinct initiations for 500 names): $(cat "$DNS_DIR/flood.out")"
 check "a real first contact during the flood completes (F gets $vip_b_at_f in ${ms} ms)" in_vip_range "$vip_b_at_f"
 check "... through the cookie path (F got a cookie from B)" vipd_stat_above f cookies_received 0
+check "... whose retry B queued ahead of the flood (proven lane)" vipd_stat_above b initiations_proven 0
 check "B sent cookies to the flood" vipd_stat_above b cookies_sent 1000
 check "B's pending handshakes stayed bounded (at most $max_pending seen, limit 1024)" test "$max_pending" -le 1024
 rss_after=$(rss)
-diag "B's vipd: VmRSS ${rss_before} kB before the flood, ${rss_after} kB after; $(vipd_stat b partners pending sessions initiations_dropped cookies_sent garbage)"
+diag "B's vipd: VmRSS ${rss_before} kB before the flood, ${rss_after} kB after; $(vipd_stat b partners pending sessions initiations_dropped cookies_sent garbage initiations_shed initiations_proven)"
 check "B's memory stayed bounded (grew by less than 32 MiB)" test $((rss_after - rss_before)) -lt 32768
 check "B's kernel holds only its real partners (A, D, F)" test "$(table_of b | wc -l)" = 3
 

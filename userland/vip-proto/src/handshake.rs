@@ -15,6 +15,7 @@
 //!   initiation with a valid `mac2` proves that its sender receives at its source address.
 
 use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use blake2::digest::{FixedOutput, Update, consts::U16};
@@ -267,11 +268,18 @@ impl Responder {
 }
 
 /// The responder's side of cookies: checks `mac1` and `mac2` of initiations, and makes
-/// cookie replies.
+/// cookie replies. Clones share one cookie secret, so that a receive task can recognise
+/// initiations that carry our cookie before they queue for the engine.
+#[derive(Clone)]
 pub struct CookieChecker {
     own: MacKeys,
-    secret: [u8; 32],
-    secret_born: Option<Instant>,
+    secret: Arc<Mutex<CookieSecret>>,
+}
+
+/// The secret cookies are made with, and when it was drawn.
+struct CookieSecret {
+    bytes: Zeroizing<[u8; 32]>,
+    born: Option<Instant>,
 }
 
 impl CookieChecker {
@@ -279,8 +287,10 @@ impl CookieChecker {
     pub fn new(public: &[u8; KEY_LEN]) -> Self {
         Self {
             own: MacKeys::of(public),
-            secret: [0; 32],
-            secret_born: None,
+            secret: Arc::new(Mutex::new(CookieSecret {
+                bytes: Zeroizing::new([0; 32]),
+                born: None,
+            })),
         }
     }
 
@@ -292,28 +302,31 @@ impl CookieChecker {
     /// The cookie of `source` now: a MAC of its address and port under a secret that
     /// changes every two minutes (`random` provides new secrets).
     fn cookie(
-        &mut self,
+        &self,
         source: SocketAddrV4,
         now: Instant,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> [u8; MAC_LEN] {
-        if self
-            .secret_born
-            .is_none_or(|born| now.duration_since(born) >= COOKIE_SECRET_LIFETIME)
+        // The lock is held for one MAC: no I/O, no await. A poisoned lock still holds a
+        // whole secret (nothing in here panics half-way), so it is used as it is.
+        let mut secret = self.secret.lock().unwrap_or_else(PoisonError::into_inner);
+        if secret
+            .born
+            .is_none_or(|born| now.saturating_duration_since(born) >= COOKIE_SECRET_LIFETIME)
         {
-            random(&mut self.secret);
-            self.secret_born = Some(now);
+            random(secret.bytes.as_mut());
+            secret.born = Some(now);
         }
         let mut who = [0u8; 6];
         who[..4].copy_from_slice(&source.ip().octets());
         who[4..].copy_from_slice(&source.port().to_be_bytes());
-        mac(&self.secret, &who)
+        mac(secret.bytes.as_ref(), &who)
     }
 
     /// Whether an initiation carries a valid `mac2`: its sender got our cookie for
     /// `source` (within the secret's life), so it receives at that address.
     pub fn check_mac2(
-        &mut self,
+        &self,
         hs: &Handshake<'_>,
         source: SocketAddrV4,
         now: Instant,
@@ -326,7 +339,7 @@ impl CookieChecker {
     /// A cookie reply to an initiation from `source`: the cookie, sealed with a key only
     /// those who know our public key can derive, bound to the initiation's `mac1`.
     pub fn reply(
-        &mut self,
+        &self,
         initiation: &Handshake<'_>,
         source: SocketAddrV4,
         now: Instant,
@@ -477,7 +490,7 @@ mod tests {
         );
         let now = Instant::now();
         let src: SocketAddrV4 = "192.0.2.1:4877".parse().unwrap();
-        let mut checker = CookieChecker::new(&b.public_key());
+        let checker = CookieChecker::new(&b.public_key());
         let (init, msg1) =
             initiate(&a.secret_bytes(), &b.public_key(), 1, &payload(1), None).unwrap();
         let hs1 = handshake(parse(&msg1).unwrap());

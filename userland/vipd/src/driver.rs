@@ -11,7 +11,10 @@ use anyhow::{Result, bail};
 use std::{
     collections::HashMap,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Instant,
 };
 use tokio::{
@@ -21,7 +24,9 @@ use tokio::{
 use tracing::{debug, warn};
 use vip_proto::{
     Fqdn,
-    engine::{DnsAnswer, Engine, Id, KernelEvent, KernelMapping, LookupAnswer, Output},
+    engine::{
+        Admission, DnsAnswer, Engine, Id, KernelEvent, KernelMapping, Lane, LookupAnswer, Output,
+    },
 };
 
 /// What the engine's task is told.
@@ -62,6 +67,33 @@ pub const INPUT_QUEUE: usize = 4096;
 /// a flood of them the wait stays far below an initiator's retransmission timeout (a long
 /// queue would make every answer late), and nothing else waits behind them.
 pub const INITIATION_QUEUE: usize = 128;
+/// Initiations that carry our cookie for their source wait in a queue of their own,
+/// served before the other initiations (the per-source rate keeps one sender from
+/// filling it): a flood of forged initiations cannot shed a real sender's retry.
+pub const PROVEN_QUEUE: usize = 64;
+
+/// The queues initiations wait in (see [`receive`]).
+pub struct Initiations {
+    pub proven: mpsc::Receiver<Input>,
+    pub unproven: mpsc::Receiver<Input>,
+}
+
+/// What happened to initiations before they reached the engine.
+#[derive(Default)]
+pub struct Door {
+    /// Dropped because their queue was full.
+    pub shed: AtomicU64,
+    /// Queued in the proven lane.
+    pub proven: AtomicU64,
+    /// Dropped under load for not parsing (the engine would drop them too).
+    pub garbage: AtomicU64,
+}
+
+impl Door {
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// A handle on the engine's task.
 #[derive(Clone)]
@@ -102,16 +134,16 @@ pub struct Io {
     pub kernel: KernelWorker,
     pub writer: Writer,
     pub handle: Handle,
-    /// Initiations dropped because their queue was full.
-    pub shed: Arc<std::sync::atomic::AtomicU64>,
+    /// What happened to initiations before they reached the engine.
+    pub door: Arc<Door>,
 }
 
-/// Runs the engine until a fatal input or the end of the inputs. `initiations` are taken
-/// only when nothing else waits.
+/// Runs the engine until a fatal input or the end of the inputs. Initiations are taken
+/// only when nothing else waits, proven ones first.
 pub async fn run(
     mut engine: Engine,
     mut inputs: mpsc::Receiver<Input>,
-    mut initiations: mpsc::Receiver<Input>,
+    mut initiations: Initiations,
     io: Io,
 ) -> Result<()> {
     let mut lookups: HashMap<Id, oneshot::Sender<LookupAnswer>> = HashMap::new();
@@ -121,7 +153,8 @@ pub async fn run(
         let input = tokio::select! {
             biased;
             input = inputs.recv() => input,
-            Some(initiation) = initiations.recv() => Some(initiation),
+            Some(initiation) = initiations.proven.recv() => Some(initiation),
+            Some(initiation) = initiations.unproven.recv() => Some(initiation),
             _ = async { tokio::time::sleep_until(timeout.unwrap_or_else(tokio::time::Instant::now)).await }, if timeout.is_some() => {
                 engine.tick(Instant::now());
                 drain(&mut engine, &io, &mut lookups).await;
@@ -153,8 +186,11 @@ pub async fn run(
                     initiations_dropped = s.initiations_dropped,
                     garbage = s.garbage,
                     queued = inputs.len(),
-                    initiations_queued = initiations.len(),
-                    initiations_shed = io.shed.load(std::sync::atomic::Ordering::Relaxed),
+                    initiations_queued = initiations.unproven.len(),
+                    initiations_proven_queued = initiations.proven.len(),
+                    initiations_shed = io.door.shed.load(Ordering::Relaxed),
+                    initiations_proven = io.door.proven.load(Ordering::Relaxed),
+                    initiations_garbage = io.door.garbage.load(Ordering::Relaxed),
                     "stats"
                 );
             }
@@ -224,29 +260,50 @@ async fn drain(
     }
 }
 
-/// Reads datagrams for the engine forever: initiations into their own short queue (shed
-/// when it is full, counted in `shed`), everything else into the engine's queue.
+/// Reads datagrams for the engine forever: initiations into their own short queues (see
+/// [`INITIATION_QUEUE`], [`PROVEN_QUEUE`]; shed when full, counted in `door`), everything
+/// else into the engine's queue. Once the unproven queue is an eighth full, each
+/// initiation is sorted by `admission` (WireGuard's "under load" mark).
 pub async fn receive(
     socket: Arc<UdpSocket>,
     handle: Handle,
-    initiations: mpsc::Sender<Input>,
-    shed: Arc<std::sync::atomic::AtomicU64>,
+    mut admission: Admission,
+    proven: mpsc::Sender<Input>,
+    unproven: mpsc::Sender<Input>,
+    door: Arc<Door>,
 ) -> Result<()> {
     let mut buf = vec![0u8; vip_proto::wire::MAX_MESSAGE + 1];
     loop {
         let (n, from) = socket.recv_from(&mut buf).await?;
         let SocketAddr::V4(from) = from else { continue };
         let Some(bytes) = buf.get(..n) else { continue };
+        if !vip_proto::wire::is_initiation(bytes) {
+            handle
+                .send(Input::Datagram {
+                    from,
+                    bytes: bytes.to_vec(),
+                })
+                .await;
+            continue;
+        }
+        let loaded = unproven.capacity() < INITIATION_QUEUE - INITIATION_QUEUE / 8;
+        let lane = admission.sort(bytes, from, Instant::now(), loaded);
+        let queue = match lane {
+            Lane::Proven => &proven,
+            Lane::Unproven => &unproven,
+            Lane::Drop => {
+                Door::count(&door.garbage);
+                continue;
+            }
+        };
         let input = Input::Datagram {
             from,
             bytes: bytes.to_vec(),
         };
-        if vip_proto::wire::is_initiation(bytes) {
-            if initiations.try_send(input).is_err() {
-                shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        } else {
-            handle.send(input).await;
+        match queue.try_send(input) {
+            Ok(()) if lane == Lane::Proven => Door::count(&door.proven),
+            Ok(()) => {}
+            Err(_) => Door::count(&door.shed),
         }
     }
 }

@@ -192,13 +192,19 @@ async fn run(cli: Cli) -> Result<()> {
         let (server, h) = (config.update_server(), handle.clone());
         tasks.spawn(async move { ("address watcher", watch::addresses(server, h).await) });
     }
-    let (initiations_tx, initiations_rx) = tokio::sync::mpsc::channel(driver::INITIATION_QUEUE);
-    let shed = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (s, h, sh) = (socket.clone(), handle.clone(), shed.clone());
+    let (proven_tx, proven) = tokio::sync::mpsc::channel(driver::PROVEN_QUEUE);
+    let (unproven_tx, unproven) = tokio::sync::mpsc::channel(driver::INITIATION_QUEUE);
+    let door = Arc::new(driver::Door::default());
+    let (s, h, a, d) = (
+        socket.clone(),
+        handle.clone(),
+        engine.admission(),
+        door.clone(),
+    );
     tasks.spawn(async move {
         (
             "protocol socket",
-            driver::receive(s, h, initiations_tx, sh).await,
+            driver::receive(s, h, a, proven_tx, unproven_tx, d).await,
         )
     });
     let stub = Arc::new(stub::Stub {
@@ -220,9 +226,14 @@ async fn run(cli: Cli) -> Result<()> {
         kernel: kernel_worker,
         writer,
         handle,
-        shed,
+        door,
     };
-    tasks.spawn(async move { ("engine", driver::run(engine, rx, initiations_rx, io).await) });
+    tasks.spawn(async move {
+        (
+            "engine",
+            driver::run(engine, rx, driver::Initiations { proven, unproven }, io).await,
+        )
+    });
     info!(stub = ?config.stub.listen, %home_vip, "vipd ready");
 
     use tokio::signal::unix::{SignalKind, signal};

@@ -141,3 +141,46 @@ impl Limits {
         self.logs.get(index).is_some_and(|l| l.check().is_ok())
     }
 }
+
+/// One keyed limit with its own clock, for a component that runs apart from the engine
+/// (the admission of initiations in the receive task).
+pub(crate) struct PerSource {
+    clock: FakeRelativeClock,
+    last: Option<Instant>,
+    last_sweep: Option<Instant>,
+    limiter: Keyed,
+}
+
+impl PerSource {
+    pub(crate) fn new(per_second_each: u32) -> Self {
+        let clock = FakeRelativeClock::default();
+        Self {
+            limiter: RateLimiter::hashmap_with_clock(per_second(per_second_each), clock.clone()),
+            clock,
+            last: None,
+            last_sweep: None,
+        }
+    }
+
+    /// Whether `source` is within its budget at `now`; idle sources are forgotten once a
+    /// second, so the map holds only the sources of the last second or so.
+    pub(crate) fn allow(&mut self, now: Instant, source: Ipv4Addr) -> bool {
+        if let Some(last) = self.last {
+            self.clock.advance(now.saturating_duration_since(last));
+        }
+        self.last = Some(now);
+        if self
+            .last_sweep
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+        {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+            self.last_sweep = Some(now);
+        }
+        self.limiter.check_key(&source).is_ok()
+    }
+}
+
+/// Initiations from one source address that may take the proven lane, a second: the
+/// engine's own limit, so that the lane carries nothing the engine would drop.
+pub(crate) const PROVEN_PER_SOURCE: u32 = INITIATIONS_PER_SOURCE;

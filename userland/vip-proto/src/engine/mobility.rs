@@ -92,6 +92,12 @@ impl State {
         }
     }
 
+    /// Hints sent and not acknowledged yet.
+    #[cfg(test)]
+    pub(super) fn hints_unacked(&self) -> usize {
+        self.hints.len()
+    }
+
     pub(super) fn deadline(&self) -> Option<Instant> {
         let hints = self.hints.values().map(|h| h.deadline);
         let update = self.update.as_ref().and_then(|u| u.retry_at);
@@ -260,6 +266,20 @@ impl Engine {
         if tries == 2 {
             self.locate(fqdn);
         }
+    }
+
+    /// An authenticated packet showed that `fqdn` is at `addr` now (a two-sided move: it
+    /// moved too, and our hint went to its old address): our hint goes there at once,
+    /// whatever DNS still says.
+    pub(super) fn hint_follows_roam(&mut self, now: Instant, fqdn: &Fqdn, addr: Ipv4Addr) {
+        let Some(hint) = self.mobility.hints.get_mut(fqdn) else {
+            return;
+        };
+        if hint.target == addr {
+            return;
+        }
+        hint.target = addr;
+        self.send_hint(now, fqdn);
     }
 
     /// Asks DNS where `fqdn` is now (one question per partner at a time).

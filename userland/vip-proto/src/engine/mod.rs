@@ -16,6 +16,7 @@
 //! from its address, mappings move only to the source address of an authenticated
 //! packet, hints and acks travel inside sessions, and every table is bounded.
 
+mod admission;
 mod initiator;
 mod limits;
 mod mobility;
@@ -35,6 +36,7 @@ use crate::handshake::{CookieChecker, MacKeys};
 use crate::identity::Identity;
 use crate::session::Session;
 use crate::wire::{self, Control, Packet};
+pub use admission::{Admission, Lane};
 use limits::{Limits, LogKind};
 pub use partners::{Claim, Partner, Partners};
 
@@ -483,6 +485,12 @@ impl Engine {
         }
     }
 
+    /// The admission of initiations for a receive task: it shares this engine's cookie
+    /// secret, so it recognises our cookies.
+    pub fn admission(&self) -> Admission {
+        Admission::new(self.cookies.clone())
+    }
+
     /// What the engine has done since it started.
     pub fn stats(&self) -> Stats {
         let gauge = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
@@ -651,6 +659,9 @@ impl Engine {
         // Roaming, as WireGuard does: an authenticated packet from elsewhere shows where
         // the partner is now.
         let roamed = self.roam(fqdn, *from.ip());
+        if roamed.is_some() {
+            self.hint_follows_roam(now, fqdn, *from.ip());
+        }
         match control {
             Control::Confirm { round } => {
                 // Our acknowledgement was lost: say it again.

@@ -723,6 +723,42 @@ fn two_sided_moves_meet_through_dns() {
         .address_changed(now, [192, 0, 2, 20].into());
     net.run_for(Duration::from_secs(5));
     assert!(paired(&net, a, b));
+    for h in [a, b] {
+        assert!(
+            net.hosts[h].engine.mobility.hints_unacked() == 0,
+            "each side's hint was acked in the end"
+        );
+        assert!(net.hosts[h].engine.stats().acks_received >= 1);
+    }
+}
+
+#[test]
+fn a_hint_follows_the_partner_to_the_address_its_authenticated_packets_come_from() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.traffic(a, b);
+    // Both move, and A's daemon notices 700 ms late: meanwhile B's hints go to A's old
+    // address and DNS still names it. Then A's hint, sent where DNS says B is now, is
+    // the first sign of where A went.
+    net.hosts[a].addr = [198, 51, 100, 10].into();
+    net.hosts[b].addr = [192, 0, 2, 20].into();
+    let now = net.now;
+    net.hosts[b]
+        .engine
+        .address_changed(now, [192, 0, 2, 20].into());
+    net.run_for(Duration::from_millis(700));
+    net.hosts[a]
+        .engine
+        .address_changed(net.now, [198, 51, 100, 10].into());
+    net.run_for(Duration::from_secs(3));
+    assert!(paired(&net, a, b));
+    assert_eq!(
+        net.hosts[b].engine.stats().acks_received,
+        1,
+        "B's hint went to where A's hint came from, and was acked"
+    );
+    assert_eq!(net.hosts[b].engine.mobility.hints_unacked(), 0);
 }
 
 #[test]
@@ -869,6 +905,18 @@ fn a_flood_of_initiations_stays_bounded_and_a_real_one_gets_through() {
     net.run_for(Duration::from_secs(3));
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
     assert!(paired(&net, a, b));
+    assert!(net.hosts[a].engine.stats().cookies_received > 0);
+    // The receive task's admission shares B's cookie secret: A's first initiation (no
+    // cookie) goes to the unproven lane, its retry with the cookie to the proven one.
+    let a_at = SocketAddrV4::new(net.hosts[a].addr, PORT);
+    let mut admission = net.hosts[b].engine.admission();
+    let lanes: Vec<Lane> = net
+        .wire
+        .iter()
+        .filter(|d| d.from == a_at && d.bytes[3] == MessageType::Initiation as u8)
+        .map(|d| admission.sort(&d.bytes, d.from, net.now, true))
+        .collect();
+    assert_eq!(lanes, [Lane::Unproven, Lane::Proven]);
 }
 
 #[test]
