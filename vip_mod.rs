@@ -8,7 +8,7 @@
 //!
 //! Layout: wrappers that hold the `unsafe` (`bindings`, generated; `genetlink`; `rcu`;
 //! `netns`, per-namespace state; `table`, the mapping table; `device`, the `vip` link
-//! type; `skb` and `tunnel`, packets and routes; `sock`, TCP sockets; `work`, work items)
+//! type; `skb` and `tunnel`, packets and routes; `sock`, TCP sockets; `neigh`, neighbour entries; `work`, work items)
 //! and logic on top (`netlink`, the family's commands; `xmit` and `receive`, the data
 //! path; `events`; `kick`, TCP recovery after a peer moves; `stats`; `addr`; `time`).
 
@@ -27,6 +27,8 @@ mod events;
 mod genetlink;
 #[path = "vip_mod/kick.rs"]
 mod kick;
+#[path = "vip_mod/neigh.rs"]
+mod neigh;
 #[path = "vip_mod/netlink.rs"]
 mod netlink;
 #[path = "vip_mod/netns.rs"]

@@ -145,5 +145,6 @@ unsigned int vip_tcp_collect(struct net *net, unsigned int *bucket, unsigned int
 			     struct sock **socks, unsigned int max);
 bool vip_tcp_walk_done(struct net *net, unsigned int bucket);
 bool vip_tcp_kick(struct sock *sk);
+bool vip_neigh_release(struct net *net, __be32 addr);
 
 #endif /* _VIP_HELPERS_H */

@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
-tap_plan 10
+tap_plan 14
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -126,5 +126,42 @@ vip_map a c
 sleep 0.5
 check "a re-point to the same address kicks nothing (backoff $(backoff_of a 240.0.0.3:6000) >= $c_backoff)" \
   test "$(backoff_of a 240.0.0.3:6000)" -ge "$c_backoff" -a "$(vip_stat a tcp_kicks)" = "$kicks_before"
+
+# Both move back, so that B's old address is on A's new link: A's retransmissions wait in
+# the unresolved ARP entry of that address, and TCP will not send a segment again while its
+# last copy is queued in the host. The re-point must free them (the entry is failed), or
+# the kick is void until ARP gives up; A's ARP is slowed down so that giving up would take
+# 15 s (3 probes 5 s apart) and cannot be confused with the kick.
+on a sysctl -qw net.ipv4.neigh.eth1.retrans_time_ms=5000
+on b socat -u TCP4-LISTEN:6003,bind=240.0.0.2,reuseaddr OPEN:/tmp/kick.out,creat,trunc &
+server=$!
+eventually 5 listening b 6003
+paced_cat /tmp/kick.payload 50000 0.05 | on a socat -u - TCP4:240.0.0.2:6003 &
+client=$!
+eventually 10 bash -c '[ "$(stat -c %s /tmp/kick.out)" -gt 200000 ]'
+left=$(topo_addr b)
+# B leaves first: had A arrived while B still held the address, A's ARP would have
+# resolved it to B's interface, and A's packets would leave (to be dropped by B) instead
+# of waiting.
+topo_move b 2; topo_move a 1
+vip_map b a
+unresolved() { on a ip neigh show "$left" dev eth1 | grep -q INCOMPLETE; }
+held() { unresolved && [ "$(backoff_of a 240.0.0.2:6003)" -ge 1 ]; }
+released_before=$(vip_stat a neigh_released)
+eventually 10 held
+start=$(now_ms) received=$(stat -c %s /tmp/kick.out)
+check "A's retransmissions to B wait in the unresolved ARP entry of B's old address ($left)" unresolved
+vip_map a b
+eventually 20 bash -c "[ \$(stat -c %s /tmp/kick.out) -gt $received ]"
+resumed=$(( $(now_ms) - start ))
+diag "data flowed again ${resumed} ms after the re-point; ARP would have held A's packets about 15 s"
+check "the transfer resumes within 5 s of the re-point, long before ARP gives up ($resumed ms)" \
+  test "$resumed" -lt 5000
+check "A failed the entry of the address B left ($(vip_stat a neigh_released) > $released_before)" \
+  test "$(vip_stat a neigh_released)" -gt "$released_before"
+wait $client; client_rc=$?
+wait $server
+check "that transfer completes too, intact (sha256)" \
+  test $client_rc = 0 -a "$(sha256sum < /tmp/kick.out | cut -d' ' -f1)" = "$want"
 kill $monitor $listener 2>/dev/null
 rm -f /tmp/kick.payload /tmp/kick.out /tmp/kick.events /tmp/kick.syn /tmp/kick.zeros

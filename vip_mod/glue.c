@@ -20,12 +20,18 @@
  *    RTO arithmetic (__tcp_set_rto, inet_csk_reset_xmit_timer) is all static
  *    inline, and tcp_ld_RTO_revert, which does the same for RFC 6069, is not
  *    exported to modules when IPv6 is built in.
+ *
+ * 4. Releasing what waits for a peer's old address (kick.rs): neighbour
+ *    entries and their states are reached through static inlines only.
  */
 #include "vip_helpers.h"
 
 #include <linux/netfilter.h>
 #include <net/inet_connection_sock.h>
 #include <net/inet_hashtables.h>
+#include <net/neighbour.h>
+#include <net/arp.h>
+#include <net/route.h>
 #include <net/netfilter/nf_conntrack.h>
 #include <net/tcp.h>
 
@@ -130,4 +136,40 @@ bool vip_tcp_kick(struct sock *sk)
 			       TCP_RTO_MAX);
 	inet_csk_reset_xmit_timer(sk, ICSK_TIME_RETRANS, 0, TCP_RTO_MAX);
 	return true;
+}
+
+/*
+ * When a peer leaves @addr and that address is on one of our links (a
+ * two-sided move: we moved onto the LAN it left), its ARP entry sits
+ * INCOMPLETE for ARP's whole timeout (~3 s), holding the outer packets sent
+ * to it meanwhile. TCP does not retransmit a segment whose previous copy is
+ * still queued in the host (skb_still_in_host_queue), so the kick would be
+ * void until ARP gave up. Failing the entry now frees those packets, as ARP's
+ * own timeout would (with the same host-unreachable report), and the entry
+ * is resolved afresh if the address is used again. Entries of gateways are
+ * left alone: other destinations wait on them too. Returns whether an entry
+ * was failed. Process context.
+ */
+bool vip_neigh_release(struct net *net, __be32 addr)
+{
+	struct flowi4 fl4 = { .daddr = addr };
+	struct neighbour *n;
+	struct rtable *rt;
+	bool released = false;
+
+	rt = ip_route_output_key(net, &fl4);
+	if (IS_ERR(rt))
+		return false;
+	if (rt->rt_type == RTN_UNICAST && rt->rt_gw_family == 0) {
+		n = __ipv4_neigh_lookup(rt->dst.dev, (__force u32)addr);
+		if (n) {
+			if (READ_ONCE(n->nud_state) & NUD_INCOMPLETE)
+				released = !neigh_update(n, NULL, NUD_FAILED,
+							 NEIGH_UPDATE_F_OVERRIDE |
+							 NEIGH_UPDATE_F_ADMIN, 0);
+			neigh_release(n);
+		}
+	}
+	ip_rt_put(rt);
+	return released;
 }

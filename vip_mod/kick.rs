@@ -9,7 +9,9 @@
 //! sockets retransmit at once with the backoff undone, as RFC 6069 does when an ICMP error
 //! shows that a path is back.
 
-use crate::{addr::Ipv4Addr, bindings, netns::Net, sock::TcpWalk, stats::Counter, work::Work};
+use crate::{
+    addr::Ipv4Addr, bindings, neigh, netns::Net, sock::TcpWalk, stats::Counter, work::Work,
+};
 use kernel::{new_spinlock, prelude::*, sync::SpinLock};
 
 /// Changed VIPs remembered until the work runs; beyond that, every VIP peer is kicked.
@@ -21,6 +23,9 @@ struct Pending {
     len: usize,
     /// Too many changed at once: kick every socket whose peer is a VIP.
     all: bool,
+    /// Addresses the peers left, whose unresolved neighbour entries may hold packets.
+    left: [Ipv4Addr; PENDING_MAX],
+    left_len: usize,
 }
 
 /// Kicks the TCP sockets of one namespace.
@@ -49,16 +54,27 @@ impl Kicker {
                 vips: [Ipv4Addr::UNSPECIFIED; PENDING_MAX],
                 len: 0,
                 all: false,
+                left: [Ipv4Addr::UNSPECIFIED; PENDING_MAX],
+                left_len: 0,
             }),
             work <- Work::new(run),
             net,
         })
     }
 
-    /// Has the sockets to `vip` kicked soon, in process context.
-    pub(crate) fn kick(&self, vip: Ipv4Addr) {
+    /// Has the sockets to `vip` kicked soon, in process context; `left` is the address the
+    /// peer moved away from, if it did.
+    pub(crate) fn kick(&self, vip: Ipv4Addr, left: Option<Ipv4Addr>) {
         {
             let mut pending = self.pending.lock();
+            // Beyond the array, ARP's own timeout frees what waits for the address.
+            if let Some(left) = left {
+                let n = pending.left_len;
+                if n < PENDING_MAX && !pending.left[..n].contains(&left) {
+                    pending.left[n] = left;
+                    pending.left_len += 1;
+                }
+            }
             let len = pending.len;
             if !pending.vips[..len].contains(&vip) {
                 if len < PENDING_MAX {
@@ -78,16 +94,32 @@ impl Kicker {
     }
 
     fn run(&self) {
-        let (vips, len, all) = {
+        let (vips, len, all, left, left_len) = {
             let mut pending = self.pending.lock();
-            let taken = (pending.vips, pending.len, pending.all);
+            let taken = (
+                pending.vips,
+                pending.len,
+                pending.all,
+                pending.left,
+                pending.left_len,
+            );
             pending.len = 0;
             pending.all = false;
+            pending.left_len = 0;
             taken
         };
         if len == 0 && !all {
             return;
         }
+        // SAFETY: the namespace outlives the kicker, whose work is cancelled before it goes.
+        let net = unsafe { Net::from_raw(self.net) };
+        // First free what waits for the old addresses, or the retransmissions below would
+        // be skipped as still queued.
+        let released = left[..left_len]
+            .iter()
+            .filter(|&&addr| neigh::release_unresolved(net, addr))
+            .count();
+        net.vip().stats.add(Counter::NeighReleased, released as u64);
         let vips = &vips[..len];
         // At most `PENDING_MAX` to compare with, under a hash bucket's lock.
         let wanted = |peer: Ipv4Addr| {
@@ -97,8 +129,6 @@ impl Kicker {
                 vips.contains(&peer)
             }
         };
-        // SAFETY: the namespace outlives the kicker, whose work is cancelled before it goes.
-        let net = unsafe { Net::from_raw(self.net) };
         let mut walk = TcpWalk::new(net);
         let mut kicked = 0;
         while !walk.done() {

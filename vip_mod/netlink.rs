@@ -161,7 +161,11 @@ impl Command for MapSet {
         // TCP's retransmissions went to the old address (or, says the daemon, to a peer
         // that could not take them yet).
         if changed || set_flags & bindings::VIP_SET_F_KICK != 0 {
-            net.vip().kicker.kick(peer_vip);
+            let left = match outcome {
+                SetOutcome::Replaced { old } if changed => Some(old),
+                _ => None,
+            };
+            net.vip().kicker.kick(peer_vip, left);
         }
         Ok(())
     }

@@ -42,10 +42,13 @@ pub(crate) enum Counter {
     RxConntrack,
     /// TCP sockets told to retransmit at once after their peer moved.
     TcpKicks,
+    /// Neighbour entries of a peer's old address failed at once, so that the packets
+    /// they held (and TCP's retransmissions behind them) go free.
+    NeighReleased,
 }
 
 /// Every counter, in the order the array keeps them, with its UAPI number.
-const ALL: [(Counter, u32); 16] = [
+const ALL: [(Counter, u32); 17] = [
     (Counter::TxMalformed, bindings::VIP_STAT_TX_MALFORMED),
     (Counter::TxNoMapping, bindings::VIP_STAT_TX_NO_MAPPING),
     (Counter::TxInvalid, bindings::VIP_STAT_TX_INVALID),
@@ -62,6 +65,7 @@ const ALL: [(Counter, u32); 16] = [
     (Counter::EventsDropped, bindings::VIP_STAT_EVENTS_DROPPED),
     (Counter::RxConntrack, bindings::VIP_STAT_RX_CONNTRACK),
     (Counter::TcpKicks, bindings::VIP_STAT_TCP_KICKS),
+    (Counter::NeighReleased, bindings::VIP_STAT_NEIGH_RELEASED),
 ];
 const _: () = {
     let mut i = 0;

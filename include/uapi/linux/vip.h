@@ -53,7 +53,11 @@
  *    VIP_CMD_EVENT_MAPPING_CHANGED and makes the namespace's TCP sockets to
  *    PEER_VIP that wait in retransmission backoff (or for a SYN's answer)
  *    retransmit at once, with their backoff undone (counted in
- *    VIP_STAT_TCP_KICKS): their last tries went to the old address.
+ *    VIP_STAT_TCP_KICKS): their last tries went to the old address. If
+ *    the old address is on one of our links and its neighbour entry is
+ *    still unresolved, that entry is failed first (VIP_STAT_NEIGH_RELEASED),
+ *    since TCP does not retransmit a segment whose last copy still waits in
+ *    the host.
  *    VIP_SET_F_KICK does the same without a change.
  *
  * VIP_CMD_MAP_DEL: deletes the mapping of VIP_A_PEER_VIP (required);
@@ -196,6 +200,7 @@ enum vip_stat {
 	VIP_STAT_PAD,			/* alignment padding, no value */
 	VIP_STAT_RX_CONNTRACK,		/* conntrack refused the outer packet */
 	VIP_STAT_TCP_KICKS,		/* TCP sockets told to retransmit now */
+	VIP_STAT_NEIGH_RELEASED,	/* packets waiting for a left address freed */
 	__VIP_STAT_MAX,
 };
 

@@ -67,7 +67,7 @@ const VIP_A_OLD_IP4: u16 = 20;
 const VIP_STAT_PAD: u16 = 15;
 
 /// The names of `enum vip_stat` (lower case, without the prefix), by number.
-pub const STAT_NAMES: [(u16, &str); 16] = [
+pub const STAT_NAMES: [(u16, &str); 17] = [
     (1, "tx_malformed"),
     (2, "tx_no_mapping"),
     (3, "tx_invalid"),
@@ -84,6 +84,7 @@ pub const STAT_NAMES: [(u16, &str); 16] = [
     (14, "events_dropped"),
     (16, "rx_conntrack"),
     (17, "tcp_kicks"),
+    (18, "neigh_released"),
 ];
 
 /// The name of counter `kind`, if this crate knows it.
