@@ -88,11 +88,17 @@ check "... and the replayed initiation is still refused (its counter was saved)"
 check "D still reaches B" on d ping -c2 -W2 -i0.3 b.$DNS_ZONE
 
 # --- 3. A flood of forged initiations; a real first contact (F's) during it --------------
+# 2,000 a second for 10 s, twenty times the rate at which B starts answering with cookies.
+# Not the 10,000 a second of a real machine: under emulation the VM's own packet path
+# (veth, bridge, router) saturates first, and at 10,000 a second its kernel dropped 70-93 %
+# of all datagrams before vipd could read them, the real initiator's included, which made
+# every first contact a matter of chance whatever vipd does. What one forged initiation
+# costs vipd on real hardware is in `make bench` (the cost micro-benchmark).
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/${VIPD_PID[b]}/status"; }
 rss_before=$(rss)
 ip netns exec vip-e vip-attack initiations --to "$B" --responder "b.$DNS_ZONE" --responder-key "$b_key" \
   --claim "e.$DNS_ZONE" --names 500 --pool 256 --spoof-net 10.99.0.0/16 \
-  --count 100000 --rate 10000 > "$DNS_DIR/flood.out" 2>&1 &
+  --count 20000 --rate 2000 > "$DNS_DIR/flood.out" 2>&1 &
 flood=$!
 sleep 2
 t0=$(date +%s%N)
@@ -111,7 +117,7 @@ check "... whose retry B queued ahead of the flood (proven lane)" vipd_stat_abov
 check "B sent cookies to the flood" vipd_stat_above b cookies_sent 1000
 check "B's pending handshakes stayed bounded (at most $max_pending seen, limit 1024)" test "$max_pending" -le 1024
 rss_after=$(rss)
-diag "B's vipd: VmRSS ${rss_before} kB before the flood, ${rss_after} kB after; $(vipd_stat b partners pending sessions initiations_dropped cookies_sent garbage initiations_shed initiations_proven)"
+diag "B's vipd: VmRSS ${rss_before} kB before the flood, ${rss_after} kB after; $(vipd_stat b partners pending sessions initiations_dropped cookies_sent garbage door_shed initiations_proven)"
 check "B's memory stayed bounded (grew by less than 32 MiB)" test $((rss_after - rss_before)) -lt 32768
 check "B's kernel holds only its real partners (A, D, F)" test "$(table_of b | wc -l)" = 3
 

@@ -60,9 +60,14 @@ pub enum Input {
     Fatal(String),
 }
 
-/// Queued inputs at most; senders wait beyond that (the socket reader, the stub), so a
-/// flood is absorbed by the kernel's socket buffers, not by our memory.
+/// Queued inputs from inside the daemon (lookups, DNS answers, kernel events) at most;
+/// senders wait beyond that. The network's datagrams have queues of their own.
 pub const INPUT_QUEUE: usize = 4096;
+/// Datagrams other than initiations (responses, cookie replies, control messages) wait in
+/// a queue of their own and are dropped when it is full: the socket reader never waits, so
+/// a flood of forgeries fills this queue, not the kernel's socket buffer, and cannot make
+/// the kernel drop the initiations that the lanes below protect.
+pub const DATAGRAM_QUEUE: usize = 256;
 /// Initiations wait in a short queue of their own, and are dropped when it is full: under
 /// a flood of them the wait stays far below an initiator's retransmission timeout (a long
 /// queue would make every answer late), and nothing else waits behind them.
@@ -72,21 +77,24 @@ pub const INITIATION_QUEUE: usize = 128;
 /// filling it): a flood of forged initiations cannot shed a real sender's retry.
 pub const PROVEN_QUEUE: usize = 64;
 
-/// The queues initiations wait in (see [`receive`]).
-pub struct Initiations {
+/// The queues datagrams wait in (see [`receive`]), in the order the engine serves them.
+pub struct Lanes {
     pub proven: mpsc::Receiver<Input>,
+    pub datagrams: mpsc::Receiver<Input>,
     pub unproven: mpsc::Receiver<Input>,
 }
 
-/// What happened to initiations before they reached the engine.
+/// What happened to datagrams before they reached the engine.
 #[derive(Default)]
 pub struct Door {
     /// Dropped because their queue was full.
     pub shed: AtomicU64,
-    /// Queued in the proven lane.
+    /// Initiations queued in the proven lane.
     pub proven: AtomicU64,
-    /// Dropped under load for not parsing (the engine would drop them too).
+    /// Dropped for not parsing (the engine would drop them too).
     pub garbage: AtomicU64,
+    /// Cookie replies sent for shed initiations.
+    pub cookies: AtomicU64,
 }
 
 impl Door {
@@ -138,28 +146,33 @@ pub struct Io {
     pub door: Arc<Door>,
 }
 
-/// Runs the engine until a fatal input or the end of the inputs. Initiations are taken
-/// only when nothing else waits, proven ones first.
+/// Runs the engine until a fatal input or the end of the inputs. A due timer comes first,
+/// then the daemon's own inputs, initiations that carry our cookie, other datagrams, and
+/// last the other initiations (the lanes a flood fills).
 pub async fn run(
     mut engine: Engine,
     mut inputs: mpsc::Receiver<Input>,
-    mut initiations: Initiations,
+    mut lanes: Lanes,
     io: Io,
 ) -> Result<()> {
     let mut lookups: HashMap<Id, oneshot::Sender<LookupAnswer>> = HashMap::new();
     let mut next_lookup: Id = 1 << 62;
+    // The address we publish, once the watcher has told it: what we send from.
+    let mut source: Option<Ipv4Addr> = None;
     loop {
         let timeout = engine.poll_timeout().map(tokio::time::Instant::from_std);
         let input = tokio::select! {
             biased;
-            input = inputs.recv() => input,
-            Some(initiation) = initiations.proven.recv() => Some(initiation),
-            Some(initiation) = initiations.unproven.recv() => Some(initiation),
+            // First, so that a busy queue cannot hold back retransmissions and expiries.
             _ = async { tokio::time::sleep_until(timeout.unwrap_or_else(tokio::time::Instant::now)).await }, if timeout.is_some() => {
                 engine.tick(Instant::now());
-                drain(&mut engine, &io, &mut lookups).await;
+                drain(&mut engine, &io, &mut lookups, source).await;
                 continue;
             }
+            input = inputs.recv() => input,
+            Some(initiation) = lanes.proven.recv() => Some(initiation),
+            Some(datagram) = lanes.datagrams.recv() => Some(datagram),
+            Some(initiation) = lanes.unproven.recv() => Some(initiation),
         };
         let now = Instant::now();
         match input {
@@ -186,11 +199,13 @@ pub async fn run(
                     initiations_dropped = s.initiations_dropped,
                     garbage = s.garbage,
                     queued = inputs.len(),
-                    initiations_queued = initiations.unproven.len(),
-                    initiations_proven_queued = initiations.proven.len(),
-                    initiations_shed = io.door.shed.load(Ordering::Relaxed),
+                    datagrams_queued = lanes.datagrams.len(),
+                    initiations_queued = lanes.unproven.len(),
+                    initiations_proven_queued = lanes.proven.len(),
+                    door_shed = io.door.shed.load(Ordering::Relaxed),
+                    door_garbage = io.door.garbage.load(Ordering::Relaxed),
+                    door_cookies = io.door.cookies.load(Ordering::Relaxed),
                     initiations_proven = io.door.proven.load(Ordering::Relaxed),
-                    initiations_garbage = io.door.garbage.load(Ordering::Relaxed),
                     "stats"
                 );
             }
@@ -204,10 +219,13 @@ pub async fn run(
             Some(Input::KernelDone { id, result }) => engine.kernel_done(now, id, result),
             Some(Input::KernelDump { id, mappings }) => engine.kernel_dump(now, id, mappings),
             Some(Input::KernelEvent(event)) => engine.kernel_event(now, event),
-            Some(Input::Address(addr)) => engine.address_changed(now, addr),
+            Some(Input::Address(addr)) => {
+                source = Some(addr);
+                engine.address_changed(now, addr);
+            }
             Some(Input::UpdateDone { id, ok }) => engine.update_done(now, id, ok),
         }
-        drain(&mut engine, &io, &mut lookups).await;
+        drain(&mut engine, &io, &mut lookups, source).await;
     }
 }
 
@@ -216,11 +234,12 @@ async fn drain(
     engine: &mut Engine,
     io: &Io,
     lookups: &mut HashMap<Id, oneshot::Sender<LookupAnswer>>,
+    source: Option<Ipv4Addr>,
 ) {
     while let Some(output) = engine.poll_output() {
         match output {
             Output::Send { to, bytes } => {
-                if let Err(e) = io.socket.send_to(&bytes, SocketAddr::V4(to)).await {
+                if let Err(e) = send_from(&io.socket, &bytes, to, source).await {
                     debug!(%to, "send: {e}");
                 }
             }
@@ -260,16 +279,22 @@ async fn drain(
     }
 }
 
-/// Reads datagrams for the engine forever: initiations into their own short queues (see
-/// [`INITIATION_QUEUE`], [`PROVEN_QUEUE`]; shed when full, counted in `door`), everything
-/// else into the engine's queue. Once the unproven queue is an eighth full, each
-/// initiation is sorted by `admission` (WireGuard's "under load" mark).
+/// The sending ends of [`Lanes`].
+pub struct LaneSenders {
+    pub proven: mpsc::Sender<Input>,
+    pub datagrams: mpsc::Sender<Input>,
+    pub unproven: mpsc::Sender<Input>,
+}
+
+/// Reads datagrams for the engine forever and never waits for the engine: what does not
+/// parse is dropped at once; initiations go to their lanes (see [`INITIATION_QUEUE`],
+/// [`PROVEN_QUEUE`]; once the unproven lane is an eighth full, `admission` sorts them, as
+/// WireGuard does "under load"), everything else to [`DATAGRAM_QUEUE`]. A full queue sheds
+/// (counted in `door`), so that the kernel's socket buffer never overflows behind us.
 pub async fn receive(
     socket: Arc<UdpSocket>,
-    handle: Handle,
     mut admission: Admission,
-    proven: mpsc::Sender<Input>,
-    unproven: mpsc::Sender<Input>,
+    lanes: LaneSenders,
     door: Arc<Door>,
 ) -> Result<()> {
     let mut buf = vec![0u8; vip_proto::wire::MAX_MESSAGE + 1];
@@ -277,20 +302,18 @@ pub async fn receive(
         let (n, from) = socket.recv_from(&mut buf).await?;
         let SocketAddr::V4(from) = from else { continue };
         let Some(bytes) = buf.get(..n) else { continue };
-        if !vip_proto::wire::is_initiation(bytes) {
-            handle
-                .send(Input::Datagram {
-                    from,
-                    bytes: bytes.to_vec(),
-                })
-                .await;
-            continue;
-        }
-        let loaded = unproven.capacity() < INITIATION_QUEUE - INITIATION_QUEUE / 8;
-        let lane = admission.sort(bytes, from, Instant::now(), loaded);
+        let lane = if vip_proto::wire::is_initiation(bytes) {
+            let loaded = lanes.unproven.capacity() < INITIATION_QUEUE - INITIATION_QUEUE / 8;
+            admission.sort(bytes, from, Instant::now(), loaded)
+        } else if vip_proto::wire::parse(bytes).is_ok() {
+            Lane::Other
+        } else {
+            Lane::Drop
+        };
         let queue = match lane {
-            Lane::Proven => &proven,
-            Lane::Unproven => &unproven,
+            Lane::Proven => &lanes.proven,
+            Lane::Unproven => &lanes.unproven,
+            Lane::Other => &lanes.datagrams,
             Lane::Drop => {
                 Door::count(&door.garbage);
                 continue;
@@ -303,7 +326,62 @@ pub async fn receive(
         match queue.try_send(input) {
             Ok(()) if lane == Lane::Proven => Door::count(&door.proven),
             Ok(()) => {}
-            Err(_) => Door::count(&door.shed),
+            Err(_) => {
+                Door::count(&door.shed);
+                if lane == Lane::Unproven
+                    && let Some(reply) = admission.cookie_for_shed(bytes, from, Instant::now())
+                {
+                    // Never wait for the socket here: a reply that does not fit is dropped,
+                    // as the initiation would have been.
+                    if socket.try_send_to(&reply, SocketAddr::V4(from)).is_ok() {
+                        Door::count(&door.cookies);
+                    }
+                }
+            }
         }
     }
+}
+
+/// Sends `bytes` to `to` from `source`, when given and still ours (IP_PKTINFO): a partner
+/// moves our mapping to the source of an authenticated packet, and while an old address
+/// lingers (a make-before-break move) the kernel would pick it toward a destination on the
+/// old link, so the partner would follow us to an address about to vanish. Otherwise the
+/// kernel chooses.
+async fn send_from(
+    socket: &UdpSocket,
+    bytes: &[u8],
+    to: SocketAddrV4,
+    source: Option<Ipv4Addr>,
+) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
+    use std::os::fd::AsRawFd;
+    if let Some(source) = source {
+        let info = nix::libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: nix::libc::in_addr {
+                s_addr: u32::from(source).to_be(),
+            },
+            ipi_addr: nix::libc::in_addr { s_addr: 0 },
+        };
+        let dest = SockaddrIn::from(to);
+        let sent = socket
+            .async_io(tokio::io::Interest::WRITABLE, || {
+                sendmsg(
+                    socket.as_raw_fd(),
+                    &[std::io::IoSlice::new(bytes)],
+                    &[ControlMessage::Ipv4PacketInfo(&info)],
+                    MsgFlags::empty(),
+                    Some(&dest),
+                )
+                .map_err(std::io::Error::from)
+            })
+            .await;
+        match sent {
+            Ok(_) => return Ok(()),
+            // The address is not ours (any more): the watcher will say what is.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    socket.send_to(bytes, SocketAddr::V4(to)).await.map(|_| ())
 }

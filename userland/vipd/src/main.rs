@@ -193,20 +193,16 @@ async fn run(cli: Cli) -> Result<()> {
         tasks.spawn(async move { ("address watcher", watch::addresses(server, h).await) });
     }
     let (proven_tx, proven) = tokio::sync::mpsc::channel(driver::PROVEN_QUEUE);
+    let (datagrams_tx, datagrams) = tokio::sync::mpsc::channel(driver::DATAGRAM_QUEUE);
     let (unproven_tx, unproven) = tokio::sync::mpsc::channel(driver::INITIATION_QUEUE);
     let door = Arc::new(driver::Door::default());
-    let (s, h, a, d) = (
-        socket.clone(),
-        handle.clone(),
-        engine.admission(),
-        door.clone(),
-    );
-    tasks.spawn(async move {
-        (
-            "protocol socket",
-            driver::receive(s, h, a, proven_tx, unproven_tx, d).await,
-        )
-    });
+    let senders = driver::LaneSenders {
+        proven: proven_tx,
+        datagrams: datagrams_tx,
+        unproven: unproven_tx,
+    };
+    let (s, a, d) = (socket.clone(), engine.admission(), door.clone());
+    tasks.spawn(async move { ("protocol socket", driver::receive(s, a, senders, d).await) });
     let stub = Arc::new(stub::Stub {
         engine: handle.clone(),
         upstream: upstream.clone(),
@@ -231,7 +227,17 @@ async fn run(cli: Cli) -> Result<()> {
     tasks.spawn(async move {
         (
             "engine",
-            driver::run(engine, rx, driver::Initiations { proven, unproven }, io).await,
+            driver::run(
+                engine,
+                rx,
+                driver::Lanes {
+                    proven,
+                    datagrams,
+                    unproven,
+                },
+                io,
+            )
+            .await,
         )
     });
     info!(stub = ?config.stub.listen, %home_vip, "vipd ready");

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::fqdn::Fqdn;
 use crate::handshake::{self, Responder};
-use crate::wire::{Control, Handshake, ResponsePayload};
+use crate::wire::{Control, Handshake, MAC_LEN, ResponsePayload};
 
 /// How long a pending handshake waits for the initiator's confirmation.
 const PENDING_LIFETIME: Duration = Duration::from_secs(5);
@@ -94,7 +94,11 @@ impl Engine {
         }
         let loaded =
             !self.limits.initiation_within_load() || self.pends.len() >= self.cfg.max_pending / 8;
-        if loaded && !self.cookies.check_mac2(hs, from, now, &mut random_bytes) {
+        // A zero mac2 (no cookie yet: a flood's usual case) cannot verify; it costs no MAC.
+        if loaded
+            && (hs.mac2 == [0; MAC_LEN]
+                || !self.cookies.check_mac2(hs, from, now, &mut random_bytes))
+        {
             // Under load, only senders that prove their address get the expensive part.
             self.stats.cookies_sent += 1;
             let bytes = self.cookies.reply(hs, from, now, &mut random_bytes);
