@@ -8,18 +8,21 @@
 //!   a pool of them, each from ever new source addresses.
 //! * `partner`: a malicious partner that pairs with a victim for real (it holds the key
 //!   its name publishes), then sends authenticated hints claiming another host's address.
+//! * `fuzz`: random, framed, mutated and replayed datagrams at a daemon's port, bounded in
+//!   count, rate and time, from our own address or spoofed ones (`vip_sim::wirefuzz`).
 //!
 //! Raw sockets (spoofing) need `CAP_NET_RAW`; the scenarios run it as root in a namespace.
 
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use rand::{RngExt, SeedableRng, rngs::SmallRng};
 use tokio::net::UdpSocket;
 use vip_proto::engine::{Config, DnsAnswer, Engine, LookupAnswer, Partners, Query};
 use vip_proto::fqdn::{key_record_text, parse_key_record};
@@ -28,6 +31,7 @@ use vip_proto::wire::InitiationPayload;
 use vip_proto::{Fqdn, Identity};
 use vip_sim::peer::Peer;
 use vip_sim::spoof::{Spoofer, nth_in};
+use vip_sim::wirefuzz::{self, Kind, WireFuzzer};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +54,8 @@ enum Command {
     Initiations(Initiations),
     /// Pair with a victim as a real partner, then hint with a lying claimed address.
     Partner(Partner),
+    /// Fuzz a daemon's control port: random, framed, mutated and replayed datagrams.
+    Fuzz(Fuzz),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +124,47 @@ struct Partner {
     /// Keep answering for this long after the hint was acked.
     #[arg(long, default_value_t = 5)]
     hold: u64,
+    #[arg(long, default_value_t = 4877)]
+    port: u16,
+}
+
+#[derive(clap::Args)]
+struct Fuzz {
+    /// The victim's address.
+    #[arg(long)]
+    to: Ipv4Addr,
+    /// The victim's name (the responder named in the valid initiations mutated).
+    #[arg(long)]
+    responder: String,
+    /// The victim's key (base64 or its key record's text).
+    #[arg(long)]
+    responder_key: String,
+    /// The name the valid initiations claim (a partner's name: refused for its key).
+    #[arg(long)]
+    claim: String,
+    /// A capture (pcap) whose UDP datagrams are replayed and mutated.
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// Half of the datagrams come from a new address of this network (NET/PREFIX) each;
+    /// the others, and all without it, from our own address.
+    #[arg(long)]
+    spoof_net: Option<String>,
+    /// Datagrams to send at most ...
+    #[arg(long, default_value_t = 1000)]
+    count: u64,
+    /// ... for this long at most (seconds) ...
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// ... this many a second (0: as fast as possible).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// The generator's seed (the same seed repeats a run's choices).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Valid initiations to mutate.
+    #[arg(long, default_value_t = 32)]
+    pool: u32,
+    /// The port of the daemons.
     #[arg(long, default_value_t = 4877)]
     port: u16,
 }
@@ -200,6 +247,110 @@ fn initiations(args: &Initiations) -> Result<()> {
     let secs = start.elapsed().as_secs_f64();
     println!(
         "sent={sent} failed={failed} seconds={secs:.2} rate={:.0}",
+        sent as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// Our address toward `to` (what the kernel would send from), without sending anything.
+fn own_address(to: SocketAddrV4) -> Result<Ipv4Addr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").context("udp socket")?;
+    socket
+        .connect(to)
+        .with_context(|| format!("no route to {to}"))?;
+    match socket.local_addr()? {
+        std::net::SocketAddr::V4(a) => Ok(*a.ip()),
+        other => bail!("not an IPv4 source: {other}"),
+    }
+}
+
+fn fuzz(args: &Fuzz) -> Result<()> {
+    let responder = Fqdn::new(&args.responder).context("--responder")?;
+    let claim = Fqdn::new(&args.claim).context("--claim")?;
+    let responder_key = parse_key(&args.responder_key)?;
+    let attacker = Identity::generate().context("no randomness")?;
+    let secret = attacker.secret_bytes();
+    let valid: Vec<Vec<u8>> = (0..args.pool)
+        .map(|i| {
+            let payload = InitiationPayload {
+                // High counters: refused for the key, not as replays.
+                counter: u64::MAX / 2 + u64::from(i),
+                requester: claim.clone(),
+                responder: responder.clone(),
+                round: 1,
+                accept: true,
+                requester_vip: Ipv4Addr::new(240, 66, 0, 1),
+                responder_vip: Ipv4Addr::new(240, 66, 0, 2),
+            };
+            handshake::initiate(&secret, &responder_key, i + 1, &payload, None)
+                .map(|(_, bytes)| bytes)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect::<Result<_>>()?;
+    let captured = match &args.replay {
+        Some(path) => {
+            let data = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+            wirefuzz::pcap_udp(&data).with_context(|| format!("{}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let captured_count = captured.len();
+    let net = args.spoof_net.as_deref().map(parse_net).transpose()?;
+    let to = SocketAddrV4::new(args.to, args.port);
+    let own = own_address(to)?;
+    let spoofer = Spoofer::new().context("raw socket (CAP_NET_RAW needed)")?;
+    let mut fuzzer = WireFuzzer::new(args.seed, &responder_key, valid, captured);
+    // Sources and ports are drawn apart from the datagrams, so that they do not shift
+    // the datagrams' sequence.
+    let mut sources = SmallRng::seed_from_u64(args.seed ^ 0x5eed_5eed);
+    let mut by_kind: BTreeMap<Kind, u64> = BTreeMap::new();
+    let (mut sent, mut failed, mut spoofed, mut unparseable) = (0u64, 0u64, 0u64, 0u64);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(args.seconds);
+    for n in 0..args.count {
+        if args.rate > 0 {
+            // Paced against the start, so that slow sends catch up rather than drift.
+            let due = start + Duration::from_secs_f64(n as f64 / args.rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        let datagram = fuzzer.next_datagram(to);
+        let port = if sources.random_bool(0.9) {
+            args.port
+        } else {
+            sources.random_range(1..=u16::MAX)
+        };
+        let from = match (datagram.from, net) {
+            (Some(from), _) => from,
+            (None, Some((net, prefix))) if sources.random_bool(0.5) => {
+                spoofed += 1;
+                SocketAddrV4::new(nth_in(net, prefix, sources.random()), port)
+            }
+            (None, _) => SocketAddrV4::new(own, port),
+        };
+        match spoofer.send(from, to, &datagram.bytes) {
+            Ok(()) => {
+                sent += 1;
+                *by_kind.entry(datagram.kind).or_default() += 1;
+                unparseable += u64::from(!wirefuzz::parses(&datagram.bytes));
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let kinds: Vec<String> = Kind::ALL
+        .iter()
+        .map(|k| format!("{}={}", k.name(), by_kind.get(k).copied().unwrap_or(0)))
+        .collect();
+    println!(
+        "sent={sent} failed={failed} {} unparseable={unparseable} spoofed={spoofed} \
+         captured={captured_count} seed={} seconds={secs:.2} rate={:.0}",
+        kinds.join(" "),
+        args.seed,
         sent as f64 / secs.max(1e-9)
     );
     Ok(())
@@ -292,6 +443,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Initiations(args) => initiations(&args),
+        Command::Fuzz(args) => fuzz(&args),
         Command::Partner(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
