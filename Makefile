@@ -12,6 +12,8 @@
 #   make bench     the protocol's CPU cost on the host, then the data path, lookups,
 #                  switching and partner benchmarks in the VM (ratios side by side)
 #   make fuzz      the cargo-fuzz targets of the wire format and the protocol engine
+#   make soak      hosts move every few seconds for SOAK_SECONDS (600) under TCP, UDP and
+#                  ping, vipd restarting twice; streams intact, no growth (tests/soak.sh)
 #   make lint      clippy, rustfmt and the module built with CLIPPY=1 (part of make test)
 #   make test-detectors   show once that the VM's kernel-log scan catches every kind of
 #                  report (a deliberately broken module, one boot per kind: slow)
@@ -28,7 +30,7 @@ KARGS = M=$(ROOT) LLVM=$(VIP_LLVM) RUSTC=$(VIP_RUSTC) BINDGEN=$(VIP_BINDGEN)
 
 
 .PHONY: all module setup kernel userland test test-userland test-vm test-vm-debug test-vm-debug-all demo \
-	shell bench lint clean test-detectors fuzz
+	shell bench lint clean test-detectors fuzz soak
 
 all: module
 
@@ -79,6 +81,12 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 	cd userland/vip-proto && for t in decode engine; do \
 	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+# The soak runs as long as asked: the script's limit and the VM's follow SOAK_SECONDS.
+SOAK_SECONDS ?= 600
+soak: module userland
+	$(VM)/run --kernel $(KERNEL) --timeout $$(($(SOAK_SECONDS) + 600)) --env SOAK_SECONDS=$(SOAK_SECONDS) \
+	  --env VIP_SCRIPT_TIMEOUT=$$(($(SOAK_SECONDS) + 300)) $(ROOT)/tests/soak.sh
 
 test-detectors: module
 	$(ROOT)/tests/detectors/run
