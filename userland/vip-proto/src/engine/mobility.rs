@@ -74,6 +74,9 @@ pub(super) struct State {
     nak_cues: HashMap<Fqdn, Instant>,
     locating: HashMap<Fqdn, Id>,
     burst: Option<Burst>,
+    /// Mappings that have carried no packet yet (the kernel gives them no age), by peer
+    /// VIP: since when housekeeping has seen them so, which is how long they have been idle.
+    unused_since: HashMap<Ipv4Addr, Instant>,
 }
 
 impl State {
@@ -89,6 +92,7 @@ impl State {
             nak_cues: HashMap::new(),
             locating: HashMap::new(),
             burst: None,
+            unused_since: HashMap::new(),
         }
     }
 
@@ -632,15 +636,29 @@ impl Engine {
         self.resync(mappings);
         let active = self.cfg.active;
         let lease = self.cfg.lease;
+        self.mobility
+            .unused_since
+            .retain(|vip, _| mappings.iter().any(|m| m.peer_vip == *vip));
         for m in mappings {
             let Some(partner) = self.partners.by_vip(m.peer_vip).cloned() else {
                 continue;
             };
             let fqdn = partner.fqdn.clone();
             if let Gc::Lease(idle) = self.cfg.gc {
-                let unused = |age: Option<Duration>| age.is_none_or(|a| a >= idle);
-                if unused(m.last_rx) && unused(m.last_tx) {
+                // A mapping that never carried a packet is as old as our first sight of it
+                // so: one installed a moment ago has not been idle for `idle` yet.
+                let idle_for = match m.last_rx.into_iter().chain(m.last_tx).min() {
+                    Some(age) => {
+                        self.mobility.unused_since.remove(&m.peer_vip);
+                        age
+                    }
+                    None => now.saturating_duration_since(
+                        *self.mobility.unused_since.entry(m.peer_vip).or_insert(now),
+                    ),
+                };
+                if idle_for >= idle {
                     info!(peer = %fqdn, vip = %partner.peer_vip, "idle mapping collected");
+                    self.mobility.unused_since.remove(&m.peer_vip);
                     self.partners.remove(&fqdn);
                     self.detach_partner(&fqdn);
                     self.dirty = true;

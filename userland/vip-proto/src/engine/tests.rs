@@ -961,6 +961,115 @@ fn active_sessions_are_renewed_and_counters_start_at_zero() {
     assert!(starts.values().all(|c| *c == 0));
 }
 
+/// Host `i` sends to `peer` through its kernel (the activity counters say so) and hears
+/// nothing back, for `secs` seconds.
+fn send_unanswered(net: &mut Net, i: usize, peer: &str, secs: u64) {
+    let vip = partner_of(net, i, peer).unwrap().peer_vip;
+    for _ in 0..secs {
+        let now = net.now;
+        net.hosts[i].kernel.get_mut(&vip).unwrap().last_tx = Some(now);
+        net.run_for(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_partner_silent_for_a_lease_is_looked_up_again_and_followed() {
+    let (mut net, a, b) = two();
+    net.hosts[a].engine.cfg.lease = Duration::from_secs(6);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.traffic(a, b);
+    // B moves and its daemon tells nobody (as if its hints were lost): only DNS knows.
+    let moved: Ipv4Addr = [192, 0, 2, 20].into();
+    net.hosts[b].addr = moved;
+    net.a.insert(fqdn("b.vip.test"), moved);
+    // A keeps sending into the void: before a lease of silence, it still points at the
+    // old address and has not asked DNS.
+    let queries = net.queries;
+    send_unanswered(&mut net, a, "b.vip.test", 4);
+    assert_ne!(partner_of(&net, a, "b.vip.test").unwrap().addr, moved);
+    assert_eq!(net.queries, queries, "no lookup before the lease ran out");
+    // Past the lease: A looks B up, probes it there, and B's authenticated answer from
+    // its new address re-points A.
+    send_unanswered(&mut net, a, "b.vip.test", 6);
+    assert!(net.queries > queries, "A asked DNS where B is");
+    assert_eq!(partner_of(&net, a, "b.vip.test").unwrap().addr, moved);
+    assert!(paired(&net, a, b));
+    assert_eq!(net.hosts[a].engine.stats().roams, 1);
+    assert_eq!(
+        net.hosts[b].engine.stats().hints_sent,
+        0,
+        "the lease did it, not a hint"
+    );
+}
+
+#[test]
+fn a_partner_we_hear_from_is_not_looked_up_again() {
+    let (mut net, a, b) = two();
+    net.hosts[a].engine.cfg.lease = Duration::from_secs(4);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let queries = net.queries;
+    for _ in 0..20 {
+        net.traffic(a, b);
+        net.run_for(Duration::from_secs(1));
+    }
+    assert_eq!(net.queries, queries);
+    assert!(paired(&net, a, b));
+}
+
+#[test]
+fn lease_gc_collects_idle_pairs_only_and_a_new_lookup_works_after() {
+    let mut net = Net::new();
+    let a = net.host("a.vip.test", [192, 0, 2, 10], 1, [240, 0, 0, 1]);
+    let b = net.host("b.vip.test", [198, 51, 100, 20], 2, [240, 0, 0, 2]);
+    let c = net.host("c.vip.test", [198, 51, 100, 30], 3, [240, 0, 0, 3]);
+    let idle = Duration::from_secs(10);
+    net.hosts[a].engine.cfg.gc = Gc::Lease(idle);
+    for name in ["b.vip.test", "c.vip.test"] {
+        let id = net.lookup(a, name);
+        assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    }
+    // As the real kernel does, a new mapping has no packet times yet.
+    for m in net.hosts[a].kernel.values_mut() {
+        m.last_tx = None;
+    }
+    let vip_b = partner_of(&net, a, "b.vip.test").unwrap().peer_vip;
+    let vip_c = partner_of(&net, a, "c.vip.test").unwrap().peer_vip;
+    // A talks to C all along; B stays idle. A fresh pair has not been idle for the GC's
+    // time yet, even though it never carried a packet.
+    for _ in 0..6 {
+        net.traffic(a, c);
+        net.run_for(Duration::from_secs(1));
+    }
+    assert!(partner_of(&net, a, "b.vip.test").is_some());
+    assert!(net.hosts[a].kernel.contains_key(&vip_b));
+    for _ in 0..20 {
+        net.traffic(a, c);
+        net.run_for(Duration::from_secs(1));
+    }
+    assert!(
+        partner_of(&net, a, "b.vip.test").is_none(),
+        "idle pair dropped"
+    );
+    assert!(!net.hosts[a].kernel.contains_key(&vip_b), "and its mapping");
+    assert!(
+        !net.hosts[a].engine.links.contains_key(&fqdn("b.vip.test")),
+        "and its sessions"
+    );
+    assert!(
+        partner_of(&net, a, "c.vip.test").is_some(),
+        "busy pair kept"
+    );
+    assert!(net.hosts[a].kernel.contains_key(&vip_c));
+    assert!(paired(&net, a, c));
+    // B still holds the pair (its GC is the default); a new lookup pairs them again.
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(2));
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
