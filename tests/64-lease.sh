@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
 tap_plan 21
 
-LEASE_SECS=15
+LEASE_SECS=20
 GC_IDLE_SECS=12
 
 vip_unload; vip_load

@@ -93,8 +93,6 @@ pub struct Door {
     pub proven: AtomicU64,
     /// Dropped for not parsing (the engine would drop them too).
     pub garbage: AtomicU64,
-    /// Cookie replies sent for shed initiations.
-    pub cookies: AtomicU64,
 }
 
 impl Door {
@@ -157,8 +155,6 @@ pub async fn run(
 ) -> Result<()> {
     let mut lookups: HashMap<Id, oneshot::Sender<LookupAnswer>> = HashMap::new();
     let mut next_lookup: Id = 1 << 62;
-    // The address we publish, once the watcher has told it: what we send from.
-    let mut source: Option<Ipv4Addr> = None;
     loop {
         let timeout = engine.poll_timeout().map(tokio::time::Instant::from_std);
         let input = tokio::select! {
@@ -166,7 +162,7 @@ pub async fn run(
             // First, so that a busy queue cannot hold back retransmissions and expiries.
             _ = async { tokio::time::sleep_until(timeout.unwrap_or_else(tokio::time::Instant::now)).await }, if timeout.is_some() => {
                 engine.tick(Instant::now());
-                drain(&mut engine, &io, &mut lookups, source).await;
+                drain(&mut engine, &io, &mut lookups).await;
                 continue;
             }
             input = inputs.recv() => input,
@@ -204,7 +200,6 @@ pub async fn run(
                     initiations_proven_queued = lanes.proven.len(),
                     door_shed = io.door.shed.load(Ordering::Relaxed),
                     door_garbage = io.door.garbage.load(Ordering::Relaxed),
-                    door_cookies = io.door.cookies.load(Ordering::Relaxed),
                     initiations_proven = io.door.proven.load(Ordering::Relaxed),
                     "stats"
                 );
@@ -219,13 +214,10 @@ pub async fn run(
             Some(Input::KernelDone { id, result }) => engine.kernel_done(now, id, result),
             Some(Input::KernelDump { id, mappings }) => engine.kernel_dump(now, id, mappings),
             Some(Input::KernelEvent(event)) => engine.kernel_event(now, event),
-            Some(Input::Address(addr)) => {
-                source = Some(addr);
-                engine.address_changed(now, addr);
-            }
+            Some(Input::Address(addr)) => engine.address_changed(now, addr),
             Some(Input::UpdateDone { id, ok }) => engine.update_done(now, id, ok),
         }
-        drain(&mut engine, &io, &mut lookups, source).await;
+        drain(&mut engine, &io, &mut lookups).await;
     }
 }
 
@@ -234,12 +226,11 @@ async fn drain(
     engine: &mut Engine,
     io: &Io,
     lookups: &mut HashMap<Id, oneshot::Sender<LookupAnswer>>,
-    source: Option<Ipv4Addr>,
 ) {
     while let Some(output) = engine.poll_output() {
         match output {
             Output::Send { to, bytes } => {
-                if let Err(e) = send_from(&io.socket, &bytes, to, source).await {
+                if let Err(e) = io.socket.send_to(&bytes, SocketAddr::V4(to)).await {
                     debug!(%to, "send: {e}");
                 }
             }
@@ -326,62 +317,7 @@ pub async fn receive(
         match queue.try_send(input) {
             Ok(()) if lane == Lane::Proven => Door::count(&door.proven),
             Ok(()) => {}
-            Err(_) => {
-                Door::count(&door.shed);
-                if lane == Lane::Unproven
-                    && let Some(reply) = admission.cookie_for_shed(bytes, from, Instant::now())
-                {
-                    // Never wait for the socket here: a reply that does not fit is dropped,
-                    // as the initiation would have been.
-                    if socket.try_send_to(&reply, SocketAddr::V4(from)).is_ok() {
-                        Door::count(&door.cookies);
-                    }
-                }
-            }
+            Err(_) => Door::count(&door.shed),
         }
     }
-}
-
-/// Sends `bytes` to `to` from `source`, when given and still ours (IP_PKTINFO): a partner
-/// moves our mapping to the source of an authenticated packet, and while an old address
-/// lingers (a make-before-break move) the kernel would pick it toward a destination on the
-/// old link, so the partner would follow us to an address about to vanish. Otherwise the
-/// kernel chooses.
-async fn send_from(
-    socket: &UdpSocket,
-    bytes: &[u8],
-    to: SocketAddrV4,
-    source: Option<Ipv4Addr>,
-) -> std::io::Result<()> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
-    use std::os::fd::AsRawFd;
-    if let Some(source) = source {
-        let info = nix::libc::in_pktinfo {
-            ipi_ifindex: 0,
-            ipi_spec_dst: nix::libc::in_addr {
-                s_addr: u32::from(source).to_be(),
-            },
-            ipi_addr: nix::libc::in_addr { s_addr: 0 },
-        };
-        let dest = SockaddrIn::from(to);
-        let sent = socket
-            .async_io(tokio::io::Interest::WRITABLE, || {
-                sendmsg(
-                    socket.as_raw_fd(),
-                    &[std::io::IoSlice::new(bytes)],
-                    &[ControlMessage::Ipv4PacketInfo(&info)],
-                    MsgFlags::empty(),
-                    Some(&dest),
-                )
-                .map_err(std::io::Error::from)
-            })
-            .await;
-        match sent {
-            Ok(_) => return Ok(()),
-            // The address is not ours (any more): the watcher will say what is.
-            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    socket.send_to(bytes, SocketAddr::V4(to)).await.map(|_| ())
 }

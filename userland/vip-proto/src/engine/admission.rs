@@ -10,7 +10,7 @@
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use super::limits::{Budget, DOOR_COOKIES_PER_SECOND, PROVEN_PER_SOURCE, PerSource};
+use super::limits::{PROVEN_PER_SOURCE, PerSource};
 use super::random_bytes;
 use crate::handshake::CookieChecker;
 use crate::wire::{self, MAC_LEN, Packet};
@@ -34,7 +34,6 @@ pub enum Lane {
 pub struct Admission {
     cookies: CookieChecker,
     proven_per_source: PerSource,
-    door_cookies: Budget,
 }
 
 impl Admission {
@@ -42,7 +41,6 @@ impl Admission {
         Self {
             cookies,
             proven_per_source: PerSource::new(PROVEN_PER_SOURCE),
-            door_cookies: Budget::new(DOOR_COOKIES_PER_SECOND),
         }
     }
 
@@ -67,28 +65,6 @@ impl Admission {
         } else {
             Lane::Unproven
         }
-    }
-}
-
-impl Admission {
-    /// A cookie reply for an initiation that found its lane full, if its `mac1` is ours and
-    /// within the door's own budget. The engine answers initiations under load with the
-    /// same reply; answering the ones it will never see means that a real sender's first
-    /// try earns its cookie, and so its place in the proven lane, even while a flood keeps
-    /// the other lane full. (A reply is smaller than the initiation: no amplification.)
-    pub fn cookie_for_shed(
-        &mut self,
-        bytes: &[u8],
-        from: SocketAddrV4,
-        now: Instant,
-    ) -> Option<Vec<u8>> {
-        let Ok(Packet::Initiation(hs)) = wire::parse(bytes) else {
-            return None;
-        };
-        if !self.door_cookies.allow(now) || !self.cookies.check_mac1(&hs) {
-            return None;
-        }
-        Some(self.cookies.reply(&hs, from, now, &mut random_bytes))
     }
 }
 
@@ -164,41 +140,5 @@ mod tests {
         assert_eq!(proven, PROVEN_PER_SOURCE as usize - 1);
         let later = now + Duration::from_secs(1);
         assert_eq!(admission.sort(&retry, src, later, true), Lane::Proven);
-    }
-
-    #[test]
-    fn a_shed_initiation_gets_the_cookie_the_engine_would_have_sent() {
-        let (a, b) = (
-            Identity::from_secret_bytes([1; 32]),
-            Identity::from_secret_bytes([2; 32]),
-        );
-        let now = Instant::now();
-        let src: SocketAddrV4 = "192.0.2.1:4877".parse().unwrap();
-        let engine_side = CookieChecker::new(&b.public_key());
-        let mut admission = Admission::new(engine_side.clone());
-        assert_eq!(admission.cookie_for_shed(b"garbage", src, now), None);
-        let (initiator, first) = initiation(&a, &b, None);
-        let reply = admission
-            .cookie_for_shed(&first, src, now)
-            .expect("a cookie reply");
-        let Ok(Packet::CookieReply(reply)) = wire::parse(&reply) else {
-            panic!("a cookie reply")
-        };
-        // The cookie opens, and the retry that carries it takes the proven lane.
-        let cookie = initiator.open_cookie(&reply).unwrap();
-        let (_, retry) = initiation(&a, &b, Some(&cookie));
-        assert_eq!(admission.sort(&retry, src, now, true), Lane::Proven);
-
-        // An initiation for another responder's key gets nothing (its mac1 is not ours).
-        let c = Identity::from_secret_bytes([3; 32]);
-        let (_, elsewhere) = initiation(&a, &c, None);
-        assert_eq!(admission.cookie_for_shed(&elsewhere, src, now), None);
-
-        // The door's budget bounds the replies in a second.
-        let later = now + Duration::from_secs(5);
-        let sent = (0..3 * DOOR_COOKIES_PER_SECOND)
-            .filter(|_| admission.cookie_for_shed(&first, src, later).is_some())
-            .count();
-        assert_eq!(sent, DOOR_COOKIES_PER_SECOND as usize);
     }
 }
