@@ -279,8 +279,7 @@ pub struct LaneSenders {
 
 /// Reads datagrams for the engine forever and never waits for the engine: what does not
 /// parse is dropped at once; initiations go to their lanes (see [`INITIATION_QUEUE`],
-/// [`PROVEN_QUEUE`]; once the unproven lane is an eighth full, `admission` sorts them, as
-/// WireGuard does "under load"), everything else to [`DATAGRAM_QUEUE`]. A full queue sheds
+/// [`PROVEN_QUEUE`]; `admission` sorts them by cookie), everything else to [`DATAGRAM_QUEUE`]. A full queue sheds
 /// (counted in `door`), so that the kernel's socket buffer never overflows behind us.
 pub async fn receive(
     socket: Arc<UdpSocket>,
@@ -294,8 +293,7 @@ pub async fn receive(
         let SocketAddr::V4(from) = from else { continue };
         let Some(bytes) = buf.get(..n) else { continue };
         let lane = if vip_proto::wire::is_initiation(bytes) {
-            let loaded = lanes.unproven.capacity() < INITIATION_QUEUE - INITIATION_QUEUE / 8;
-            admission.sort(bytes, from, Instant::now(), loaded)
+            admission.sort(bytes, from, Instant::now())
         } else if vip_proto::wire::parse(bytes).is_ok() {
             Lane::Other
         } else {

@@ -44,13 +44,12 @@ impl Admission {
         }
     }
 
-    /// The lane for datagram `bytes` from `from`. With `loaded` false (the engine keeps
-    /// up) nothing is checked. Under load the common case (no cookie: a zero `mac2`) costs
-    /// a parse and no MAC, so that sorting does not slow the reading of the flood.
-    pub fn sort(&mut self, bytes: &[u8], from: SocketAddrV4, now: Instant, loaded: bool) -> Lane {
-        if !loaded {
-            return Lane::Unproven;
-        }
+    /// The lane for datagram `bytes` from `from`. The common case (no cookie: a zero
+    /// `mac2`) costs a parse and no MAC, so that sorting does not slow the reading of a
+    /// flood. A retry with our cookie takes the proven lane whether or not the engine is
+    /// behind at that moment: the load that made the engine send the cookie may be back
+    /// by the time the retry is served.
+    pub fn sort(&mut self, bytes: &[u8], from: SocketAddrV4, now: Instant) -> Lane {
         let Ok(Packet::Initiation(hs)) = wire::parse(bytes) else {
             return Lane::Drop;
         };
@@ -107,16 +106,11 @@ mod tests {
         let elsewhere: SocketAddrV4 = "192.0.2.2:4877".parse().unwrap();
         let engine_side = CookieChecker::new(&b.public_key());
         let mut admission = Admission::new(engine_side.clone());
-        assert_eq!(
-            admission.sort(b"garbage", src, now, false),
-            Lane::Unproven,
-            "not loaded: nothing is checked"
-        );
-        assert_eq!(admission.sort(b"garbage", src, now, true), Lane::Drop);
+        assert_eq!(admission.sort(b"garbage", src, now), Lane::Drop);
 
         // The engine answers a first initiation with a cookie; the retry carries it.
         let (initiator, first) = initiation(&a, &b, None);
-        assert_eq!(admission.sort(&first, src, now, true), Lane::Unproven);
+        assert_eq!(admission.sort(&first, src, now), Lane::Unproven);
         let Ok(Packet::Initiation(hs)) = wire::parse(&first) else {
             panic!("an initiation")
         };
@@ -126,19 +120,19 @@ mod tests {
         };
         let cookie = initiator.open_cookie(&reply).unwrap();
         let (_, retry) = initiation(&a, &b, Some(&cookie));
-        assert_eq!(admission.sort(&retry, src, now, true), Lane::Proven);
+        assert_eq!(admission.sort(&retry, src, now), Lane::Proven);
         assert_eq!(
-            admission.sort(&retry, elsewhere, now, true),
+            admission.sort(&retry, elsewhere, now),
             Lane::Unproven,
             "the cookie is bound to its source address"
         );
 
         // One proven source gets the engine's per-source rate in the lane, no more.
         let proven = (0..100)
-            .filter(|_| admission.sort(&retry, src, now, true) == Lane::Proven)
+            .filter(|_| admission.sort(&retry, src, now) == Lane::Proven)
             .count();
         assert_eq!(proven, PROVEN_PER_SOURCE as usize - 1);
         let later = now + Duration::from_secs(1);
-        assert_eq!(admission.sort(&retry, src, later, true), Lane::Proven);
+        assert_eq!(admission.sort(&retry, src, later), Lane::Proven);
     }
 }

@@ -431,12 +431,13 @@ impl Engine {
                     }
                     return self.finish(fqdn, LookupAnswer::Upstream);
                 }
-                match neg.goal {
-                    // Section 3.1: after a retransmission, start over from DNS (the peer may
-                    // have moved).
-                    Goal::Lookup | Goal::Renegotiate => self.ask_dns(fqdn),
-                    Goal::Rekey { .. } => self.send_round(now, fqdn),
-                }
+                // Section 3.1: after a retransmission, start over from DNS (the peer may
+                // have moved). A rekey too: it starts at the address we know, but a partner
+                // that moved while our daemon was down, or at the same time as we did,
+                // hinted into a session we no longer have and is only found through DNS.
+                // Only where it is sent is taken from DNS: the pair follows the source of
+                // the authenticated response.
+                self.ask_dns(fqdn)
             }
             Stage::Confirming {
                 index,

@@ -733,6 +733,33 @@ fn two_sided_moves_meet_through_dns() {
 }
 
 #[test]
+fn a_restarted_host_and_its_partner_both_move_and_meet_through_dns() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.traffic(a, b);
+    net.run_for(Duration::from_secs(2));
+    assert!(net.hosts[b].saved.is_some(), "B saved its partners");
+    // B's daemon restarts (the pair survives, its sessions do not); then both move. A's
+    // hint is in a session B no longer has; B's rekey goes to A's old address.
+    net.restart(b, false);
+    net.hosts[a].addr = [198, 51, 100, 10].into();
+    net.hosts[b].addr = [192, 0, 2, 20].into();
+    let now = net.now;
+    net.hosts[a]
+        .engine
+        .address_changed(now, [198, 51, 100, 10].into());
+    net.hosts[b]
+        .engine
+        .address_changed(now, [192, 0, 2, 20].into());
+    net.run_for(Duration::from_secs(5));
+    assert!(
+        paired(&net, a, b),
+        "B's rekey asked DNS where A went after its first tries went unanswered"
+    );
+}
+
+#[test]
 fn a_hint_follows_the_partner_to_the_address_its_authenticated_packets_come_from() {
     let (mut net, a, b) = two();
     let id = net.lookup(a, "b.vip.test");
@@ -914,7 +941,7 @@ fn a_flood_of_initiations_stays_bounded_and_a_real_one_gets_through() {
         .wire
         .iter()
         .filter(|d| d.from == a_at && d.bytes[3] == MessageType::Initiation as u8)
-        .map(|d| admission.sort(&d.bytes, d.from, net.now, true))
+        .map(|d| admission.sort(&d.bytes, d.from, net.now))
         .collect();
     assert_eq!(lanes, [Lane::Unproven, Lane::Proven]);
 }
