@@ -9,6 +9,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
+source "$(dirname "$0")/lib/capture.sh"
 tap_plan 35
 
 vip_unload; vip_load
@@ -30,15 +31,6 @@ pinned() { grep -q "^$2 " "$DNS_DIR/$1/state/known_peers" 2>/dev/null; }
 maps_to() { table_of "$1" | grep -q " $2 "; }  # HOST ADDR: some mapping of HOST points at ADDR
 log_grew() { (($(count_log "$1" "$2") > $3)); }  # HOST PATTERN COUNT
 count_log() { grep -c "$2" "$DNS_DIR/$1/vipd.log"; }
-# capture HOST IFACE FILE FILTER: tcpdump in HOST, written packet by packet, until
-# capture_stop; sets CAPTURE to its pid. (Not through `on`: $! must be tcpdump itself.)
-capture() {
-  ip netns exec "$TOPO_PREFIX$1" tcpdump -U -n -i "$2" -w "$3" "$4" 2> "$3.log" &
-  CAPTURE=$!
-  eventually 10 grep -q "listening on" "$3.log"
-}
-capture_stop() { sleep 0.5; kill "$@" 2>/dev/null; wait "$@" 2>/dev/null; return 0; }
-packets_in() { tcpdump -n -r "$1" 2>/dev/null | wc -l; }
 
 # --- 1. A forged first message with A's source address, to a B that never met A ---------
 # E holds its own key, not A's: the initiation is well-formed (mac1 for B's key), claims

@@ -1,9 +1,10 @@
-"""Reading tcpdump's captures (pcap, Ethernet or Linux cooked): the UDP datagrams in them."""
+"""Reading tcpdump's captures (pcap, Ethernet or Linux cooked): the IPv4 packets and UDP
+datagrams in them."""
 import struct
 
 
-def udp_datagrams(path):
-    """Yields (src, sport, dst, dport, payload) for every IPv4 UDP datagram in the file."""
+def ip_packets(path):
+    """Yields every IPv4 packet in the file, from its IP header on."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 24:
@@ -23,7 +24,14 @@ def udp_datagrams(path):
         if ethertype != b"\x08\x00":
             continue
         ip = frame[link_len:]
-        if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 17:
+        if len(ip) >= 20 and ip[0] >> 4 == 4:
+            yield bytes(ip)
+
+
+def udp_datagrams(path):
+    """Yields (src, sport, dst, dport, payload) for every IPv4 UDP datagram in the file."""
+    for ip in ip_packets(path):
+        if ip[9] != 17:
             continue
         ihl = (ip[0] & 15) * 4
         udp = ip[ihl:]

@@ -705,6 +705,16 @@ fn a_hint_moves_the_mapping_to_its_source_not_to_what_it_claims() {
     assert_ne!(pb.addr, third);
 }
 
+/// A (on 192.0.2.0/24) and B (on 198.51.100.0/24) swap networks at the same moment.
+fn move_both(net: &mut Net, a: usize, b: usize) {
+    let (new_a, new_b) = ([198, 51, 100, 10].into(), [192, 0, 2, 20].into());
+    net.hosts[a].addr = new_a;
+    net.hosts[b].addr = new_b;
+    let now = net.now;
+    net.hosts[a].engine.address_changed(now, new_a);
+    net.hosts[b].engine.address_changed(now, new_b);
+}
+
 #[test]
 fn two_sided_moves_meet_through_dns() {
     let (mut net, a, b) = two();
@@ -712,15 +722,7 @@ fn two_sided_moves_meet_through_dns() {
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
     net.traffic(a, b);
     // Both move at once: each one's hint goes to the other's old address.
-    net.hosts[a].addr = [198, 51, 100, 10].into();
-    net.hosts[b].addr = [192, 0, 2, 20].into();
-    let now = net.now;
-    net.hosts[a]
-        .engine
-        .address_changed(now, [198, 51, 100, 10].into());
-    net.hosts[b]
-        .engine
-        .address_changed(now, [192, 0, 2, 20].into());
+    move_both(&mut net, a, b);
     net.run_for(Duration::from_secs(5));
     assert!(paired(&net, a, b));
     for h in [a, b] {
@@ -743,15 +745,7 @@ fn a_restarted_host_and_its_partner_both_move_and_meet_through_dns() {
     // B's daemon restarts (the pair survives, its sessions do not); then both move. A's
     // hint is in a session B no longer has; B's rekey goes to A's old address.
     net.restart(b, false);
-    net.hosts[a].addr = [198, 51, 100, 10].into();
-    net.hosts[b].addr = [192, 0, 2, 20].into();
-    let now = net.now;
-    net.hosts[a]
-        .engine
-        .address_changed(now, [198, 51, 100, 10].into());
-    net.hosts[b]
-        .engine
-        .address_changed(now, [192, 0, 2, 20].into());
+    move_both(&mut net, a, b);
     net.run_for(Duration::from_secs(5));
     assert!(
         paired(&net, a, b),

@@ -1,0 +1,378 @@
+//! ESP between VIPs through the kernel's XFRM: what vipd (and the test tool `vip-esp`)
+//! asks of the kernel so that a VIP pair's packets cross the network as ciphertext inside
+//! vip.ko's IPIP (issue 11, `docs/esp-plan.md`).
+//!
+//! Transport-mode ESP is applied on the VIP route, before vip0 encapsulates: the outer
+//! IPIP header carries the physical addresses, the inner IP header the VIPs and protocol 50.
+//! A pair has a policy each way (VIP/32 to VIP/32, any protocol, ESP required), so that a
+//! packet between the two VIPs without a usable SA is dropped, never sent or accepted in
+//! clear; each direction has its own SA, keyed once and never re-keyed in place (a new
+//! session makes new SAs with new SPIs, whose counters start at zero).
+//!
+//! Everything made here carries [`REQID`], which is how it is found again (for removal, for
+//! clean-up after a crash) and told apart from other IPsec users of the host.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use netlink_packet_core::DefaultNla;
+use netlink_packet_xfrm::{
+    IPPROTO_ESP, UserTemplate, XFRM_MODE_TRANSPORT, XFRM_POLICY_IN, XFRM_POLICY_OUT,
+    XFRM_STATE_ESN, XfrmAttrs,
+};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The reqid of every SA, template and policy made for VIP ("VIP" and a zero).
+pub const REQID: u32 = 0x5649_5000;
+/// Policies rank after the usual hand-made ones (iproute2 and strongSwan default to 0).
+pub const POLICY_PRIORITY: u32 = 1000;
+/// The largest replay window the kernel takes (`XFRMA_REPLAY_ESN_MAX`, 128 words).
+pub const REPLAY_WINDOW: u32 = 4096;
+/// SPIs are drawn from here (below 256 is reserved, RFC 4303 section 2.1).
+const SPI_RANGE: (u32, u32) = (0x100, u32::MAX);
+/// `XFRMA_SA_DIR` (Linux 6.10): the kernel then checks that each SA is used and configured
+/// for its one direction. Not in netlink-packet-xfrm 0.5, hence raw.
+const XFRMA_SA_DIR: u16 = 33;
+const ICV_BITS: u32 = 128;
+
+/// Failures, with the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open an XFRM netlink socket: {0}")]
+    Socket(#[from] std::io::Error),
+    #[error("{op}: {source}")]
+    Kernel {
+        op: &'static str,
+        source: Box<xfrmnetlink::Error>,
+    },
+    #[error("{0}: the kernel sent no answer")]
+    NoAnswer(&'static str),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn kernel(op: &'static str) -> impl FnOnce(xfrmnetlink::Error) -> Error {
+    move |source| Error::Kernel {
+        op,
+        source: Box::new(source),
+    }
+}
+
+/// The AEAD an SA uses; both are 256-bit keys with a 32-bit salt, ICV 128 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aead {
+    AesGcm,
+    ChaCha20Poly1305,
+}
+
+impl Aead {
+    /// The kernel's name for it (`xfrm_aead_list` in `net/xfrm/xfrm_algo.c`).
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            Aead::AesGcm => "rfc4106(gcm(aes))",
+            Aead::ChaCha20Poly1305 => "rfc7539esp(chacha20,poly1305)",
+        }
+    }
+}
+
+impl std::str::FromStr for Aead {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "aes-gcm" => Ok(Aead::AesGcm),
+            "chacha20-poly1305" => Ok(Aead::ChaCha20Poly1305),
+            _ => Err(format!("unknown AEAD {s:?} (aes-gcm or chacha20-poly1305)")),
+        }
+    }
+}
+
+/// Key material for one SA: 32 bytes of key, then the 4-byte salt (RFC 4106 section 8.1,
+/// RFC 7634 section 2). Wiped when dropped; the crate underneath copies it into a `Vec`
+/// for the one request that carries it.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct EspKey([u8; EspKey::LEN]);
+
+impl EspKey {
+    pub const LEN: usize = 36;
+
+    pub fn new(bytes: [u8; Self::LEN]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::fmt::Debug for EspKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EspKey(..)")
+    }
+}
+
+/// Which way an SA carries packets, seen from this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    /// `XFRM_SA_DIR_IN` / `XFRM_SA_DIR_OUT`.
+    fn sa_dir(self) -> u8 {
+        match self {
+            Direction::In => 1,
+            Direction::Out => 2,
+        }
+    }
+}
+
+/// Lifetimes in seconds from the SA's creation; 0 is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lifetime {
+    pub soft_secs: u64,
+    pub hard_secs: u64,
+}
+
+/// One SA of a pair: between our VIP and the peer's, one direction.
+#[derive(Debug, Clone)]
+pub struct Sa {
+    pub local_vip: Ipv4Addr,
+    pub peer_vip: Ipv4Addr,
+    pub direction: Direction,
+    pub spi: u32,
+    pub aead: Aead,
+    pub key: EspKey,
+    pub lifetime: Lifetime,
+}
+
+impl Sa {
+    /// (source, destination) of the packets it carries.
+    fn addresses(&self) -> (IpAddr, IpAddr) {
+        endpoints(self.local_vip, self.peer_vip, self.direction)
+    }
+}
+
+fn endpoints(local: Ipv4Addr, peer: Ipv4Addr, direction: Direction) -> (IpAddr, IpAddr) {
+    match direction {
+        Direction::Out => (local.into(), peer.into()),
+        Direction::In => (peer.into(), local.into()),
+    }
+}
+
+/// An SA of ours as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaState {
+    pub source: Ipv4Addr,
+    pub destination: Ipv4Addr,
+    pub spi: u32,
+    /// No key yet: an SPI reserved by [`Xfrm::allocate_spi`].
+    pub larval: bool,
+    pub bytes: u64,
+    pub packets: u64,
+}
+
+/// The kernel's XFRM, over one netlink socket.
+#[derive(Clone)]
+pub struct Xfrm {
+    handle: xfrmnetlink::Handle,
+}
+
+impl Xfrm {
+    /// Opens the socket; the connection task must be spawned for requests to complete.
+    pub fn new() -> Result<(Self, impl std::future::Future<Output = ()>)> {
+        let (connection, handle, _) = xfrmnetlink::new_connection()?;
+        Ok((Self { handle }, connection))
+    }
+
+    /// Reserves an SPI for the SA that will carry the peer's packets to us: the kernel
+    /// holds it (in a keyless state) until [`Xfrm::add_sa`] keys it, and drops it after
+    /// 30 s otherwise. The SPI is what the peer is told.
+    pub async fn allocate_spi(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr) -> Result<u32> {
+        const OP: &str = "allocating an SPI";
+        let (src, dst) = endpoints(local_vip, peer_vip, Direction::In);
+        let mut request = self
+            .handle
+            .state()
+            .alloc_spi(src, dst)
+            .protocol(IPPROTO_ESP)
+            .mode(XFRM_MODE_TRANSPORT)
+            .reqid(REQID)
+            .spi_range(SPI_RANGE.0, SPI_RANGE.1);
+        request.message_mut().nlas.push(sa_dir(Direction::In));
+        let mut answers = request.execute();
+        let state = answers.try_next().await.map_err(kernel(OP))?;
+        let state = state.ok_or(Error::NoAnswer(OP))?;
+        Ok(state.user_sa_info.id.spi)
+    }
+
+    /// Keys `sa`. An inbound SA replaces the keyless state of its reserved SPI (UPDSA, as
+    /// strongSwan does; NEWSA would find the SPI taken); an outbound one is new (NEWSA,
+    /// which fails rather than replace an SA with the same SPI, so that no key is ever
+    /// installed twice and its counter never starts over).
+    pub async fn add_sa(&self, sa: &Sa) -> Result<()> {
+        let (src, dst) = sa.addresses();
+        let state = self.handle.state();
+        let request = match sa.direction {
+            Direction::In => state.update(src, dst),
+            Direction::Out => state.add(src, dst),
+        };
+        let op = match sa.direction {
+            Direction::In => "keying an inbound SA",
+            Direction::Out => "adding an outbound SA",
+        };
+        let key = sa.key.0.to_vec();
+        // The ESN flag goes first: `replay_window` reads it to choose the attribute.
+        let window = match sa.direction {
+            Direction::In => REPLAY_WINDOW,
+            Direction::Out => 0,
+        };
+        let mut request = request
+            .protocol(IPPROTO_ESP)
+            .spi(sa.spi)
+            .mode(XFRM_MODE_TRANSPORT)
+            .reqid(REQID)
+            .selector_addresses(src, 32, dst, 32)
+            .flags(XFRM_STATE_ESN)
+            .replay_window(window, 0, 0, 0, 0)
+            .time_limit(sa.lifetime.soft_secs, sa.lifetime.hard_secs)
+            .encryption_aead(sa.aead.kernel_name(), &key, ICV_BITS)
+            .map_err(kernel(op))?;
+        drop(zeroize::Zeroizing::new(key));
+        request.message_mut().nlas.push(sa_dir(sa.direction));
+        request.execute().await.map_err(kernel(op))
+    }
+
+    /// The pair's policies, both ways: ESP with one of our SAs, or nothing. Idempotent.
+    pub async fn add_policies(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr) -> Result<()> {
+        for direction in [Direction::Out, Direction::In] {
+            let (src, dst) = endpoints(local_vip, peer_vip, direction);
+            let mut template = UserTemplate::default();
+            template.source(&src);
+            template.destination(&dst);
+            template.protocol(IPPROTO_ESP);
+            template.mode(XFRM_MODE_TRANSPORT);
+            template.reqid(REQID);
+            template.optional(false);
+            self.handle
+                .policy()
+                .update(src, 32, dst, 32)
+                .direction(policy_dir(direction))
+                .priority(POLICY_PRIORITY)
+                .add_template(template)
+                .execute()
+                .await
+                .map_err(kernel("adding a policy"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a pair: its policies first (a packet then goes in clear only if vip.ko
+    /// still has the mapping, which the caller removes before), then every SA of ours
+    /// between the two VIPs, of any generation. What is already gone is no error.
+    pub async fn remove_pair(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr) -> Result<()> {
+        for direction in [Direction::Out, Direction::In] {
+            let (src, dst) = endpoints(local_vip, peer_vip, direction);
+            let result = self
+                .handle
+                .policy()
+                .delete(src, 32, dst, 32)
+                .direction(policy_dir(direction))
+                .execute()
+                .await;
+            removed(result, "deleting a policy")?;
+        }
+        for sa in self.states().await? {
+            let ours = (sa.source, sa.destination) == (local_vip, peer_vip)
+                || (sa.source, sa.destination) == (peer_vip, local_vip);
+            if ours {
+                self.delete_sa(&sa).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes one SA.
+    pub async fn delete_sa(&self, sa: &SaState) -> Result<()> {
+        let result = self
+            .handle
+            .state()
+            .delete(sa.source.into(), sa.destination.into())
+            .protocol(IPPROTO_ESP)
+            .spi(sa.spi)
+            .execute()
+            .await;
+        removed(result, "deleting an SA")
+    }
+
+    /// Every IPv4 ESP SA with our reqid.
+    pub async fn states(&self) -> Result<Vec<SaState>> {
+        let mut dump = self.handle.state().get_dump().execute();
+        let mut ours = Vec::new();
+        while let Some(state) = dump.try_next().await.map_err(kernel("listing SAs"))? {
+            let info = &state.user_sa_info;
+            if info.reqid != REQID || info.id.proto != IPPROTO_ESP || info.family != AF_INET {
+                continue;
+            }
+            let larval = !state
+                .nlas
+                .iter()
+                .any(|a| matches!(a, XfrmAttrs::EncryptionAlgAead(_)));
+            ours.push(SaState {
+                source: info.saddr.to_ipv4(),
+                destination: info.id.daddr.to_ipv4(),
+                spi: info.id.spi,
+                larval,
+                bytes: info.lifetime_cur.bytes,
+                packets: info.lifetime_cur.packets,
+            });
+        }
+        Ok(ours)
+    }
+}
+
+const AF_INET: u16 = 2;
+
+fn sa_dir(direction: Direction) -> XfrmAttrs {
+    XfrmAttrs::Other(DefaultNla::new(XFRMA_SA_DIR, vec![direction.sa_dir()]))
+}
+
+fn policy_dir(direction: Direction) -> u8 {
+    match direction {
+        Direction::In => XFRM_POLICY_IN,
+        Direction::Out => XFRM_POLICY_OUT,
+    }
+}
+
+/// The outcome of a removal: `ENOENT` and `ESRCH` (what the kernel answers for a policy or
+/// SA that is not there) are success.
+fn removed(result: std::result::Result<(), xfrmnetlink::Error>, op: &'static str) -> Result<()> {
+    match result {
+        Err(xfrmnetlink::Error::NetlinkError(e)) if matches!(e.raw_code(), -2 | -3) => Ok(()),
+        other => other.map_err(kernel(op)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aead_names_are_the_kernels() {
+        assert_eq!("aes-gcm".parse(), Ok(Aead::AesGcm));
+        assert_eq!(
+            "chacha20-poly1305".parse::<Aead>().map(Aead::kernel_name),
+            Ok("rfc7539esp(chacha20,poly1305)")
+        );
+        assert!("des".parse::<Aead>().is_err());
+    }
+
+    #[test]
+    fn a_key_never_prints() {
+        let key = EspKey::new([0x41; EspKey::LEN]);
+        assert_eq!(format!("{key:?}"), "EspKey(..)");
+    }
+
+    #[test]
+    fn directions_name_source_and_destination() {
+        let (a, b) = (Ipv4Addr::new(240, 0, 0, 1), Ipv4Addr::new(240, 0, 0, 2));
+        assert_eq!(endpoints(a, b, Direction::Out), (a.into(), b.into()));
+        assert_eq!(endpoints(a, b, Direction::In), (b.into(), a.into()));
+    }
+}
