@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
-tap_plan 29
+tap_plan 30
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -118,6 +118,7 @@ check "D gets no VIP from A ($answer)" bash -c "! [[ '$answer' =~ ^2(4[0-9]|5[0-
 # A wrong TSIG key: start-up fails, saying why.
 mkdir -p "$DNS_DIR/wrong"
 sed 's/secret "[^"]*"/secret "d3Jvbmd3cm9uZ3dyb25nd3Jvbmd3cm9uZ3dyb25nd3JvbmcK"/' "$DNS_DIR/a/a.key" > "$DNS_DIR/wrong/a.key" 2>/dev/null
+chmod 600 "$DNS_DIR/wrong/a.key"
 { vipd_config a | sed "s#$DNS_DIR/a/#$DNS_DIR/wrong/#; s#127.0.0.53:53#127.0.0.54:53#"; echo; } > "$DNS_DIR/wrong/vipd.toml"
 sed -i 's/^retransmit_ms = 300/retransmit_ms = 300\nport = 4878/' "$DNS_DIR/wrong/vipd.toml"
 wrong_key_refused() {
@@ -128,3 +129,12 @@ wrong_key_refused() {
 }
 check "a wrong TSIG key makes start-up fail with a clear message" wrong_key_refused
 check "and leaves no vip device behind" bash -c "! ip netns exec vip-c ip link show vip0 2>/dev/null"
+# A key file others may read: refused before anything is sent or touched.
+chmod 644 "$DNS_DIR/wrong/a.key"
+readable_key_refused() {
+  local out
+  out=$(on c vipd -c "$DNS_DIR/wrong/vipd.toml" 2>&1) && return 1
+  echo "$out"
+  grep -q "may be read by others (mode 0644).*chmod 600" <<<"$out"
+}
+check "a TSIG key file others may read makes start-up fail, saying how to fix it" readable_key_refused

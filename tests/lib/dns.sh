@@ -28,7 +28,7 @@ dns_start() {
     echo "};"
     for h in $vip_hosts; do
       mkdir -p "$DNS_DIR/$h"
-      tsig-keygen -a hmac-sha256 "$h-key" > "$DNS_DIR/$h/$h.key"
+      (umask 077 && tsig-keygen -a hmac-sha256 "$h-key" > "$DNS_DIR/$h/$h.key")
       echo "include \"$DNS_DIR/$h/$h.key\";"
     done
     echo "zone \"$DNS_ZONE\" {"

@@ -24,6 +24,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
+use crate::esp::EspKeys;
 use crate::identity::KEY_LEN;
 use crate::session::Session;
 use crate::wire::{
@@ -136,6 +137,14 @@ fn seal_macs(
     (head, mac1)
 }
 
+/// The ESP secret of a completed handshake (see [`crate::esp`]).
+fn esp_keys(state: &mut snow::HandshakeState) -> EspKeys {
+    let hash = state.get_handshake_hash().to_vec();
+    let (k1, k2) = state.dangerously_get_raw_split();
+    let (k1, k2) = (Zeroizing::new(k1), Zeroizing::new(k2));
+    EspKeys::new(&hash, &k1, &k2)
+}
+
 /// An initiation on its way: waiting for the response.
 pub struct Initiator {
     state: snow::HandshakeState,
@@ -191,13 +200,16 @@ impl Initiator {
     /// The session, once [`Initiator::read_response`] succeeded; `remote_index` is the
     /// response's sender index.
     pub fn into_session(self, remote_index: u32, now: Instant) -> Result<Session, HandshakeError> {
-        let transport = self.state.into_stateless_transport_mode()?;
+        let mut state = self.state;
+        let esp = esp_keys(&mut state);
+        let transport = state.into_stateless_transport_mode()?;
         Ok(Session::new(
             transport,
             self.sender_index,
             remote_index,
             true,
             now,
+            esp,
         ))
     }
 
@@ -261,8 +273,16 @@ impl Responder {
             &noise,
         );
         let (message, _) = seal_macs(head, &MacKeys::of(&self.initiator_static), None);
+        let esp = esp_keys(&mut self.state);
         let transport = self.state.into_stateless_transport_mode()?;
-        let session = Session::new(transport, sender_index, self.initiator_index, false, now);
+        let session = Session::new(
+            transport,
+            sender_index,
+            self.initiator_index,
+            false,
+            now,
+            esp,
+        );
         Ok((session, message))
     }
 }
@@ -384,6 +404,7 @@ fn open_cookie(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::esp::{Aead as EspAead, Flow};
     use crate::fqdn::Fqdn;
     use crate::identity::Identity;
     use crate::wire::{Control, Packet, parse};
@@ -458,6 +479,49 @@ mod tests {
             panic!()
         };
         assert_eq!(a_session.open(&t), Ok(Control::ConfirmAck { round: 1 }));
+        // Both ends derive the same ESP key for each flow, and the two flows differ.
+        let (i2r, r2i, aead) = (
+            Flow::InitiatorToResponder,
+            Flow::ResponderToInitiator,
+            EspAead::ChaCha20Poly1305,
+        );
+        let a_out = a_session.esp.take(i2r, aead, 0x100).unwrap();
+        assert_eq!(a_out, b_session.esp.take(i2r, aead, 0x100).unwrap());
+        let b_out = b_session.esp.take(r2i, aead, 0x200).unwrap();
+        assert_eq!(b_out, a_session.esp.take(r2i, aead, 0x200).unwrap());
+        assert_ne!(*a_out, *b_out);
+    }
+
+    #[test]
+    fn every_handshake_gives_other_esp_keys() {
+        let (a, b) = (
+            Identity::from_secret_bytes([1; 32]),
+            Identity::from_secret_bytes([2; 32]),
+        );
+        let now = Instant::now();
+        let answer = ResponsePayload {
+            round: 1,
+            accept: true,
+            requester_vip: Ipv4Addr::new(240, 0, 0, 1),
+            responder_vip: Ipv4Addr::new(240, 0, 0, 2),
+        };
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            // The same identities and payloads: only the ephemeral keys differ.
+            let (mut init, msg1) =
+                initiate(&a.secret_bytes(), &b.public_key(), 11, &payload(5), None).unwrap();
+            let responder = accept(&b.secret_bytes(), &handshake(parse(&msg1).unwrap())).unwrap();
+            let (_, msg2) = responder.respond(22, &answer, now).unwrap();
+            let hs2 = handshake(parse(&msg2).unwrap());
+            init.read_response(&hs2).unwrap();
+            let mut session = init.into_session(22, now).unwrap();
+            let key = session
+                .esp
+                .take(Flow::InitiatorToResponder, EspAead::AesGcm, 0x100)
+                .unwrap();
+            assert!(!seen.contains(&*key));
+            seen.push(*key);
+        }
     }
 
     #[test]

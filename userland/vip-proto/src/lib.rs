@@ -9,7 +9,7 @@
 //!
 //! * [`wire`]: the datagrams and payloads; [`fqdn`]: host names.
 //! * [`handshake`]: Noise IK with WireGuard's MACs and cookies; [`session`]: what a
-//!   handshake leaves, with [`replay`] protection.
+//!   handshake leaves, with [`replay`] protection; [`esp`]: the keys a session gives ESP.
 //! * [`identity`]: the host's static key; [`known_peers`]: pinned keys.
 //!
 //! The protocol is specified in `docs/protocol.md` at the repository root.
@@ -22,6 +22,7 @@
 )]
 
 pub mod engine;
+pub mod esp;
 pub mod fqdn;
 mod fsutil;
 pub mod handshake;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use crate::esp::EspKeys;
 use crate::replay::ReplayWindow;
 use crate::wire::{self, Control, TAG_LEN, Transport};
 
@@ -49,6 +50,8 @@ pub struct Session {
     pub created: Instant,
     next_counter: u64,
     replay: ReplayWindow,
+    /// The keys this session gives ESP, each once.
+    pub esp: EspKeys,
 }
 
 impl Session {
@@ -58,6 +61,7 @@ impl Session {
         remote_index: u32,
         initiator: bool,
         created: Instant,
+        esp: EspKeys,
     ) -> Self {
         Self {
             transport,
@@ -67,6 +71,7 @@ impl Session {
             created,
             next_counter: 0,
             replay: ReplayWindow::new(),
+            esp,
         }
     }
 
