@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
-tap_plan 30
+tap_plan 33
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -35,6 +35,22 @@ check "A's stub answers b.vip.test with a VIP ($vip_b)" in_range "$vip_b"
 check "getent (the libc resolver) gives the same VIP" \
   bash -c "[ \"\$(ip netns exec vip-a getent ahostsv4 b.$DNS_ZONE | awk 'NR==1{print \$1}')\" = '$vip_b' ]"
 check "A pings B by name" on a ping -c3 -i0.2 -W2 b.$DNS_ZONE
+# B also has an IPv6 address in DNS: programs that ask for both families must still get
+# only the VIP, or they connect around VIP and break on the next move.
+on b nsupdate -k "$DNS_DIR/b/b.key" <<EOF
+server $TOPO_DNS_ADDR
+update add b.$DNS_ZONE 30 AAAA 2001:db8::20
+send
+EOF
+check "DNS has an AAAA record for B" \
+  bash -c "[ \"\$(ip netns exec vip-a dig +short @$TOPO_DNS_ADDR b.$DNS_ZONE AAAA)\" = 2001:db8::20 ]"
+aaaa_hidden() { # the stub's own answer: NOERROR and no address
+  local out; out=$(on a dig +tries=1 +timeout=15 b.$DNS_ZONE AAAA)
+  grep -q "status: NOERROR" <<<"$out" && grep -q "ANSWER: 0," <<<"$out" || { echo "$out"; return 1; }
+}
+check "A's stub answers B's AAAA query with no address" aaaa_hidden
+check "getent ahosts (both families) gives A only B's VIP" \
+  bash -c "[ \"\$(ip netns exec vip-a getent ahosts b.$DNS_ZONE | awk '{print \$1}' | sort -u)\" = '$vip_b' ]"
 
 # The tables are symmetric: A calls B vip_b at B's address; B calls A by the VIP A uses as
 # its source toward B, at A's address.

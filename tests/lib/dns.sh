@@ -35,7 +35,7 @@ dns_start() {
     echo "  type primary; file \"$DNS_DIR/named/$DNS_ZONE.db\";"
     echo "  update-policy {"
     for h in $vip_hosts; do
-      echo "    grant $h-key name $h.$DNS_ZONE. A;"
+      echo "    grant $h-key name $h.$DNS_ZONE. A AAAA;"
       echo "    grant $h-key name $MAGIC_PREFIX$h.$DNS_ZONE. A;"
       echo "    grant $h-key name _vipkey.$h.$DNS_ZONE. TXT;"
     done

@@ -6,7 +6,11 @@ With --tamper, each one's sequence number is moved far ahead (so that the replay
 which the kernel makes before authenticating, lets it through) and one byte of its
 ciphertext is flipped: it then fails authentication.
 
-Usage: esp_replay.py CAPTURE.pcap OUTER_DST [--count N] [--tamper]
+With --last, the capture's last N such packets rather than its first (a replay must be
+within the receiver's window: with ESN, one far behind it is taken for the next epoch and
+fails authentication instead).
+
+Usage: esp_replay.py CAPTURE.pcap OUTER_DST [--count N] [--tamper] [--last]
 Prints how many it sent.
 """
 import argparse
@@ -28,12 +32,11 @@ def main():
     parser.add_argument("outer_dst")
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--tamper", action="store_true")
+    parser.add_argument("--last", action="store_true")
     args = parser.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
-    sent = 0
+    chosen = []
     for outer in ip_packets(args.capture):
-        if sent == args.count:
-            break
         # Only what went to OUTER_DST (the capture holds both directions).
         if outer[9] != IPIP or socket.inet_ntoa(outer[16:20]) != args.outer_dst:
             continue
@@ -44,6 +47,11 @@ def main():
         # ESP: SPI (4), sequence number (4), IV (8), then ciphertext; the ICV is the last 16.
         if len(inner) < ihl + 16 + 1 + 16:
             continue
+        chosen.append(inner)
+    chosen = chosen[-args.count:] if args.last else chosen[:args.count]
+    sent = 0
+    for inner in chosen:
+        ihl = (inner[0] & 15) * 4
         if args.tamper:
             inner[ihl + 4:ihl + 8] = struct.pack("!I", 0x40000000 + sent)
             inner[ihl + 16] ^= 0x01

@@ -20,12 +20,14 @@ use netlink_packet_xfrm::{
     IPPROTO_ESP, UserTemplate, XFRM_MODE_TRANSPORT, XFRM_POLICY_IN, XFRM_POLICY_OUT,
     XFRM_STATE_ESN, XfrmAttrs,
 };
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use netlink_sys::AsyncSocket;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// The reqid of every SA, template and policy made for VIP ("VIP" and a zero).
 pub const REQID: u32 = 0x5649_5000;
-/// Policies rank after the usual hand-made ones (iproute2 and strongSwan default to 0).
-pub const POLICY_PRIORITY: u32 = 1000;
+/// The highest precedence there is (the lowest number wins): a broader policy made by
+/// hand or by another IPsec daemon must not exempt VIP traffic from ESP.
+pub const POLICY_PRIORITY: u32 = 0;
 /// The largest replay window the kernel takes (`XFRMA_REPLAY_ESN_MAX`, 128 words).
 pub const REPLAY_WINDOW: u32 = 4096;
 /// SPIs are drawn from here (below 256 is reserved, RFC 4303 section 2.1).
@@ -35,26 +37,43 @@ const SPI_RANGE: (u32, u32) = (0x100, u32::MAX);
 const XFRMA_SA_DIR: u16 = 33;
 const ICV_BITS: u32 = 128;
 
-/// Failures, with the operation that failed.
+/// Failures, with the operation that failed. Only the error code of a kernel answer is
+/// kept: an error reply can quote the request, and a request can carry a key.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot open an XFRM netlink socket: {0}")]
     Socket(#[from] std::io::Error),
-    #[error("{op}: {source}")]
-    Kernel {
+    #[error("{op}: {}", std::io::Error::from_raw_os_error(*errno))]
+    Kernel { op: &'static str, errno: i32 },
+    #[error("{op}: {what}")]
+    Unexpected {
         op: &'static str,
-        source: Box<xfrmnetlink::Error>,
+        what: &'static str,
     },
-    #[error("{0}: the kernel sent no answer")]
-    NoAnswer(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl Error {
+    /// The kernel's error code, if the kernel refused.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Kernel { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
 fn kernel(op: &'static str) -> impl FnOnce(xfrmnetlink::Error) -> Error {
-    move |source| Error::Kernel {
-        op,
-        source: Box::new(source),
+    move |error| match error {
+        xfrmnetlink::Error::NetlinkError(e) => Error::Kernel {
+            op,
+            errno: e.raw_code().saturating_neg(),
+        },
+        _ => Error::Unexpected {
+            op,
+            what: "the kernel's answer was not understood",
+        },
     }
 }
 
@@ -177,7 +196,9 @@ pub struct Xfrm {
 impl Xfrm {
     /// Opens the socket; the connection task must be spawned for requests to complete.
     pub fn new() -> Result<(Self, impl std::future::Future<Output = ()>)> {
-        let (connection, handle, _) = xfrmnetlink::new_connection()?;
+        let (mut connection, handle, _) = xfrmnetlink::new_connection()?;
+        // Error replies without the request in them (it may carry a key).
+        connection.socket_mut().socket_ref().set_cap_ack(true)?;
         Ok((Self { handle }, connection))
     }
 
@@ -198,26 +219,48 @@ impl Xfrm {
         request.message_mut().nlas.push(sa_dir(Direction::In));
         let mut answers = request.execute();
         let state = answers.try_next().await.map_err(kernel(OP))?;
-        let state = state.ok_or(Error::NoAnswer(OP))?;
+        let state = state.ok_or(Error::Unexpected {
+            op: OP,
+            what: "the kernel sent no answer",
+        })?;
         Ok(state.user_sa_info.id.spi)
     }
 
     /// Keys `sa`. An inbound SA replaces the keyless state of its reserved SPI (UPDSA, as
-    /// strongSwan does; NEWSA would find the SPI taken); an outbound one is new (NEWSA,
-    /// which fails rather than replace an SA with the same SPI, so that no key is ever
-    /// installed twice and its counter never starts over).
+    /// strongSwan does; NEWSA would find the SPI taken), and only that: UPDSA on a keyed
+    /// SA would keep the old key and only renew its lifetime, so that is refused here. An
+    /// outbound SA is new (NEWSA, which fails with `EEXIST` rather than replace an SA with
+    /// the same SPI): no key is installed twice, and no counter starts over under a key.
     pub async fn add_sa(&self, sa: &Sa) -> Result<()> {
         let (src, dst) = sa.addresses();
         let state = self.handle.state();
-        let request = match sa.direction {
-            Direction::In => state.update(src, dst),
-            Direction::Out => state.add(src, dst),
+        let (request, op) = match sa.direction {
+            Direction::In => {
+                const OP: &str = "keying an inbound SA";
+                let mut found = state
+                    .get(src, dst)
+                    .protocol(IPPROTO_ESP)
+                    .spi(sa.spi)
+                    .execute();
+                let reserved = found.try_next().await.map_err(kernel(OP))?;
+                let ours_and_keyless = reserved.is_some_and(|s| {
+                    s.user_sa_info.reqid == REQID
+                        && !s
+                            .nlas
+                            .iter()
+                            .any(|a| matches!(a, XfrmAttrs::EncryptionAlgAead(_)))
+                });
+                if !ours_and_keyless {
+                    return Err(Error::Unexpected {
+                        op: OP,
+                        what: "the SPI is not one we reserved, or it is keyed already",
+                    });
+                }
+                (state.update(src, dst), OP)
+            }
+            Direction::Out => (state.add(src, dst), "adding an outbound SA"),
         };
-        let op = match sa.direction {
-            Direction::In => "keying an inbound SA",
-            Direction::Out => "adding an outbound SA",
-        };
-        let key = sa.key.0.to_vec();
+        let key = Zeroizing::new(sa.key.0.to_vec());
         // The ESN flag goes first: `replay_window` reads it to choose the attribute.
         let window = match sa.direction {
             Direction::In => REPLAY_WINDOW,
@@ -234,25 +277,28 @@ impl Xfrm {
             .time_limit(sa.lifetime.soft_secs, sa.lifetime.hard_secs)
             .encryption_aead(sa.aead.kernel_name(), &key, ICV_BITS)
             .map_err(kernel(op))?;
-        drop(zeroize::Zeroizing::new(key));
         request.message_mut().nlas.push(sa_dir(sa.direction));
         request.execute().await.map_err(kernel(op))
     }
 
-    /// The pair's policies, both ways: ESP with one of our SAs, or nothing. Idempotent.
+    /// The pair's policies, both ways: ESP with one of our SAs, or nothing. Outbound, they
+    /// cover every packet to the peer's VIP, whatever its source (a socket bound to
+    /// another address must not go out in clear through vip0: it finds no SA and is
+    /// held); inbound, every packet from it. Idempotent.
     pub async fn add_policies(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr) -> Result<()> {
         for direction in [Direction::Out, Direction::In] {
-            let (src, dst) = endpoints(local_vip, peer_vip, direction);
+            let ((src, src_len), (dst, dst_len)) = policy_selector(peer_vip, direction);
+            let (tmpl_src, tmpl_dst) = endpoints(local_vip, peer_vip, direction);
             let mut template = UserTemplate::default();
-            template.source(&src);
-            template.destination(&dst);
+            template.source(&tmpl_src);
+            template.destination(&tmpl_dst);
             template.protocol(IPPROTO_ESP);
             template.mode(XFRM_MODE_TRANSPORT);
             template.reqid(REQID);
             template.optional(false);
             self.handle
                 .policy()
-                .update(src, 32, dst, 32)
+                .update(src, src_len, dst, dst_len)
                 .direction(policy_dir(direction))
                 .priority(POLICY_PRIORITY)
                 .add_template(template)
@@ -268,15 +314,15 @@ impl Xfrm {
     /// between the two VIPs, of any generation. What is already gone is no error.
     pub async fn remove_pair(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr) -> Result<()> {
         for direction in [Direction::Out, Direction::In] {
-            let (src, dst) = endpoints(local_vip, peer_vip, direction);
+            let ((src, src_len), (dst, dst_len)) = policy_selector(peer_vip, direction);
             let result = self
                 .handle
                 .policy()
-                .delete(src, 32, dst, 32)
+                .delete(src, src_len, dst, dst_len)
                 .direction(policy_dir(direction))
                 .execute()
                 .await;
-            removed(result, "deleting a policy")?;
+            removed(result, ENOENT, "deleting a policy")?;
         }
         for sa in self.states().await? {
             let ours = (sa.source, sa.destination) == (local_vip, peer_vip)
@@ -298,7 +344,7 @@ impl Xfrm {
             .spi(sa.spi)
             .execute()
             .await;
-        removed(result, "deleting an SA")
+        removed(result, ESRCH, "deleting an SA")
     }
 
     /// Every IPv4 ESP SA with our reqid.
@@ -307,7 +353,10 @@ impl Xfrm {
         let mut ours = Vec::new();
         while let Some(state) = dump.try_next().await.map_err(kernel("listing SAs"))? {
             let info = &state.user_sa_info;
-            if info.reqid != REQID || info.id.proto != IPPROTO_ESP || info.family != AF_INET {
+            // SPI 0: a state the kernel made for an ACQUIRE, which expires by itself.
+            let ours_esp =
+                info.reqid == REQID && info.id.proto == IPPROTO_ESP && info.family == AF_INET;
+            if !ours_esp || info.id.spi == 0 {
                 continue;
             }
             let larval = !state
@@ -340,12 +389,29 @@ fn policy_dir(direction: Direction) -> u8 {
     }
 }
 
-/// The outcome of a removal: `ENOENT` and `ESRCH` (what the kernel answers for a policy or
-/// SA that is not there) are success.
-fn removed(result: std::result::Result<(), xfrmnetlink::Error>, op: &'static str) -> Result<()> {
-    match result {
-        Err(xfrmnetlink::Error::NetlinkError(e)) if matches!(e.raw_code(), -2 | -3) => Ok(()),
-        other => other.map_err(kernel(op)),
+/// The outcome of a removal: `missing`, what the kernel answers when the object is not
+/// there (`ENOENT` for a policy, `ESRCH` for an SA), is success.
+fn removed(
+    result: std::result::Result<(), xfrmnetlink::Error>,
+    missing: i32,
+    op: &'static str,
+) -> Result<()> {
+    match result.map_err(kernel(op)) {
+        Err(e) if e.errno() == Some(missing) => Ok(()),
+        other => other,
+    }
+}
+
+const ENOENT: i32 = 2;
+const ESRCH: i32 = 3;
+
+/// A policy's selector: the peer's VIP on its side, anything on ours.
+fn policy_selector(peer_vip: Ipv4Addr, direction: Direction) -> ((IpAddr, u8), (IpAddr, u8)) {
+    let any = (IpAddr::from(Ipv4Addr::UNSPECIFIED), 0);
+    let peer = (IpAddr::from(peer_vip), 32);
+    match direction {
+        Direction::Out => (any, peer),
+        Direction::In => (peer, any),
     }
 }
 

@@ -96,6 +96,10 @@ pub struct Stub {
     pub listen: Vec<SocketAddr>,
     /// TTL of answers that carry a VIP, seconds.
     pub vip_ttl: u32,
+    /// Answer AAAA queries for VIP hosts with no address, so that programs that ask for
+    /// both families use the VIP rather than the peer's physical IPv6 address, which
+    /// breaks on its next move.
+    pub hide_aaaa: bool,
 }
 
 impl Default for Stub {
@@ -103,6 +107,7 @@ impl Default for Stub {
         Self {
             listen: vec![SocketAddr::from(([127, 0, 0, 53], 53))],
             vip_ttl: 5,
+            hide_aaaa: true,
         }
     }
 }

@@ -207,6 +207,7 @@ async fn run(cli: Cli) -> Result<()> {
         engine: handle.clone(),
         upstream: upstream.clone(),
         vip_ttl: config.stub.vip_ttl,
+        hide_aaaa: config.stub.hide_aaaa,
     });
     for (udp, tcp) in listeners {
         tokio::spawn(stub::serve_udp(stub.clone(), udp));

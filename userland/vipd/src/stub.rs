@@ -34,6 +34,8 @@ pub struct Stub {
     pub upstream: Upstream,
     /// TTL of answers that carry a VIP.
     pub vip_ttl: u32,
+    /// AAAA queries for VIP hosts are answered with no address (`stub.hide_aaaa`).
+    pub hide_aaaa: bool,
 }
 
 /// Binds every listen address (UDP and TCP) now, so that a taken port fails start-up.
@@ -170,12 +172,19 @@ async fn respond(daemon: &Stub, request: &Message) -> Message {
     reply.add_query(query.clone());
 
     let name = query.name();
-    let is_a = query.query_type() == RecordType::A && query.query_class() == DNSClass::IN;
-    let answer = match (is_a, from_name(name)) {
+    let internet = query.query_class() == DNSClass::IN;
+    let is_a = query.query_type() == RecordType::A && internet;
+    // A program that asks for both families (getaddrinfo with AF_UNSPEC) sends A and AAAA
+    // at once; both go through the same lookup, which negotiates once.
+    let is_aaaa = query.query_type() == RecordType::AAAA && internet && daemon.hide_aaaa;
+    let answer = match (is_a || is_aaaa, from_name(name)) {
         (true, Some(fqdn)) => daemon.engine.lookup(fqdn).await,
         _ => LookupAnswer::Upstream,
     };
     match answer {
+        // A VIP host: its VIP, and no IPv6 address (NOERROR, no data), so that nothing
+        // connects around VIP.
+        LookupAnswer::Vip(_) if is_aaaa => {}
         LookupAnswer::Vip(vip) => {
             reply.add_answer(Record::from_rdata(
                 name.clone(),
@@ -214,8 +223,8 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::time::Duration;
 
-    /// An upstream server on loopback: every name has 40 A records 192.0.2.1..40, except
-    /// names starting with "nx", which do not exist.
+    /// An upstream server on loopback: every name has 40 A records 192.0.2.1..40 and the
+    /// AAAA record 2001:db8::1, except names starting with "nx", which do not exist.
     async fn fake_upstream() -> SocketAddr {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
@@ -228,6 +237,14 @@ mod tests {
                 let q = query.queries[0].clone();
                 if q.name().to_ascii().starts_with("nx") {
                     reply.metadata.response_code = ResponseCode::NXDomain;
+                } else if q.query_type() == RecordType::AAAA {
+                    reply.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::AAAA(hickory_proto::rr::rdata::AAAA(
+                            "2001:db8::1".parse().unwrap(),
+                        )),
+                    ));
                 } else if q.query_type() == RecordType::A {
                     for i in 1..=40 {
                         reply.add_answer(Record::from_rdata(
@@ -249,6 +266,10 @@ mod tests {
 
     /// A stub whose engine answers b.vip.test with a VIP and everything else "upstream".
     async fn stub() -> Stub {
+        stub_hiding_aaaa(true).await
+    }
+
+    async fn stub_hiding_aaaa(hide_aaaa: bool) -> Stub {
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             while let Some(input) = rx.recv().await {
@@ -268,6 +289,7 @@ mod tests {
             engine: Handle::new(tx),
             upstream: Upstream::new(&[fake_upstream().await], Duration::from_secs(1)),
             vip_ttl: 7,
+            hide_aaaa,
         }
     }
 
@@ -298,12 +320,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn vip_hosts_have_no_ipv6_address_unless_configured() {
+        let stub = stub().await;
+        let m = ask(&stub, &query("b.vip.test.", RecordType::AAAA), true).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty(), "{:?}", m.answers);
+        // A legacy host's AAAA record is relayed; a failed negotiation is SERVFAIL.
+        let m = ask(&stub, &query("legacy.vip.test.", RecordType::AAAA), true).await;
+        assert_eq!(m.answers.len(), 1);
+        let m = ask(&stub, &query("broken.vip.test.", RecordType::AAAA), true).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        // With hide_aaaa = false, upstream's answer, VIP host or not.
+        let stub = stub_hiding_aaaa(false).await;
+        let m = ask(&stub, &query("b.vip.test.", RecordType::AAAA), true).await;
+        assert_eq!(m.answers.len(), 1);
+    }
+
+    #[tokio::test]
     async fn everything_else_is_relayed_from_upstream() {
         let stub = stub().await;
         let m = ask(&stub, &query("nxhost.vip.test.", RecordType::A), true).await;
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-        // Not an A query: upstream answers, even for a VIP host.
-        let m = ask(&stub, &query("b.vip.test.", RecordType::AAAA), true).await;
+        // Not an A or AAAA query: upstream answers, even for a VIP host.
+        let m = ask(&stub, &query("b.vip.test.", RecordType::TXT), true).await;
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert!(m.answers.is_empty());
         // 40 records do not fit 512 bytes: truncated over UDP, whole over TCP.

@@ -90,9 +90,11 @@ async fn main() -> Result<()> {
             aead,
             hard,
         } => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(key.trim())
-                .context("--key is not base64")?;
+            let bytes = zeroize::Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(key.trim())
+                    .context("--key is not base64")?,
+            );
             let Ok(bytes) = <[u8; EspKey::LEN]>::try_from(bytes.as_slice()) else {
                 bail!("--key must be {} bytes, not {}", EspKey::LEN, bytes.len());
             };
