@@ -267,7 +267,9 @@ impl Engine {
         self.send_in(index, to, &Control::Hint { seq, vip, claimed });
         // From the first retransmission on, ask DNS where the partner is: it may have
         // moved too (a two-sided move), and then its own hint went to our old address.
-        if tries == 2 {
+        // Asked again every other try: the partner's update may land after our question
+        // (DNS unreachable for a while, or simply slower than our first retransmission).
+        if tries >= 2 && tries % 2 == 0 {
             self.locate(fqdn);
         }
     }
@@ -367,9 +369,13 @@ impl Engine {
             if hint.tries >= HINT_TRIES {
                 self.mobility.hints.remove(&fqdn);
                 if self.limits.log(LogKind::Peer) {
-                    warn!(peer = %fqdn, "no ack to our hints");
+                    warn!(peer = %fqdn, "no ack to our hints: trying a new handshake");
                 }
                 self.burst_progress(now, Some(&fqdn), false);
+                // The partner may have lost our session (a restart) or be where neither
+                // we nor DNS knew yet: a handshake, which asks DNS again after its first
+                // tries, finds it or gives up.
+                self.rekey(now, &fqdn, None, true);
                 continue;
             }
             hint.rto = (hint.rto * 2).min(MAX_RTO);

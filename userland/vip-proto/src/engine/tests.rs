@@ -735,6 +735,25 @@ fn two_sided_moves_meet_through_dns() {
 }
 
 #[test]
+fn two_sided_moves_meet_through_dns_that_learns_late() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.traffic(a, b);
+    // Both move while DNS is unreachable: each one's hints go to the other's old address
+    // and its first questions to DNS fail; DNS comes back 3 s later.
+    net.dns_down = true;
+    move_both(&mut net, a, b);
+    net.run_for(Duration::from_secs(3));
+    net.dns_down = false;
+    net.run_for(Duration::from_secs(8));
+    assert!(
+        paired(&net, a, b),
+        "the hints asked DNS again and found the partners' new addresses"
+    );
+}
+
+#[test]
 fn a_restarted_host_and_its_partner_both_move_and_meet_through_dns() {
     let (mut net, a, b) = two();
     let id = net.lookup(a, "b.vip.test");
