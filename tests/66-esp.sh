@@ -7,7 +7,8 @@
 # only ESP crosses the router and the data's marker is nowhere in the capture; plaintext,
 # tampered and replayed packets that vip.ko accepts are dropped by XFRM and never
 # delivered; TCP through a narrowed path (path MTU with ESP inside IPIP); removal.
-# timeout: 600
+# kernel-facing: also run on the debug kernel (ESP's GSO and GRO through vip0)
+# timeout: 900
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
