@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
-tap_plan 33
+tap_plan 39
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -62,6 +62,30 @@ assert (m["peer_ip4"], m["local_vip"]) == (sys.argv[1], sys.argv[2]), m' "$3" "$
 }
 check "A maps B's VIP to B's address, with A's VIP as local" map_is a "$vip_b" "$(topo_addr b)" "$vip_a_at_b"
 check "B holds the symmetric mapping" map_is b "$vip_a_at_b" "$(topo_addr a)" "$vip_b"
+
+# The control socket: vipctl peers, resolve; only root may use it.
+vctl() { local h=$1; shift; on "$h" vipctl --socket "$DNS_DIR/$h/control.sock" "$@"; }
+peer_listed() {
+  vctl a -j peers | python3 -c '
+import json, sys
+peers = json.load(sys.stdin)
+b = [p for p in peers if p["name"] == sys.argv[1]]
+assert len(b) == 1, peers
+b = b[0]
+assert (b["peer_vip"], b["address"], b["trust"]) == (sys.argv[2], sys.argv[3], "pinned"), b
+assert b["session_age_secs"] is not None and b["key"].startswith("v=vip2 "), b' "b.$DNS_ZONE" "$vip_b" "$(topo_addr b)"
+}
+check "vipctl peers on A lists B: its VIP, where it is, its pinned key, a session" peer_listed
+check "vipctl resolve gives B's VIP, and with --physical where B is" bash -c \
+  "[ \"\$(ip netns exec vip-a vipctl --socket $DNS_DIR/a/control.sock resolve b.$DNS_ZONE)\" = $vip_b ] &&
+   [ \"\$(ip netns exec vip-a vipctl --socket $DNS_DIR/a/control.sock resolve --physical b.$DNS_ZONE)\" = $(topo_addr b) ]"
+unprivileged_refused() {
+  local out
+  out=$(on a setpriv --reuid=65534 --regid=65534 --clear-groups \
+    vipctl --socket "$DNS_DIR/a/control.sock" peers 2>&1) && return 1
+  echo "$out"; grep -q "Permission denied" <<<"$out"
+}
+check "an unprivileged user cannot use A's control socket" unprivileged_refused
 
 # TCP and UDP by name.
 head -c 2000000 /dev/urandom > /tmp/vipd-payload
@@ -130,6 +154,14 @@ vipd_start d
 answer=$(dns_dig d a.$DNS_ZONE A)
 check "A refuses D's changed key, loudly" bash -c "grep -q 'REFUSED.*d.$DNS_ZONE' $DNS_DIR/a/vipd.log"
 check "D gets no VIP from A ($answer)" bash -c "! [[ '$answer' =~ ^2(4[0-9]|5[0-5])\\. ]]"
+# The administrator of A accepts D's new key: vipctl unpin, and D's next lookup pairs.
+pinned_before=$(grep "^d.$DNS_ZONE " "$DNS_DIR/a/state/known_peers")
+check "vipctl unpin d.vip.test on A says a key was pinned" \
+  bash -c "ip netns exec vip-a vipctl --socket $DNS_DIR/a/control.sock unpin d.$DNS_ZONE | grep -q 'key unpinned'"
+answer=$(dns_dig d a.$DNS_ZONE A)
+check "... then D gets a VIP from A ($answer)" in_range "$answer"
+check "... and A's known_peers holds D's new key instead of the old" bash -c \
+  "line=\$(grep '^d.$DNS_ZONE ' $DNS_DIR/a/state/known_peers) && [ -n \"\$line\" ] && [ \"\$line\" != '$pinned_before' ]"
 
 # A wrong TSIG key: start-up fails, saying why.
 mkdir -p "$DNS_DIR/wrong"

@@ -77,6 +77,7 @@ vipd_config() {
   cat <<EOF
 fqdn = "$h.$DNS_ZONE"
 state_dir = "$DNS_DIR/$h/state"
+control_socket = "$DNS_DIR/$h/control.sock"
 
 [stub]
 listen = ["127.0.0.53:53"]

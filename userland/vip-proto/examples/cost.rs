@@ -148,7 +148,10 @@ impl Pair {
                         Output::Update { id, .. } => {
                             self.hosts[i].engine.update_done(now, id, true)
                         }
-                        Output::Answer { .. } | Output::Save(_) | Output::Pin { .. } => {}
+                        Output::Answer { .. }
+                        | Output::Save(_)
+                        | Output::Pin { .. }
+                        | Output::Unpin { .. } => {}
                     }
                 }
             }

@@ -11,6 +11,7 @@
 //! * [`handshake`]: Noise IK with WireGuard's MACs and cookies; [`session`]: what a
 //!   handshake leaves, with [`replay`] protection; [`esp`]: the keys a session gives ESP.
 //! * [`identity`]: the host's static key; [`known_peers`]: pinned keys.
+//! * [`control`]: the messages of the daemon's local control socket.
 //!
 //! The protocol is specified in `docs/protocol.md` at the repository root.
 
@@ -21,6 +22,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod control;
 pub mod engine;
 pub mod esp;
 pub mod fqdn;

@@ -155,7 +155,7 @@ impl Peer {
                 Output::Answer { id, answer } => {
                     self.answers.insert(id, answer);
                 }
-                Output::Save(_) | Output::Pin { .. } => {}
+                Output::Save(_) | Output::Pin { .. } | Output::Unpin { .. } => {}
             }
         }
     }

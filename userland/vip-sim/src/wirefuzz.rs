@@ -631,7 +631,9 @@ mod tests {
             now += Duration::from_micros(300);
             while let Some(out) = engine.poll_output() {
                 match out {
-                    Output::Pin { .. } => panic!("pinned a key from the fuzz"),
+                    Output::Pin { .. } | Output::Unpin { .. } => {
+                        panic!("changed a pin from the fuzz")
+                    }
                     Output::Kernel {
                         op: KernelOp::Install { .. } | KernelOp::Repoint { .. },
                         ..

@@ -1,4 +1,5 @@
-//! `vipctl`: inspect and configure the VIP kernel module.
+//! `vipctl`: inspect and configure the VIP kernel module (over generic netlink) and the
+//! daemon (`peers`, `unpin`, `resolve`, over vipd's control socket).
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -9,6 +10,8 @@ use vip_netlink::{
     Change, Client, Event, EventListener, Mapping, MappingSpec, SetMode, VIP_MAP_F_INVALID,
     VIP_MAP_F_TEMPORARY,
 };
+use vip_proto::Fqdn;
+use vip_proto::control::{Peer, Reply, Request, Trust};
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +23,14 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(short, long, global = true)]
     json: bool,
+    /// vipd's control socket (for peers, unpin, resolve).
+    #[arg(
+        long,
+        global = true,
+        env = "VIPCTL_SOCKET",
+        default_value = "/run/vipd/control.sock"
+    )]
+    socket: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +54,19 @@ enum Command {
     /// Apply `map add|replace|change|del` lines from FILE (- for standard input), in order,
     /// pipelined on one socket. Nothing is applied if a line does not parse.
     Batch { file: std::path::PathBuf },
+    /// Show vipd's partners: name, VIPs, where each is, its key and how it is trusted,
+    /// the session's age (from vipd).
+    Peers,
+    /// Forget the key vipd pinned for NAME (after that host was reinstalled): the next
+    /// first contact takes the key DNS publishes.
+    Unpin { name: String },
+    /// NAME's address as programs see it (its VIP, negotiated if need be), or with
+    /// --physical where the host really is now (from vipd).
+    Resolve {
+        name: String,
+        #[arg(long)]
+        physical: bool,
+    },
     /// Show the versions of vipctl and of the loaded module.
     Version,
     /// Print a shell completion script.
@@ -272,9 +296,119 @@ struct Versions {
     genl_version: u32,
 }
 
+/// Sends one request to vipd's control socket and returns its reply; an error reply is an
+/// error.
+async fn ask_daemon(socket: &std::path::Path, request: &Request) -> Result<Reply> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach vipd at {} (is it running? are you root?)",
+                socket.display()
+            )
+        })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    let mut answer = String::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        BufReader::new(read).read_line(&mut answer),
+    )
+    .await
+    .context("vipd did not answer within 30 s")??;
+    if read == 0 {
+        bail!("vipd closed the connection without answering");
+    }
+    match serde_json::from_str(&answer).context("vipd's answer does not parse")? {
+        Reply::Error { message } => bail!("vipd: {message}"),
+        reply => Ok(reply),
+    }
+}
+
+fn fqdn(name: &str) -> Result<Fqdn> {
+    Fqdn::new(name).map_err(|_| anyhow::anyhow!("`{name}` is not a host name"))
+}
+
+fn peer_lines(peer: &Peer) -> String {
+    let trust = match peer.trust {
+        Trust::Pinned => "pinned",
+        Trust::Unpinned => "not pinned",
+    };
+    let session = peer
+        .session_age_secs
+        .map_or_else(|| "none".to_string(), |s| format!("{s}s old"));
+    let mut state = Vec::new();
+    if peer.negotiating {
+        state.push("negotiating");
+    }
+    if peer.hint_pending {
+        state.push("hint unacknowledged");
+    }
+    let state = if state.is_empty() {
+        String::new()
+    } else {
+        format!("\n  state: {}", state.join(", "))
+    };
+    format!(
+        "peer: {}\n  vip: {} (ours: {})\n  endpoint: {}\n  key: {} ({trust})\n  session: {session}{state}",
+        peer.name, peer.peer_vip, peer.local_vip, peer.address, peer.key
+    )
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     match cli.command {
+        Command::Peers => {
+            let Reply::Peers { peers } = ask_daemon(&cli.socket, &Request::Peers {}).await? else {
+                bail!("vipd answered something else");
+            };
+            if json {
+                print_json(&peers)?;
+            } else {
+                let blocks: Vec<String> = peers.iter().map(peer_lines).collect();
+                if !blocks.is_empty() {
+                    println!("{}", blocks.join("\n\n"));
+                }
+            }
+        }
+        Command::Unpin { name } => {
+            let request = Request::Unpin { name: fqdn(&name)? };
+            let Reply::Unpinned { name, was_pinned } = ask_daemon(&cli.socket, &request).await?
+            else {
+                bail!("vipd answered something else");
+            };
+            if json {
+                print_json(&serde_json::json!({ "name": name, "was_pinned": was_pinned }))?;
+            } else if was_pinned {
+                println!(
+                    "{name}: key unpinned; the next first contact takes the key DNS publishes"
+                );
+            } else {
+                println!("{name}: no key was pinned");
+            }
+        }
+        Command::Resolve { name, physical } => {
+            let request = Request::Resolve {
+                name: fqdn(&name)?,
+                physical,
+            };
+            let Reply::Resolved { name, addresses } = ask_daemon(&cli.socket, &request).await?
+            else {
+                bail!("vipd answered something else");
+            };
+            if json {
+                print_json(&serde_json::json!({ "name": name, "addresses": addresses }))?;
+            } else if addresses.is_empty() {
+                bail!("{name}: no address");
+            } else {
+                for address in addresses {
+                    println!("{address}");
+                }
+            }
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vipctl", &mut std::io::stdout());
         }

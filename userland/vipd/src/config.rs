@@ -33,6 +33,9 @@ pub struct Config {
     /// toward the update server) or an address.
     #[serde(default)]
     pub address: AddressChoice,
+    /// The control socket `vipctl peers`, `unpin` and `resolve` use (mode 0600).
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
     #[serde(default)]
     pub stub: Stub,
     #[serde(default)]
@@ -216,6 +219,10 @@ fn default_device() -> String {
 
 fn default_state_dir() -> PathBuf {
     "/var/lib/vipd".into()
+}
+
+fn default_control_socket() -> PathBuf {
+    "/run/vipd/control.sock".into()
 }
 
 fn default_vip_range() -> Ipv4Net {

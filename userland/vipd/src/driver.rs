@@ -23,7 +23,7 @@ use tokio::{
 };
 use tracing::{debug, warn};
 use vip_proto::{
-    Fqdn,
+    Fqdn, control,
     engine::{
         Admission, DnsAnswer, Engine, Id, KernelEvent, KernelMapping, Lane, LookupAnswer, Output,
     },
@@ -55,6 +55,11 @@ pub enum Input {
     UpdateDone { id: Id, ok: bool },
     /// Log the engine's counters (SIGUSR1).
     LogStats,
+    /// A request on the control socket that the engine answers.
+    Control {
+        request: control::Request,
+        reply: oneshot::Sender<control::Reply>,
+    },
     /// A task the daemon cannot do without has ended: the daemon ends too (and systemd
     /// restarts it) rather than carry on half-alive.
     Fatal(String),
@@ -110,6 +115,23 @@ pub struct Handle {
 impl Handle {
     pub fn new(tx: mpsc::Sender<Input>) -> Self {
         Self { tx }
+    }
+
+    /// Asks the engine to answer a control request.
+    pub async fn control(&self, request: control::Request) -> control::Reply {
+        let (reply, answer) = oneshot::channel();
+        let gone = || control::Reply::Error {
+            message: "the daemon's engine is gone".into(),
+        };
+        if self
+            .tx
+            .send(Input::Control { request, reply })
+            .await
+            .is_err()
+        {
+            return gone();
+        }
+        answer.await.unwrap_or_else(|_| gone())
     }
 
     /// Asks the engine for `fqdn` (a stub's A query).
@@ -204,6 +226,9 @@ pub async fn run(
                     "stats"
                 );
             }
+            Some(Input::Control { request, reply }) => {
+                let _ = reply.send(control_reply(&mut engine, now, request));
+            }
             Some(Input::Lookup { fqdn, reply }) => {
                 next_lookup += 1;
                 lookups.insert(next_lookup, reply);
@@ -218,6 +243,30 @@ pub async fn run(
             Some(Input::UpdateDone { id, ok }) => engine.update_done(now, id, ok),
         }
         drain(&mut engine, &io, &mut lookups).await;
+    }
+}
+
+/// What the engine says to a control request. `Resolve` is answered here only for a
+/// partner's physical address; the control task asks the stub's way (or DNS) otherwise.
+fn control_reply(engine: &mut Engine, now: Instant, request: control::Request) -> control::Reply {
+    use control::{Reply, Request};
+    match request {
+        Request::Peers {} => Reply::Peers {
+            peers: engine.peers(now),
+        },
+        Request::Unpin { name } => {
+            let was_pinned = engine.unpin(&name);
+            Reply::Unpinned { name, was_pinned }
+        }
+        Request::Resolve { name, .. } => {
+            let addresses = engine
+                .partners()
+                .get(&name)
+                .map(|p| p.addr)
+                .into_iter()
+                .collect();
+            Reply::Resolved { name, addresses }
+        }
     }
 }
 
@@ -266,6 +315,7 @@ async fn drain(
             }
             Output::Save(json) => io.writer.save_partners(json),
             Output::Pin { fqdn, key } => io.writer.pin(fqdn, key),
+            Output::Unpin { fqdn } => io.writer.unpin(fqdn),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! its driver (`driver`), with the stub, the kernel, DNS and the state files around it.
 
 mod config;
+mod control;
 mod dns;
 mod driver;
 mod kernel;
@@ -121,6 +122,7 @@ async fn run(cli: Cli) -> Result<()> {
     let module = kernel::Kernel::module().await?;
     let socket = Arc::new(negotiation_socket(config.negotiation.port)?);
     let listeners = stub::bind(&config.stub.listen).await?;
+    let control_listener = control::bind(&config.control_socket).await?;
     let address = match config.address {
         AddressChoice::Fixed(a) => a,
         AddressChoice::Auto => watch::source_toward(config.update_server())?,
@@ -213,6 +215,16 @@ async fn run(cli: Cli) -> Result<()> {
         tokio::spawn(stub::serve_udp(stub.clone(), udp));
         tokio::spawn(stub::serve_tcp(stub.clone(), tcp));
     }
+    let control = Arc::new(control::Control {
+        engine: handle.clone(),
+        upstream: upstream.clone(),
+    });
+    tasks.spawn(async move {
+        (
+            "control socket",
+            control::serve(control, control_listener).await,
+        )
+    });
     let stats_handle = handle.clone();
     let io = driver::Io {
         socket,

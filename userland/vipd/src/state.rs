@@ -74,11 +74,17 @@ pub fn load_partners(path: &Path) -> Option<Partners> {
     }
 }
 
+/// A change to the known-peers file.
+enum PinChange {
+    Pin(Fqdn, [u8; 32]),
+    Unpin(Fqdn),
+}
+
 /// The writer task's handle.
 #[derive(Clone)]
 pub struct Writer {
     partners: watch::Sender<Option<String>>,
-    pins: mpsc::UnboundedSender<(Fqdn, [u8; 32])>,
+    pins: mpsc::UnboundedSender<PinChange>,
 }
 
 impl Writer {
@@ -89,7 +95,7 @@ impl Writer {
         known: KnownPeers,
     ) -> (Self, tokio::task::JoinHandle<Result<()>>) {
         let (partners, mut partners_rx) = watch::channel(None::<String>);
-        let (pins, mut pins_rx) = mpsc::unbounded_channel::<(Fqdn, [u8; 32])>();
+        let (pins, mut pins_rx) = mpsc::unbounded_channel::<PinChange>();
         let task = tokio::spawn(async move {
             let mut known = Some(known);
             loop {
@@ -104,18 +110,22 @@ impl Writer {
                             warn!("cannot save {}: {e}", partners_path.display());
                         }
                     }
-                    pin = pins_rx.recv() => {
-                        let Some((fqdn, key)) = pin else { anyhow::bail!("the pin sender is gone") };
+                    change = pins_rx.recv() => {
+                        let Some(change) = change else { anyhow::bail!("the pin sender is gone") };
                         let mut file = known.take().context("the known-peers file was lost")?;
                         let (file, result) = tokio::task::spawn_blocking(move || {
-                            let r = file.pin(fqdn.clone(), key).map(|()| fqdn);
-                            (file, r)
+                            let r = match &change {
+                                PinChange::Pin(fqdn, key) => file.pin(fqdn.clone(), *key),
+                                PinChange::Unpin(fqdn) => file.unpin(fqdn).map(drop),
+                            };
+                            (file, r.map(|()| change))
                         })
                         .await?;
                         known = Some(file);
                         match result {
-                            Ok(fqdn) => info!(peer = %fqdn, "key pinned in the known-peers file"),
-                            Err(e) => warn!("cannot pin a key: {e}"),
+                            Ok(PinChange::Pin(fqdn, _)) => info!(peer = %fqdn, "key pinned in the known-peers file"),
+                            Ok(PinChange::Unpin(fqdn)) => info!(peer = %fqdn, "key removed from the known-peers file"),
+                            Err(e) => warn!("cannot change the known-peers file: {e}"),
                         }
                     }
                 }
@@ -129,7 +139,11 @@ impl Writer {
     }
 
     pub fn pin(&self, fqdn: Fqdn, key: [u8; 32]) {
-        let _ = self.pins.send((fqdn, key));
+        let _ = self.pins.send(PinChange::Pin(fqdn, key));
+    }
+
+    pub fn unpin(&self, fqdn: Fqdn) {
+        let _ = self.pins.send(PinChange::Unpin(fqdn));
     }
 }
 

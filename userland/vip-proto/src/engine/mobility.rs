@@ -102,6 +102,11 @@ impl State {
         self.hints.len()
     }
 
+    /// Whether a hint to `fqdn` awaits its ack.
+    pub(super) fn hint_pending(&self, fqdn: &Fqdn) -> bool {
+        self.hints.contains_key(fqdn)
+    }
+
     pub(super) fn deadline(&self) -> Option<Instant> {
         let hints = self.hints.values().map(|h| h.deadline);
         let update = self.update.as_ref().and_then(|u| u.retry_at);

@@ -275,6 +275,11 @@ pub enum Output {
     },
     /// The partner table changed: save it (JSON), for a restart to find.
     Save(String),
+    /// Forget the key pinned for a name (remove its line from the known-peers file).
+    Unpin {
+        /// The name.
+        fqdn: Fqdn,
+    },
     /// Pin a key first seen for a name (append it to the known-peers file).
     Pin {
         /// The name.
@@ -899,9 +904,45 @@ impl Engine {
         }
     }
 
-    /// Forgets the pinned key of `fqdn` (an administrator's decision).
+    /// Forgets the pinned key of `fqdn` (an administrator's decision, after a reinstall of
+    /// that host): the next first contact takes the key DNS publishes. Sessions made with
+    /// the old key go on until they expire. Whether a key was pinned.
     pub fn unpin(&mut self, fqdn: &Fqdn) -> bool {
-        self.pins.remove(fqdn).is_some()
+        let was_pinned = self.pins.remove(fqdn).is_some();
+        if was_pinned {
+            tracing::info!(peer = %fqdn, "unpinned the peer's key");
+            self.out.push_back(Output::Unpin { fqdn: fqdn.clone() });
+        }
+        was_pinned
+    }
+
+    /// Every partner, for `vipctl peers`.
+    pub fn peers(&self, now: Instant) -> Vec<crate::control::Peer> {
+        use crate::control::{Peer, Trust};
+        self.partners
+            .iter()
+            .map(|p| Peer {
+                name: p.fqdn.clone(),
+                peer_vip: p.peer_vip,
+                local_vip: p.local_vip,
+                address: p.addr,
+                key: crate::fqdn::key_record_text(&p.key),
+                trust: if self.pins.contains_key(&p.fqdn) {
+                    Trust::Pinned
+                } else {
+                    Trust::Unpinned
+                },
+                session_age_secs: self.usable_session(&p.fqdn, now).and_then(|index| {
+                    let slot = self.sessions.get(&index)?;
+                    Some(
+                        now.saturating_duration_since(slot.session.created)
+                            .as_secs(),
+                    )
+                }),
+                negotiating: self.negs.contains_key(&p.fqdn),
+                hint_pending: self.mobility.hint_pending(&p.fqdn),
+            })
+            .collect()
     }
 }
 

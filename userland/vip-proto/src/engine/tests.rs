@@ -296,6 +296,9 @@ impl Net {
             Output::Pin { fqdn, key } => {
                 self.hosts[i].pins.insert(fqdn, key);
             }
+            Output::Unpin { fqdn } => {
+                self.hosts[i].pins.remove(&fqdn);
+            }
         }
     }
 
@@ -713,6 +716,73 @@ fn move_both(net: &mut Net, a: usize, b: usize) {
     let now = net.now;
     net.hosts[a].engine.address_changed(now, new_a);
     net.hosts[b].engine.address_changed(now, new_b);
+}
+
+#[test]
+fn peers_are_listed_and_a_pin_can_be_dropped() {
+    use crate::control::Trust;
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    let Some(LookupAnswer::Vip(vip_b)) = net.answer(a, id) else {
+        panic!()
+    };
+    net.run_for(Duration::from_secs(2));
+    let peers = net.hosts[a].engine.peers(net.now);
+    let [peer] = peers.as_slice() else {
+        panic!("{peers:?}")
+    };
+    assert_eq!(
+        (peer.name.as_str(), peer.peer_vip, peer.address, peer.trust),
+        ("b.vip.test", vip_b, net.hosts[b].addr, Trust::Pinned)
+    );
+    assert_eq!(peer.session_age_secs, Some(2));
+    assert!(
+        peer.key
+            .contains(&crate::fqdn::key_record_text(&net.hosts[b].key))
+    );
+    assert!(net.hosts[a].pins.contains_key(&fqdn("b.vip.test")));
+    let name = fqdn("b.vip.test");
+    assert!(net.hosts[a].engine.unpin(&name));
+    net.settle();
+    assert!(
+        !net.hosts[a].pins.contains_key(&name),
+        "the known-peers file is told"
+    );
+    assert_eq!(net.hosts[a].engine.peers(net.now)[0].trust, Trust::Unpinned);
+    assert!(!net.hosts[a].engine.unpin(&name), "nothing left to unpin");
+}
+
+#[test]
+fn a_reinstalled_host_is_refused_until_its_pin_is_dropped() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(b, "a.vip.test");
+    assert!(matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))));
+    net.run_for(Duration::from_secs(2));
+    // B is reinstalled: a new identity, published in DNS; its state is gone.
+    let identity = Identity::from_secret_bytes([9; 32]);
+    net.hosts[b].secret = [9; 32];
+    net.hosts[b].key = identity.public_key();
+    net.keys.insert(fqdn("b.vip.test"), identity.public_key());
+    net.restart(b, true);
+    let id = net.lookup(b, "a.vip.test");
+    net.run_for(Duration::from_secs(10));
+    assert!(
+        !matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))),
+        "A refuses the changed key"
+    );
+    assert!(net.hosts[a].engine.unpin(&fqdn("b.vip.test")));
+    let id = net.lookup(b, "a.vip.test");
+    net.run_for(Duration::from_secs(10));
+    assert!(
+        matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))),
+        "after the unpin A takes the key DNS publishes"
+    );
+    assert!(paired(&net, a, b));
+    assert_eq!(
+        net.hosts[a].pins.get(&fqdn("b.vip.test")),
+        Some(&identity.public_key()),
+        "and pins the new one"
+    );
 }
 
 #[test]

@@ -1,0 +1,138 @@
+//! The daemon's local control socket (`vipctl peers`, `unpin`, `resolve`): one JSON
+//! request per line, one JSON reply per line. Specified in `docs/protocol.md`, "Control
+//! socket"; these are its messages, shared by `vipd` and `vipctl`.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Fqdn;
+
+/// The longest request line taken (a name is at most 253 bytes).
+pub const MAX_REQUEST: usize = 1024;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Every partner, as `wg show` shows peers. (A struct variant with no fields, so that
+    /// unknown fields are refused here too.)
+    Peers {},
+    /// Forget the key pinned for `name`: the next first contact takes the key DNS
+    /// publishes (after a reinstall of that host, say).
+    Unpin {
+        /// The partner's name.
+        name: Fqdn,
+    },
+    /// `name`'s address as a program sees it (its VIP, negotiated if need be), or with
+    /// `physical` where it really is now (the paper's `p_gethostbyname`, section 4.3).
+    Resolve {
+        /// The name to resolve.
+        name: Fqdn,
+        /// Where it is, not its VIP.
+        #[serde(default)]
+        physical: bool,
+    },
+}
+
+/// How a partner's key is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trust {
+    /// Pinned on first contact (trust on first use, as SSH's `known_hosts`).
+    Pinned,
+    /// Not pinned (unpinned since): DNS's key is taken at the next first contact.
+    Unpinned,
+}
+
+/// One partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Its name.
+    pub name: Fqdn,
+    /// Its VIP, as our programs call it.
+    pub peer_vip: Ipv4Addr,
+    /// Our VIP toward it.
+    pub local_vip: Ipv4Addr,
+    /// Where it is now (where our mapping points).
+    pub address: Ipv4Addr,
+    /// Its key record's text (`v=vip2 k=x25519 p=...`).
+    pub key: String,
+    /// How its key is trusted.
+    pub trust: Trust,
+    /// Seconds since the current session's handshake, if there is a usable session.
+    pub session_age_secs: Option<u64>,
+    /// A handshake with it is under way.
+    pub negotiating: bool,
+    /// A hint to it awaits its ack.
+    pub hint_pending: bool,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Reply {
+    /// The partners.
+    Peers {
+        /// One per partner.
+        peers: Vec<Peer>,
+    },
+    /// Done: `name` has no pinned key now.
+    Unpinned {
+        /// The name.
+        name: Fqdn,
+        /// Whether a key was pinned before.
+        was_pinned: bool,
+    },
+    /// `name`'s addresses.
+    Resolved {
+        /// The name.
+        name: Fqdn,
+        /// Its VIP, or its physical addresses (none: no such name).
+        addresses: Vec<Ipv4Addr>,
+    },
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_one_json_object_each() {
+        let r: Request = serde_json::from_str(r#"{"cmd":"unpin","name":"B.vip.test."}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Unpin {
+                name: Fqdn::new("b.vip.test").unwrap()
+            }
+        );
+        let r: Request = serde_json::from_str(r#"{"cmd":"resolve","name":"b"}"#).unwrap();
+        assert!(matches!(
+            r,
+            Request::Resolve {
+                physical: false,
+                ..
+            }
+        ));
+        for bad in [
+            r#"{"cmd":"peers","extra":1}"#,
+            r#"{"cmd":"reboot"}"#,
+            r#"{"cmd":"unpin","name":"not a name"}"#,
+            r#"{"cmd":"unpin"}"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            serde_json::to_string(&Reply::Error {
+                message: "no".into()
+            })
+            .unwrap(),
+            r#"{"result":"error","message":"no"}"#
+        );
+    }
+}

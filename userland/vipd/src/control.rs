@@ -1,0 +1,276 @@
+//! The control socket (`vipctl peers`, `unpin`, `resolve`): a Unix stream socket that only
+//! vipd's own user may open (mode 0600; peer data, and unpinning, are an administrator's),
+//! one JSON request per line and one JSON reply per line (`vip_proto::control`,
+//! `docs/protocol.md`, "Control socket"). Clients are bounded in number, in request size
+//! and in idle time, as the stub's TCP clients are.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+use vip_proto::control::{MAX_REQUEST, Reply, Request};
+use vip_proto::engine::LookupAnswer;
+
+use crate::dns::Upstream;
+use crate::driver::Handle;
+
+/// Clients served at once; beyond it a new connection is closed at once.
+const CLIENTS: usize = 16;
+/// A client silent this long is closed.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// Binds the socket at `path`, mode 0600. A socket file left by a daemon that died is
+/// replaced; one that a running daemon answers on is not.
+pub async fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "{} is in use: is another vipd running in this namespace?",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    Ok(listener)
+}
+
+/// What answers control requests.
+pub struct Control {
+    pub engine: Handle,
+    pub upstream: Upstream,
+}
+
+/// Serves clients forever.
+pub async fn serve(control: Arc<Control>, listener: UnixListener) -> Result<()> {
+    let slots = Arc::new(Semaphore::new(CLIENTS));
+    loop {
+        let (stream, _) = listener.accept().await.context("control socket: accept")?;
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            debug!("control socket: too many clients, closing a new one");
+            continue;
+        };
+        let control = control.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_client(&control, stream).await {
+                debug!("control client: {e:#}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_client(control: &Control, stream: UnixStream) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    loop {
+        let mut line = Vec::new();
+        let read = tokio::time::timeout(IDLE, async {
+            // At most MAX_REQUEST bytes, up to and including the newline.
+            let mut limited = (&mut lines).take(MAX_REQUEST as u64 + 1);
+            limited.read_until(b'\n', &mut line).await
+        })
+        .await;
+        let Ok(read) = read else { return Ok(()) };
+        if read? == 0 {
+            return Ok(());
+        }
+        let reply = if line.len() > MAX_REQUEST {
+            Reply::Error {
+                message: format!("request longer than {MAX_REQUEST} bytes"),
+            }
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Ok(request) => answer(control, request).await,
+                Err(e) => Reply::Error {
+                    message: format!("bad request: {e}"),
+                },
+            }
+        };
+        let too_long =
+            matches!(&reply, Reply::Error { message } if message.starts_with("request longer"));
+        let mut bytes = serde_json::to_vec(&reply)?;
+        bytes.push(b'\n');
+        write.write_all(&bytes).await?;
+        if too_long {
+            // The rest of that line is unread: the connection cannot go on.
+            return Ok(());
+        }
+    }
+}
+
+async fn answer(control: &Control, request: Request) -> Reply {
+    match request {
+        Request::Resolve {
+            name,
+            physical: false,
+        } => match control.engine.lookup(name.clone()).await {
+            LookupAnswer::Vip(vip) => Reply::Resolved {
+                name,
+                addresses: vec![vip],
+            },
+            LookupAnswer::Upstream => physical(control, name).await,
+            LookupAnswer::Failed => Reply::Error {
+                message: format!("the lookup of {name} failed"),
+            },
+        },
+        Request::Resolve {
+            name,
+            physical: true,
+        } => match control
+            .engine
+            .control(Request::Resolve {
+                name: name.clone(),
+                physical: true,
+            })
+            .await
+        {
+            // A partner: where our mapping points, which is where it really is.
+            Reply::Resolved { addresses, .. } if !addresses.is_empty() => {
+                Reply::Resolved { name, addresses }
+            }
+            _ => physical(control, name).await,
+        },
+        request => control.engine.control(request).await,
+    }
+}
+
+/// `name`'s A records, from the upstream resolvers.
+async fn physical(control: &Control, name: vip_proto::Fqdn) -> Reply {
+    let query = Name::from_ascii(format!("{name}.")).ok();
+    let Some(query) = query else {
+        return Reply::Error {
+            message: format!("{name} is not a DNS name"),
+        };
+    };
+    match control
+        .upstream
+        .query(query, DNSClass::IN, RecordType::A)
+        .await
+    {
+        Ok(message) => Reply::Resolved {
+            name,
+            addresses: message
+                .answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect(),
+        },
+        Err(e) => {
+            warn!(%name, "control: upstream failed: {e:#}");
+            Reply::Error {
+                message: format!("DNS did not answer for {name}: {e:#}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::Input;
+    use std::net::Ipv4Addr;
+    use tokio::io::AsyncReadExt;
+
+    /// A control socket whose engine knows b.vip.test (VIP 240.0.0.2 at 192.0.2.20).
+    async fn serving(dir: &Path) -> std::path::PathBuf {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(input) = rx.recv().await {
+                match input {
+                    Input::Lookup { reply, .. } => {
+                        let _ = reply.send(LookupAnswer::Vip(Ipv4Addr::new(240, 0, 0, 2)));
+                    }
+                    Input::Control { request, reply } => {
+                        let answer = match request {
+                            Request::Resolve { name, .. } => Reply::Resolved {
+                                name,
+                                addresses: vec![Ipv4Addr::new(192, 0, 2, 20)],
+                            },
+                            _ => Reply::Peers { peers: vec![] },
+                        };
+                        let _ = reply.send(answer);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let path = dir.join("control.sock");
+        let listener = bind(&path).await.unwrap();
+        let control = Arc::new(Control {
+            engine: Handle::new(tx),
+            upstream: Upstream::new(
+                &["127.0.0.1:9".parse().unwrap()],
+                Duration::from_millis(100),
+            ),
+        });
+        tokio::spawn(serve(control, listener));
+        path
+    }
+
+    async fn ask(stream: &mut UnixStream, line: &[u8]) -> String {
+        stream.write_all(line).await.unwrap();
+        let mut out = Vec::new();
+        loop {
+            let mut byte = [0u8];
+            stream.read_exact(&mut byte).await.unwrap();
+            if byte[0] == b'\n' {
+                return String::from_utf8(out).unwrap();
+            }
+            out.push(byte[0]);
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_get_answers_and_bad_ones_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = serving(dir.path()).await;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mut c = UnixStream::connect(&path).await.unwrap();
+        let r = ask(&mut c, b"{\"cmd\":\"resolve\",\"name\":\"b.vip.test\"}\n").await;
+        assert!(r.contains("\"addresses\":[\"240.0.0.2\"]"), "{r}");
+        let r = ask(
+            &mut c,
+            b"{\"cmd\":\"resolve\",\"name\":\"b.vip.test\",\"physical\":true}\n",
+        )
+        .await;
+        assert!(r.contains("\"addresses\":[\"192.0.2.20\"]"), "{r}");
+        let r = ask(&mut c, b"{\"cmd\":\"peers\"}\n").await;
+        assert_eq!(r, "{\"result\":\"peers\",\"peers\":[]}");
+        let r = ask(&mut c, b"{\"cmd\":\"format-disk\"}\n").await;
+        assert!(r.starts_with("{\"result\":\"error\""), "{r}");
+        let mut long = vec![b'x'; MAX_REQUEST + 10];
+        long.push(b'\n');
+        let r = ask(&mut c, &long).await;
+        assert!(r.contains("longer than"), "{r}");
+    }
+
+    #[tokio::test]
+    async fn a_second_daemon_cannot_take_a_live_socket_but_a_stale_one_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = serving(dir.path()).await;
+        let err = bind(&path).await.unwrap_err();
+        assert!(format!("{err:#}").contains("another vipd"), "{err:#}");
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        bind(&stale).await.unwrap();
+    }
+}
