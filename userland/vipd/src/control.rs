@@ -59,7 +59,15 @@ pub struct Control {
 pub async fn serve(control: Arc<Control>, listener: UnixListener) -> Result<()> {
     let slots = Arc::new(Semaphore::new(CLIENTS));
     loop {
-        let (stream, _) = listener.accept().await.context("control socket: accept")?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: not a reason to end the daemon.
+                warn!("control socket: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             debug!("control socket: too many clients, closing a new one");
             continue;
