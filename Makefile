@@ -17,6 +17,10 @@
 #   make lint      clippy, rustfmt and the module built with CLIPPY=1 (part of make test)
 #   make test-detectors   show once that the VM's kernel-log scan catches every kind of
 #                  report (a deliberately broken module, one boot per kind: slow)
+#   make install   vip.ko into /lib/modules/KVER/extra (KDIR=a Rust-enabled kernel's build
+#                  tree; by default the cached test kernel), vipd, vipctl, the systemd
+#                  unit, the example configuration, man pages, shell completions
+#                  (DESTDIR, PREFIX=/usr)
 #
 # KERNEL=debug selects the debug kernel for module, test-vm, demo, shell and bench.
 
@@ -30,7 +34,7 @@ KARGS = M=$(ROOT) LLVM=$(VIP_LLVM) RUSTC=$(VIP_RUSTC) BINDGEN=$(VIP_BINDGEN)
 
 
 .PHONY: all module setup kernel userland test test-userland test-vm test-vm-debug test-vm-debug-all demo \
-	shell bench lint clean test-detectors fuzz soak
+	shell bench lint clean test-detectors fuzz soak install install-module install-userland test-install
 
 all: module
 
@@ -73,7 +77,7 @@ test-vm-debug: userland
 test-vm-debug-all:
 	$(MAKE) --no-print-directory test-vm-debug DEBUG_SCRIPTS="$(KERNEL_FACING)"
 
-test: lint test-userland test-vm test-vm-debug
+test: lint test-userland test-install test-vm test-vm-debug
 
 # cargo-fuzz needs a nightly toolchain (rustup's); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
@@ -106,6 +110,43 @@ bench: module userland
 	  $(ROOT)/tests/bench/lookup.sh $(ROOT)/tests/bench/switching.sh $(ROOT)/tests/bench/partners.sh | tee $(ROOT)/bench-out/bench.log; \
 	  rc=$$?; /usr/bin/python3 $(ROOT)/tests/bench/switching.py plot $(ROOT)/bench-out/bench.log $(ROOT)/bench-out || rc=1; \
 	  exit $$rc
+
+PREFIX ?= /usr
+DESTDIR ?=
+install: install-module install-userland
+
+# The module for KDIR's kernel (the cached test kernel by default); .vip-kdir follows, so
+# that the VM never loads a vip.ko built for another kernel. depmod makes its aliases
+# (rtnl-link-vip, the genetlink family) known, so `ip link add ... type vip` and vipd load it.
+install-module:
+	@kdir=$${KDIR:-$$($(VM)/build-kernel $(KERNEL))}; \
+	  { [ "$$(cat .vip-kdir 2>/dev/null)" = "$$kdir" ] || rm -f vip.ko; } && \
+	  $(MAKE) -C $$kdir $(KARGS) modules && echo "$$kdir" > .vip-kdir && \
+	  kver=$$(cat $$kdir/include/config/kernel.release) && \
+	  install -D -m 0644 vip.ko $(DESTDIR)/lib/modules/$$kver/extra/vip.ko && \
+	  depmod $${DESTDIR:+-b $(DESTDIR)} $$kver
+
+BIN := $(ROOT)/userland/target/release
+install-userland: userland
+	install -D -m 0755 $(BIN)/vipd $(DESTDIR)$(PREFIX)/sbin/vipd
+	install -D -m 0755 $(BIN)/vipctl $(DESTDIR)$(PREFIX)/bin/vipctl
+	install -d -m 0755 $(DESTDIR)/lib/systemd/system
+	sed 's#/usr/sbin/#$(PREFIX)/sbin/#g' userland/vipd/dist/vipd.service > $(DESTDIR)/lib/systemd/system/vipd.service
+	install -D -m 0644 userland/vipd/dist/vipd.toml $(DESTDIR)$(PREFIX)/share/doc/vip/vipd.toml.example
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/vip/
+	[ -e $(DESTDIR)/etc/vipd/vipd.toml ] || install -D -m 0644 userland/vipd/dist/vipd.toml $(DESTDIR)/etc/vipd/vipd.toml
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man1
+	$(BIN)/vipd --manpage | gzip -9n > $(DESTDIR)$(PREFIX)/share/man/man8/vipd.8.gz
+	$(BIN)/vipctl manpage | gzip -9n > $(DESTDIR)$(PREFIX)/share/man/man1/vipctl.1.gz
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN)/vipctl completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/vipctl
+	$(BIN)/vipctl completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_vipctl
+	$(BIN)/vipctl completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/vipctl.fish
+
+# `make install DESTDIR=<scratch>` on the host, and the layout checked (tests/host/install.sh).
+test-install: module userland
+	$(ROOT)/tests/host/install.sh
 
 lint: module
 	cd userland && cargo fmt --check && cargo clippy --release --locked --all-targets -- -D warnings

@@ -49,10 +49,23 @@ struct Cli {
     /// Log filter (tracing's EnvFilter syntax); the VIPD_LOG variable overrides it.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Print the man page (roff) and exit (for `make install`).
+    #[arg(long, hide = true)]
+    manpage: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.manpage {
+        let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).section("8");
+        return match page.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vipd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter = std::env::var("VIPD_LOG").unwrap_or_else(|_| cli.log.clone());
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
