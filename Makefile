@@ -63,11 +63,11 @@ test-vm: module userland
 # The scripts that exercise the module directly (marked "kernel-facing" in their headers),
 # on the debug kernel; vip.ko is rebuilt for it, and for the test kernel again afterwards.
 # Under TCG the debug kernel runs these 5-15 times slower, so make test (CI, 90 minutes
-# from a fresh machine) leaves out the five slowest there (8-15 minutes each), whose
+# from a fresh machine) leaves out the six slowest there (8-15 minutes each), whose
 # module paths the others also cover (devices, traffic and teardown under floods in
 # 45-userns and 56-teardown, netlink in 80-fuzz-netlink): test-vm-debug-all runs them too.
 KERNEL_FACING = $(shell grep -l '^\# kernel-facing' $(ROOT)/tests/[0-9]*.sh)
-DEBUG_SLOW = 40-map 50-datapath 52-hardening 55-kick 81-fuzz-packets
+DEBUG_SLOW = 40-map 50-datapath 52-hardening 55-kick 66-esp 81-fuzz-packets
 DEBUG_SCRIPTS ?= $(filter-out $(DEBUG_SLOW:%=$(ROOT)/tests/%.sh),$(KERNEL_FACING))
 test-vm-debug: userland
 	@$(MAKE) --no-print-directory module KERNEL=debug
