@@ -97,7 +97,9 @@ async fn serve_client(control: &Control, stream: UnixStream) -> Result<()> {
         if read? == 0 {
             return Ok(());
         }
-        let reply = if line.len() > MAX_REQUEST {
+        // The rest of an overlong line is unread: the connection cannot go on after it.
+        let too_long = line.len() > MAX_REQUEST;
+        let reply = if too_long {
             Reply::Error {
                 message: format!("request longer than {MAX_REQUEST} bytes"),
             }
@@ -109,13 +111,10 @@ async fn serve_client(control: &Control, stream: UnixStream) -> Result<()> {
                 },
             }
         };
-        let too_long =
-            matches!(&reply, Reply::Error { message } if message.starts_with("request longer"));
         let mut bytes = serde_json::to_vec(&reply)?;
         bytes.push(b'\n');
         write.write_all(&bytes).await?;
         if too_long {
-            // The rest of that line is unread: the connection cannot go on.
             return Ok(());
         }
     }
