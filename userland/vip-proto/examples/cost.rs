@@ -123,6 +123,7 @@ impl Pair {
                                 peer_vip,
                                 local_vip,
                                 addr,
+                                ..
                             }
                             | KernelOp::Repoint {
                                 peer_vip,
@@ -253,6 +254,10 @@ fn main() {
         responder: Fqdn::new("b.bench.test").expect("name"),
         round: 1,
         accept: true,
+        esp: vip_proto::wire::EspOffer {
+            esp: true,
+            aes_hardware: false,
+        },
         requester_vip: Ipv4Addr::new(240, 6, 6, 6),
         responder_vip: Ipv4Addr::new(240, 0, 0, 2),
     };

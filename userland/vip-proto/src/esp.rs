@@ -16,6 +16,12 @@
 //! in every new SA, so one key must never key two SAs. A new SA (a retry, a rekey) needs a
 //! new SPI, a new session, or both; both change the key.
 //!
+//! Each flow's SPI comes from the same secret ([`EspKeys::spi`]): both ends know both SPIs
+//! when the handshake completes, so no message carries one, no SPI is reserved in the
+//! kernel before it is keyed, and an off-path observer cannot link two sessions' SAs. The
+//! receiving kernel refuses an SPI that another SA to the same address already has
+//! (`EEXIST`); that session's pair then fails closed and the next handshake draws anew.
+//!
 //! The control messages of the session still use snow's own transport keys (the same
 //! split); deriving them from the PRK too, as the plan says, changes the wire and waits
 //! for protocol v3.
@@ -27,6 +33,9 @@ use zeroize::{Zeroize, Zeroizing};
 /// Length of an SA's key material: 32 bytes of key, 4 of salt.
 pub const KEY_LEN: usize = 36;
 const LABEL: &[u8] = b"vip esp";
+const SPI_LABEL: &[u8] = b"vip esp spi";
+/// SPIs below this are reserved (RFC 4303 section 2.1).
+const FIRST_SPI: u32 = 0x100;
 
 /// Which way an SA carries packets, named by the handshake's roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +54,38 @@ pub enum Aead {
     AesGcm = 1,
     /// ChaCha20-Poly1305 (`rfc7539esp(chacha20,poly1305)`).
     ChaCha20Poly1305 = 2,
+}
+
+impl Aead {
+    /// The pair's AEAD: AES-GCM where both ends have AES hardware, ChaCha20-Poly1305 (fast
+    /// in software) otherwise. Both ends choose alike from the two handshake flags.
+    pub fn for_pair(we_have_aes: bool, peer_has_aes: bool) -> Self {
+        if we_have_aes && peer_has_aes {
+            Aead::AesGcm
+        } else {
+            Aead::ChaCha20Poly1305
+        }
+    }
+}
+
+/// One SA's parameters as a session gives them: its SPI, AEAD and key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EspSa {
+    /// The SPI (the receiving end's kernel knows the SA by it).
+    pub spi: u32,
+    /// The AEAD.
+    pub aead: Aead,
+    /// 32 bytes of key and 4 of salt, wiped when dropped.
+    pub key: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl std::fmt::Debug for EspSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EspSa")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("aead", &self.aead)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The secret a handshake leaves for ESP, and which flows' keys were handed out.
@@ -105,6 +146,29 @@ impl EspKeys {
         Some(key)
     }
 
+    /// The SPI of `flow`'s SA in this session (`None` once the secret is forgotten).
+    pub fn spi(&self, flow: Flow) -> Option<u32> {
+        let prk = SimpleHkdf::<Blake2s256>::from_prk(self.prk.as_deref()?).ok()?;
+        let mut info = Vec::with_capacity(SPI_LABEL.len() + 1);
+        info.extend_from_slice(SPI_LABEL);
+        info.push(flow as u8);
+        let mut spi = [0u8; 4];
+        prk.expand(&info, &mut spi).ok()?;
+        let spi = u32::from_be_bytes(spi);
+        Some(if spi < FIRST_SPI {
+            spi + FIRST_SPI
+        } else {
+            spi
+        })
+    }
+
+    /// `flow`'s SA: its SPI and its key, which [`EspKeys::take`] hands out once.
+    pub fn take_sa(&mut self, flow: Flow, aead: Aead) -> Option<EspSa> {
+        let spi = self.spi(flow)?;
+        let key = self.take(flow, aead, spi)?;
+        Some(EspSa { spi, aead, key })
+    }
+
     /// Drops the secret: no key can be made from this session any more.
     pub fn forget(&mut self) {
         self.prk = None;
@@ -133,6 +197,28 @@ mod tests {
         let mut k = keys(0);
         k.forget();
         assert!(k.take(Flow::ResponderToInitiator, aead, 1).is_none());
+    }
+
+    #[test]
+    fn spis_are_shared_knowledge_per_flow_and_session() {
+        let (i2r, r2i) = (Flow::InitiatorToResponder, Flow::ResponderToInitiator);
+        let a = keys(0);
+        let b = keys(0);
+        assert_eq!(a.spi(i2r), b.spi(i2r), "both ends derive the same SPI");
+        assert_ne!(a.spi(i2r), a.spi(r2i));
+        assert_ne!(
+            a.spi(i2r),
+            keys(1).spi(i2r),
+            "another handshake, another SPI"
+        );
+        assert!(a.spi(i2r).unwrap() >= FIRST_SPI);
+        let mut a = a;
+        let sa = a.take_sa(i2r, Aead::AesGcm).unwrap();
+        assert_eq!(Some(sa.spi), b.spi(i2r));
+        assert!(a.take_sa(i2r, Aead::AesGcm).is_none(), "once");
+        assert!(!format!("{sa:?}").contains(&format!("{:?}", sa.key.as_slice())));
+        assert_eq!(Aead::for_pair(true, true), Aead::AesGcm);
+        assert_eq!(Aead::for_pair(true, false), Aead::ChaCha20Poly1305);
     }
 
     #[test]

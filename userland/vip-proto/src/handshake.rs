@@ -417,6 +417,10 @@ mod tests {
             responder: Fqdn::new("b.test").unwrap(),
             round: 1,
             accept: true,
+            esp: crate::wire::EspOffer {
+                esp: true,
+                aes_hardware: false,
+            },
             requester_vip: Ipv4Addr::new(240, 0, 0, 1),
             responder_vip: Ipv4Addr::new(240, 0, 0, 2),
         }
@@ -455,6 +459,10 @@ mod tests {
         let answer = ResponsePayload {
             round: 1,
             accept: true,
+            esp: crate::wire::EspOffer {
+                esp: true,
+                aes_hardware: false,
+            },
             requester_vip: Ipv4Addr::new(240, 0, 0, 1),
             responder_vip: Ipv4Addr::new(240, 0, 0, 2),
         };
@@ -502,6 +510,10 @@ mod tests {
         let answer = ResponsePayload {
             round: 1,
             accept: true,
+            esp: crate::wire::EspOffer {
+                esp: true,
+                aes_hardware: false,
+            },
             requester_vip: Ipv4Addr::new(240, 0, 0, 1),
             responder_vip: Ipv4Addr::new(240, 0, 0, 2),
         };

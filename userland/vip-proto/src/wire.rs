@@ -412,6 +412,33 @@ pub fn nak_cue(dropped_src_vip: Ipv4Addr, dropped_dst_vip: Ipv4Addr) -> Vec<u8> 
 
 /// Payload flag: the sender accepts the VIP the other side proposed for itself.
 pub const FLAG_ACCEPT: u8 = 0x01;
+/// Payload flag: the sender carries the pair's packets in ESP (issue 11).
+pub const FLAG_ESP: u8 = 0x02;
+/// Payload flag: the sender has AES hardware (AES-GCM is then chosen if both have it).
+pub const FLAG_AES: u8 = 0x04;
+const KNOWN_FLAGS: u8 = FLAG_ACCEPT | FLAG_ESP | FLAG_AES;
+
+/// What a side of a handshake says about ESP for the pair.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EspOffer {
+    /// It will carry the pair's packets in ESP (and only then).
+    pub esp: bool,
+    /// It has AES hardware.
+    pub aes_hardware: bool,
+}
+
+impl EspOffer {
+    fn flags(self) -> u8 {
+        (if self.esp { FLAG_ESP } else { 0 }) | (if self.aes_hardware { FLAG_AES } else { 0 })
+    }
+
+    fn from_flags(flags: u8) -> Self {
+        Self {
+            esp: flags & FLAG_ESP != 0,
+            aes_hardware: flags & FLAG_AES != 0,
+        }
+    }
+}
 
 /// What the initiator says in the first message: who it is, whom it wants, and one round
 /// of the negotiation.
@@ -428,6 +455,8 @@ pub struct InitiationPayload {
     pub round: u8,
     /// The initiator accepts `responder_vip` for the responder.
     pub accept: bool,
+    /// What the initiator says about ESP.
+    pub esp: EspOffer,
     /// The VIP the initiator proposes for itself.
     pub requester_vip: Ipv4Addr,
     /// The VIP it proposes (or accepts) for the responder.
@@ -445,7 +474,7 @@ impl InitiationPayload {
         self.requester.put(&mut out);
         self.responder.put(&mut out);
         out.push(self.round);
-        out.push(if self.accept { FLAG_ACCEPT } else { 0 });
+        out.push(if self.accept { FLAG_ACCEPT } else { 0 } | self.esp.flags());
         out.extend_from_slice(&self.requester_vip.octets());
         out.extend_from_slice(&self.responder_vip.octets());
         out
@@ -459,7 +488,7 @@ impl InitiationPayload {
         let responder = r.fqdn()?;
         let round = r.u8()?;
         let flags = r.u8()?;
-        if flags & !FLAG_ACCEPT != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(WireError::BadFlags);
         }
         let payload = Self {
@@ -468,6 +497,7 @@ impl InitiationPayload {
             responder,
             round,
             accept: flags & FLAG_ACCEPT != 0,
+            esp: EspOffer::from_flags(flags),
             requester_vip: r.ipv4()?,
             responder_vip: r.ipv4()?,
         };
@@ -485,6 +515,8 @@ pub struct ResponsePayload {
     pub round: u8,
     /// The responder accepts `requester_vip`.
     pub accept: bool,
+    /// What the responder says about ESP.
+    pub esp: EspOffer,
     /// The initiator's VIP, as the initiation proposed it.
     pub requester_vip: Ipv4Addr,
     /// The responder's VIP: the initiation's proposal if it keeps it, or its own.
@@ -504,7 +536,7 @@ impl ResponsePayload {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::LEN);
         out.push(self.round);
-        out.push(if self.accept { FLAG_ACCEPT } else { 0 });
+        out.push(if self.accept { FLAG_ACCEPT } else { 0 } | self.esp.flags());
         out.extend_from_slice(&self.requester_vip.octets());
         out.extend_from_slice(&self.responder_vip.octets());
         out
@@ -515,12 +547,13 @@ impl ResponsePayload {
         let mut r = Reader::new(buf);
         let round = r.u8()?;
         let flags = r.u8()?;
-        if flags & !FLAG_ACCEPT != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(WireError::BadFlags);
         }
         let payload = Self {
             round,
             accept: flags & FLAG_ACCEPT != 0,
+            esp: EspOffer::from_flags(flags),
             requester_vip: r.ipv4()?,
             responder_vip: r.ipv4()?,
         };
@@ -672,6 +705,10 @@ mod tests {
             responder: fqdn("b.example.org"),
             round: 3,
             accept: true,
+            esp: EspOffer {
+                esp: true,
+                aes_hardware: false,
+            },
             requester_vip: Ipv4Addr::new(240, 0, 0, 1),
             responder_vip: Ipv4Addr::new(240, 0, 0, 2),
         };
@@ -683,6 +720,10 @@ mod tests {
         let r = ResponsePayload {
             round: 1,
             accept: false,
+            esp: EspOffer {
+                esp: true,
+                aes_hardware: true,
+            },
             requester_vip: Ipv4Addr::new(240, 0, 0, 1),
             responder_vip: Ipv4Addr::UNSPECIFIED,
         };
@@ -819,11 +860,12 @@ mod tests {
                 responder: Fqdn::new(&n2).unwrap(),
                 round,
                 accept,
+                esp: EspOffer { esp: accept, aes_hardware: round % 2 == 0 },
                 requester_vip: v1.into(),
                 responder_vip: v2.into(),
             };
             prop_assert_eq!(InitiationPayload::decode(&p.encode()), Ok(p));
-            let r = ResponsePayload { round, accept, requester_vip: v1.into(), responder_vip: v2.into() };
+            let r = ResponsePayload { round, accept, esp: EspOffer { esp: round % 3 == 0, aes_hardware: accept }, requester_vip: v1.into(), responder_vip: v2.into() };
             prop_assert_eq!(ResponsePayload::decode(&r.encode()), Ok(r));
         }
 

@@ -28,6 +28,7 @@ impl FakeKernel {
                 peer_vip,
                 local_vip,
                 addr,
+                ..
             }
             | KernelOp::Repoint {
                 peer_vip,
@@ -55,7 +56,7 @@ impl FakeKernel {
             KernelOp::Remove { peer_vip, .. } => {
                 self.mappings.remove(&peer_vip);
             }
-            KernelOp::Dump => {}
+            KernelOp::Dump | KernelOp::EspOut { .. } => {}
         }
     }
 }

@@ -450,6 +450,10 @@ mod tests {
                     responder: Fqdn::new("b.vip.test").unwrap(),
                     round: 1,
                     accept: true,
+                    esp: vip_proto::wire::EspOffer {
+                        esp: true,
+                        aes_hardware: false,
+                    },
                     requester_vip: Ipv4Addr::new(240, 66, 0, 1),
                     responder_vip: Ipv4Addr::new(240, 66, 0, 2),
                 };
@@ -635,7 +639,10 @@ mod tests {
                         panic!("changed a pin from the fuzz")
                     }
                     Output::Kernel {
-                        op: KernelOp::Install { .. } | KernelOp::Repoint { .. },
+                        op:
+                            KernelOp::Install { .. }
+                            | KernelOp::Repoint { .. }
+                            | KernelOp::EspOut { .. },
                         ..
                     } => panic!("changed the kernel's table from the fuzz"),
                     _ => {}

@@ -185,6 +185,8 @@ pub struct SaState {
     pub larval: bool,
     pub bytes: u64,
     pub packets: u64,
+    /// When it was added (seconds, the kernel's clock).
+    pub added: u64,
 }
 
 /// The kernel's XFRM, over one netlink socket.
@@ -226,6 +228,18 @@ impl Xfrm {
         Ok(state.user_sa_info.id.spi)
     }
 
+    /// Adds `sa` as a new SA (NEWSA), whichever way it goes: the kernel refuses it with
+    /// `EEXIST` if an SA with its SPI exists already, so no key is installed twice and no
+    /// counter starts over under a key. For SPIs both ends derive (vipd's sessions).
+    pub async fn add_new_sa(&self, sa: &Sa) -> Result<()> {
+        let (src, dst) = sa.addresses();
+        let op = match sa.direction {
+            Direction::In => "adding an inbound SA",
+            Direction::Out => "adding an outbound SA",
+        };
+        self.key(self.handle.state().add(src, dst), sa, op).await
+    }
+
     /// Keys `sa`. An inbound SA replaces the keyless state of its reserved SPI (UPDSA, as
     /// strongSwan does; NEWSA would find the SPI taken), and only that: UPDSA on a keyed
     /// SA would keep the old key and only renew its lifetime, so that is refused here. An
@@ -260,6 +274,16 @@ impl Xfrm {
             }
             Direction::Out => (state.add(src, dst), "adding an outbound SA"),
         };
+        self.key(request, sa, op).await
+    }
+
+    async fn key(
+        &self,
+        request: xfrmnetlink::StateModifyRequest,
+        sa: &Sa,
+        op: &'static str,
+    ) -> Result<()> {
+        let (src, dst) = sa.addresses();
         let key = Zeroizing::new(sa.key.0.to_vec());
         // The ESN flag goes first: `replay_window` reads it to choose the attribute.
         let window = match sa.direction {
@@ -313,6 +337,19 @@ impl Xfrm {
     /// still has the mapping, which the caller removes before), then every SA of ours
     /// between the two VIPs, of any generation. What is already gone is no error.
     pub async fn remove_pair(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr) -> Result<()> {
+        self.remove_policies(peer_vip).await?;
+        for sa in self.states().await? {
+            let ours = (sa.source, sa.destination) == (local_vip, peer_vip)
+                || (sa.source, sa.destination) == (peer_vip, local_vip);
+            if ours {
+                self.delete_sa(&sa).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the policies of the pairs with `peer_vip`, both ways.
+    pub async fn remove_policies(&self, peer_vip: Ipv4Addr) -> Result<()> {
         for direction in [Direction::Out, Direction::In] {
             let ((src, src_len), (dst, dst_len)) = policy_selector(peer_vip, direction);
             let result = self
@@ -324,14 +361,32 @@ impl Xfrm {
                 .await;
             removed(result, ENOENT, "deleting a policy")?;
         }
-        for sa in self.states().await? {
-            let ours = (sa.source, sa.destination) == (local_vip, peer_vip)
-                || (sa.source, sa.destination) == (peer_vip, local_vip);
-            if ours {
-                self.delete_sa(&sa).await?;
+        Ok(())
+    }
+
+    /// The peer VIPs that policies of ours cover (either way).
+    pub async fn policy_peers(&self) -> Result<Vec<Ipv4Addr>> {
+        let mut dump = self.handle.policy().get_dump().execute();
+        let mut peers = Vec::new();
+        while let Some(policy) = dump.try_next().await.map_err(kernel("listing policies"))? {
+            let ours = policy.nlas.iter().any(|a| {
+                matches!(a, XfrmAttrs::Template(templates)
+                    if templates.iter().any(|t| t.reqid == REQID))
+            });
+            let selector = &policy.user_policy_info.selector;
+            if !ours || selector.family != AF_INET {
+                continue;
+            }
+            let peer = match policy.user_policy_info.direction {
+                XFRM_POLICY_OUT => selector.daddr.to_ipv4(),
+                XFRM_POLICY_IN => selector.saddr.to_ipv4(),
+                _ => continue,
+            };
+            if !peers.contains(&peer) {
+                peers.push(peer);
             }
         }
-        Ok(())
+        Ok(peers)
     }
 
     /// Deletes one SA.
@@ -370,6 +425,7 @@ impl Xfrm {
                 larval,
                 bytes: info.lifetime_cur.bytes,
                 packets: info.lifetime_cur.packets,
+                added: info.lifetime_cur.add_time,
             });
         }
         Ok(ours)

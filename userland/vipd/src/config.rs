@@ -46,6 +46,26 @@ pub struct Config {
     pub negotiation: Negotiation,
     #[serde(default)]
     pub mobility: Mobility,
+    #[serde(default)]
+    pub ipsec: Ipsec,
+}
+
+/// ESP between VIPs (issue 11).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ipsec {
+    /// "required": every pair's packets are ESP between the two VIPs, and a peer that does
+    /// not offer ESP gets no pair (its name resolves to its address); "off": plain IPIP.
+    pub mode: IpsecMode,
+}
+
+/// See [`Ipsec::mode`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpsecMode {
+    #[default]
+    Required,
+    Off,
 }
 
 /// Following moves: ours and our partners'.
@@ -339,6 +359,11 @@ impl Config {
             },
             max_partners: self.negotiation.max_partners,
             max_pending: self.negotiation.max_pending,
+            esp: match self.ipsec.mode {
+                IpsecMode::Required => vip_proto::engine::EspMode::Required,
+                IpsecMode::Off => vip_proto::engine::EspMode::Off,
+            },
+            aes_hardware: crate::xfrm::aes_hardware(),
         }
     }
 }

@@ -18,16 +18,19 @@ use vip_netlink::{Client as VipClient, Mapping, MappingSpec, SetMode, VIP_MAP_F_
 use vip_proto::engine::{Id, KernelMapping, KernelOp};
 
 use crate::driver::{Handle as Engine, Input};
+use crate::xfrm::Esp;
 
 /// The link kind the module registers.
 const KIND: &str = "vip";
 
-/// Handles on rtnetlink and on the module, for one device in our namespace.
+/// Handles on rtnetlink, on the module and on XFRM, for one device in our namespace.
 #[derive(Clone)]
 pub struct Kernel {
     rt: Handle,
     vip: VipClient,
     ifindex: u32,
+    /// Set when pairs are ESP (`[ipsec] mode = "required"`).
+    esp: Option<Esp>,
 }
 
 fn kind_of(link: &LinkMessage) -> Option<String> {
@@ -110,7 +113,12 @@ impl Kernel {
             .execute()
             .await
             .with_context(|| format!("cannot bring {device} up"))?;
-        Ok(Self { rt, vip, ifindex })
+        Ok(Self {
+            rt,
+            vip,
+            ifindex,
+            esp: None,
+        })
     }
 
     /// Gives the device the local VIP `vip` (a /32), if it does not have it yet.
@@ -214,6 +222,12 @@ impl Kernel {
         &self.vip
     }
 
+    /// Pairs are ESP from now on: every change goes through `esp` first.
+    pub fn with_esp(mut self, esp: Esp) -> Self {
+        self.esp = Some(esp);
+        self
+    }
+
     /// Does what the engine asked.
     async fn execute(&self, op: KernelOp) -> Result<()> {
         match op {
@@ -221,7 +235,13 @@ impl Kernel {
                 peer_vip,
                 local_vip,
                 addr,
+                esp,
             } => {
+                if let Some(xfrm) = &self.esp {
+                    xfrm.prepare(local_vip, peer_vip, esp.as_ref())
+                        .await
+                        .with_context(|| format!("ESP with {peer_vip}"))?;
+                }
                 self.add_local_vip(local_vip).await?;
                 self.route(Ipv4Net::new(peer_vip, 32).context("a /32")?, local_vip)
                     .await?;
@@ -232,7 +252,13 @@ impl Kernel {
                 local_vip,
                 addr,
                 kick,
+                esp,
             } => {
+                if let (Some(xfrm), Some(sas)) = (&self.esp, &esp) {
+                    xfrm.prepare(local_vip, peer_vip, Some(sas))
+                        .await
+                        .with_context(|| format!("ESP with {peer_vip}"))?;
+                }
                 let spec = MappingSpec {
                     peer_vip,
                     peer_ip4: addr,
@@ -252,10 +278,30 @@ impl Kernel {
                 local_vip,
                 addr,
             } => self.set_mapping_invalid(peer_vip, addr, local_vip).await,
+            KernelOp::EspOut {
+                peer_vip,
+                local_vip,
+                sa,
+            } => match &self.esp {
+                Some(xfrm) => xfrm
+                    .outbound(local_vip, peer_vip, &sa)
+                    .await
+                    .with_context(|| format!("ESP with {peer_vip}")),
+                None => Ok(()),
+            },
             KernelOp::Remove {
                 peer_vip,
                 local_vip,
-            } => self.remove_mapping(peer_vip, local_vip).await,
+            } => {
+                self.remove_mapping(peer_vip, local_vip).await?;
+                match &self.esp {
+                    Some(xfrm) => xfrm
+                        .remove(local_vip, peer_vip)
+                        .await
+                        .with_context(|| format!("ESP with {peer_vip}")),
+                    None => Ok(()),
+                }
+            }
             KernelOp::Dump => Ok(()),
         }
     }

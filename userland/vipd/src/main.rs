@@ -12,10 +12,11 @@ mod state;
 mod stub;
 mod tsig;
 mod watch;
+mod xfrm;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use config::{AddressChoice, Config};
+use config::{AddressChoice, Config, IpsecMode};
 use ipnet::Ipv4Net;
 use std::{
     collections::HashMap,
@@ -164,11 +165,12 @@ async fn run(cli: Cli) -> Result<()> {
         None => None,
     };
 
-    let kernel = kernel::Kernel::open(module, &config.device).await?;
+    let mut kernel = kernel::Kernel::open(module, &config.device).await?;
     kernel.add_local_vip(home_vip).await?;
     kernel.route(config.vip_range, home_vip).await?;
     let peers_path = config.state_dir.join("peers.json");
     let partners = recover_partners(&peers_path, &kernel, home_vip).await;
+    kernel = start_esp(&config, kernel, &partners).await?;
 
     if let Some(updater) = &updater {
         // Our key with our VIP capability, in one update: a peer that finds the magic
@@ -325,6 +327,38 @@ fn home_vip(path: &Path, range: Ipv4Net) -> Result<Ipv4Addr> {
     std::fs::write(path, format!("{vip}\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(vip)
+}
+
+/// ESP as configured: on, the vip device must pass through XFRM and what a previous run
+/// left for pairs we no longer hold goes; off, everything ESP of ours goes.
+async fn start_esp(
+    config: &Config,
+    kernel: kernel::Kernel,
+    partners: &Partners,
+) -> Result<kernel::Kernel> {
+    match config.ipsec.mode {
+        IpsecMode::Required => {
+            xfrm::require_xfrm_on(&config.device)?;
+            let esp = xfrm::Esp::open()?;
+            let adopted: Vec<_> = partners.iter().map(|p| (p.local_vip, p.peer_vip)).collect();
+            esp.clean_up(&adopted)
+                .await
+                .context("cannot clean up ESP state left by an earlier run")?;
+            info!(
+                aes_hardware = xfrm::aes_hardware(),
+                "pairs are ESP between VIPs"
+            );
+            Ok(kernel.with_esp(esp))
+        }
+        IpsecMode::Off => {
+            error!("ESP is off: VIP pairs cross the network in clear");
+            match xfrm::Esp::open() {
+                Ok(esp) => esp.clean_up(&[]).await?,
+                Err(e) => tracing::debug!("no XFRM to clean up: {e:#}"),
+            }
+            Ok(kernel)
+        }
+    }
 }
 
 /// The partners saved by a previous run whose mappings the kernel still holds (the daemon

@@ -13,8 +13,10 @@ use tracing::{debug, info, warn};
 
 use super::limits::LogKind;
 use super::{
-    After, Claim, DnsAnswer, Engine, Id, KernelOp, LookupAnswer, Output, Partner, Purpose, Query,
+    After, Claim, DnsAnswer, Engine, Id, KernelOp, LookupAnswer, Output, PairSas, Partner, Purpose,
+    Query,
 };
+use crate::esp::{Aead, EspSa, Flow};
 use crate::fqdn::Fqdn;
 use crate::handshake::{self, Initiator};
 use crate::session::Session;
@@ -52,13 +54,18 @@ enum Stage {
     Reverse(Id),
     /// Initiations are out (see `Negotiation::outstanding`).
     Handshake { deadline: Instant },
-    /// The agreed pair is being installed in the kernel.
-    Installing { session: Session },
+    /// The agreed pair is being installed in the kernel; `esp_out` waits for the
+    /// responder's acknowledgement (a rekey: see `KernelOp::EspOut`).
+    Installing {
+        session: Session,
+        esp_out: Option<EspSa>,
+    },
     /// Installed; the responder has not acknowledged our confirmation yet.
     Confirming {
         index: u32,
         tries: u32,
         deadline: Instant,
+        esp_out: Option<EspSa>,
     },
 }
 
@@ -354,6 +361,7 @@ impl Engine {
         let rto = self.rto(fqdn);
         let me = self.cfg.me.clone();
         let secret = self.identity.secret_bytes();
+        let offer = self.esp_offer();
         let Some(neg) = self.negs.get_mut(fqdn) else {
             return;
         };
@@ -363,6 +371,7 @@ impl Engine {
             responder: fqdn.clone(),
             round: neg.round,
             accept: neg.accept,
+            esp: offer,
             requester_vip: neg.my_vip,
             responder_vip: neg.peer_vip,
         };
@@ -443,6 +452,7 @@ impl Engine {
                 index,
                 tries,
                 deadline,
+                ..
             } => {
                 if *tries >= CONFIRM_TRIES {
                     return self.confirmation_failed(fqdn);
@@ -598,19 +608,28 @@ impl Engine {
 
     fn on_reply(&mut self, now: Instant, fqdn: &Fqdn, session: Session, reply: ResponsePayload) {
         let max_rounds = self.cfg.max_rounds;
-        let Some(neg) = self.negs.get_mut(fqdn) else {
+        if !self.negs.contains_key(fqdn) {
             return;
-        };
+        }
         if reply.terminates() {
             debug!(peer = %fqdn, "the peer ended the negotiation");
             return self.finish(fqdn, LookupAnswer::Upstream);
         }
+        let Ok(esp) = self.esp_with(reply.esp) else {
+            if self.limits.log(LogKind::Peer) {
+                warn!(peer = %fqdn, "the peer does not offer ESP, which we require: no VIP pair");
+            }
+            return self.finish(fqdn, LookupAnswer::Upstream);
+        };
+        let Some(neg) = self.negs.get_mut(fqdn) else {
+            return;
+        };
         let agreed = neg.accept
             && reply.accept
             && reply.requester_vip == neg.my_vip
             && reply.responder_vip == neg.peer_vip;
         if agreed {
-            return self.install_agreed(now, fqdn, session);
+            return self.install_agreed(now, fqdn, session, esp);
         }
         if neg.round >= max_rounds {
             debug!(peer = %fqdn, rounds = max_rounds, "no agreement");
@@ -630,8 +649,30 @@ impl Engine {
     }
 
     /// Both agree: install here (for a pair that did not change, only re-point), then
-    /// confirm.
-    fn install_agreed(&mut self, now: Instant, fqdn: &Fqdn, session: Session) {
+    /// confirm. With ESP, the session's inbound SA is keyed first (the responder may send
+    /// with it as soon as it has our confirmation); the outbound one too for a new pair,
+    /// but for a pair that already has SAs only after the responder acknowledged (until
+    /// then it may not have the inbound twin, and the older SA still works).
+    fn install_agreed(
+        &mut self,
+        now: Instant,
+        fqdn: &Fqdn,
+        mut session: Session,
+        esp: Option<Aead>,
+    ) {
+        let (inbound, outbound) = match esp {
+            Some(aead) => {
+                let inbound = session.esp.take_sa(Flow::ResponderToInitiator, aead);
+                let outbound = session.esp.take_sa(Flow::InitiatorToResponder, aead);
+                let (Some(inbound), Some(outbound)) = (inbound, outbound) else {
+                    warn!(peer = %fqdn, "the session gave no ESP keys");
+                    return self.finish(fqdn, LookupAnswer::Failed);
+                };
+                (Some(inbound), Some(outbound))
+            }
+            None => (None, None),
+        };
+        session.esp.forget();
         let Some(neg) = self.negs.get_mut(fqdn) else {
             return;
         };
@@ -639,22 +680,31 @@ impl Engine {
             .previous
             .as_ref()
             .is_some_and(|p| p.peer_vip == neg.peer_vip && p.local_vip == neg.my_vip);
-        let op = if same_pair {
+        let (op, esp_out) = if same_pair {
             let kick = matches!(neg.goal, Goal::Rekey { kick: true });
-            KernelOp::Repoint {
+            let esp = inbound.map(|inbound| PairSas {
+                inbound,
+                outbound: None,
+            });
+            let op = KernelOp::Repoint {
                 peer_vip: neg.peer_vip,
                 local_vip: neg.my_vip,
                 addr: neg.addr,
                 kick,
-            }
+                esp,
+            };
+            (op, outbound)
         } else {
-            KernelOp::Install {
+            let esp = inbound.map(|inbound| PairSas { inbound, outbound });
+            let op = KernelOp::Install {
                 peer_vip: neg.peer_vip,
                 local_vip: neg.my_vip,
                 addr: neg.addr,
-            }
+                esp,
+            };
+            (op, None)
         };
-        neg.stage = Stage::Installing { session };
+        neg.stage = Stage::Installing { session, esp_out };
         let id = self.kernel(op);
         self.purposes
             .insert(id, Purpose::Then(After::InitiatorInstalled(fqdn.clone())));
@@ -665,7 +715,8 @@ impl Engine {
         let Some(mut neg) = self.negs.remove(fqdn) else {
             return;
         };
-        let Stage::Installing { session } = std::mem::replace(&mut neg.stage, Stage::Reverse(0))
+        let Stage::Installing { session, esp_out } =
+            std::mem::replace(&mut neg.stage, Stage::Reverse(0))
         else {
             self.negs.insert(fqdn.clone(), neg);
             return;
@@ -705,6 +756,7 @@ impl Engine {
             index,
             tries: 1,
             deadline: now + wait,
+            esp_out,
         };
         self.negs.insert(fqdn.clone(), neg);
         self.send_in(index, to, &Control::Confirm { round });
@@ -735,9 +787,19 @@ impl Engine {
         if *expected != index || neg.round != round {
             return;
         }
-        let Some(neg) = self.negs.remove(fqdn) else {
+        let Some(mut neg) = self.negs.remove(fqdn) else {
             return;
         };
+        if let Stage::Confirming {
+            esp_out: Some(sa), ..
+        } = std::mem::replace(&mut neg.stage, Stage::Reverse(0))
+        {
+            self.kernel(KernelOp::EspOut {
+                peer_vip: neg.peer_vip,
+                local_vip: neg.my_vip,
+                sa,
+            });
+        }
         let first_contact = neg.previous.is_none();
         let moved = matches!(neg.goal, Goal::Rekey { kick: true });
         if neg.goal == Goal::Renegotiate {
@@ -751,6 +813,7 @@ impl Engine {
                 local_vip: neg.my_vip,
                 addr: neg.addr,
                 kick: true,
+                esp: None,
             });
         }
         self.hint_confirmed(now, fqdn);

@@ -462,6 +462,7 @@ impl Engine {
                 local_vip: p.local_vip,
                 addr: p.addr,
                 kick: true,
+                esp: None,
             };
             self.kernel(op);
         }
@@ -565,6 +566,7 @@ impl Engine {
                             peer_vip,
                             local_vip,
                             addr,
+                            esp: None,
                         });
                     }
                     return;
@@ -617,6 +619,7 @@ impl Engine {
                         peer_vip,
                         local_vip: p.local_vip,
                         addr: p.addr,
+                        esp: None,
                     };
                     if self.cue_allowed(peer_vip, now) {
                         self.kernel(op);

@@ -31,11 +31,12 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 use tracing::debug;
 
+use crate::esp::{Aead, EspSa};
 use crate::fqdn::Fqdn;
 use crate::handshake::{CookieChecker, MacKeys};
 use crate::identity::Identity;
 use crate::session::Session;
-use crate::wire::{self, Control, Packet};
+use crate::wire::{self, Control, EspOffer, Packet};
 pub use admission::{Admission, Lane};
 use limits::{Limits, LogKind};
 pub use partners::{Claim, Partner, Partners};
@@ -51,6 +52,16 @@ pub enum Gc {
     ReclaimOnReboot,
     /// Mappings with no packet either way for this long are dropped.
     Lease(Duration),
+}
+
+/// Whether pairs carry their packets in ESP (issue 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EspMode {
+    /// Every pair is ESP between the two VIPs; a peer that does not offer it is refused
+    /// (its negotiation ends, and its name resolves to its physical address).
+    Required,
+    /// No ESP: pairs carry plain IPIP (a peer that requires ESP refuses us).
+    Off,
 }
 
 /// What the engine needs to know about its host and its policies.
@@ -81,6 +92,10 @@ pub struct Config {
     pub max_partners: usize,
     /// The most handshakes we answer and wait on confirmation for at once.
     pub max_pending: usize,
+    /// ESP for pairs.
+    pub esp: EspMode,
+    /// This host has AES hardware (the pair's AEAD is AES-GCM where both ends do).
+    pub aes_hardware: bool,
 }
 
 impl Config {
@@ -99,6 +114,8 @@ impl Config {
             gc: Gc::ReclaimOnReboot,
             max_partners: 65536,
             max_pending: 1024,
+            esp: EspMode::Required,
+            aes_hardware: false,
         }
     }
 }
@@ -189,11 +206,24 @@ pub enum KernelEvent {
     Lost,
 }
 
+/// A session's SAs for a pair, keyed before the mapping changes: the inbound one always
+/// (it must exist before the peer may send with it), the outbound one where nothing sends
+/// with an older SA (see [`KernelOp::EspOut`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairSas {
+    /// Carries the peer's packets to us.
+    pub inbound: EspSa,
+    /// Carries ours to the peer.
+    pub outbound: Option<EspSa>,
+}
+
 /// A change to the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelOp {
     /// Our VIP on the vip device, a route to the peer's VIP through it with that source,
-    /// and the mapping (created or replaced).
+    /// and the mapping (created or replaced). With ESP on, the pair's policies are made
+    /// first (so that nothing crosses in clear), then `esp`'s SAs, then the mapping; if
+    /// any step fails, the change fails.
     Install {
         /// The peer's VIP.
         peer_vip: Ipv4Addr,
@@ -201,6 +231,19 @@ pub enum KernelOp {
         local_vip: Ipv4Addr,
         /// Its address.
         addr: Ipv4Addr,
+        /// A new session's SAs.
+        esp: Option<PairSas>,
+    },
+    /// The outbound SA of a rekeyed pair, once the peer has its inbound twin (it
+    /// acknowledged our confirmation): our packets move onto it, and older outbound SAs
+    /// of the pair go.
+    EspOut {
+        /// The peer's VIP.
+        peer_vip: Ipv4Addr,
+        /// Ours toward it.
+        local_vip: Ipv4Addr,
+        /// The SA.
+        sa: EspSa,
     },
     /// The mapping points at `addr` now; with `kick`, TCP sockets to the peer that wait
     /// out a backoff retransmit at once (the path just came back).
@@ -213,6 +256,8 @@ pub enum KernelOp {
         addr: Ipv4Addr,
         /// Kick TCP.
         kick: bool,
+        /// A new session's SAs (a rekey of the same pair).
+        esp: Option<PairSas>,
     },
     /// The mapping is kept but marked invalid (section 3.1): its packets are dropped.
     Invalidate {
@@ -520,7 +565,9 @@ impl Engine {
 
     /// When the engine wants [`Engine::tick`] called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.next_housekeeping;
+        // A new engine looks at the kernel's table at once: a restarted daemon's adopted
+        // pairs need leases, collection and new sessions before any input arrives.
+        let mut next = Some(self.next_housekeeping.unwrap_or_else(Instant::now));
         let mut take = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -702,6 +749,7 @@ impl Engine {
             local_vip: partner.local_vip,
             addr,
             kick: true,
+            esp: None,
         };
         self.dirty = true;
         Some(self.kernel(op))
@@ -876,7 +924,29 @@ impl Engine {
                 peer_vip: p.peer_vip,
                 local_vip: p.local_vip,
                 addr: p.addr,
+                esp: None,
             });
+        }
+    }
+
+    /// What we say about ESP in a handshake.
+    fn esp_offer(&self) -> EspOffer {
+        EspOffer {
+            esp: self.cfg.esp == EspMode::Required,
+            aes_hardware: self.cfg.aes_hardware,
+        }
+    }
+
+    /// The pair's ESP given the peer's offer: `Ok(Some(aead))` on, `Ok(None)` off,
+    /// `Err(())` when we require ESP and the peer does not offer it.
+    fn esp_with(&self, peer: EspOffer) -> Result<Option<Aead>, ()> {
+        match self.cfg.esp {
+            EspMode::Off => Ok(None),
+            EspMode::Required if peer.esp => Ok(Some(Aead::for_pair(
+                self.cfg.aes_hardware,
+                peer.aes_hardware,
+            ))),
+            EspMode::Required => Err(()),
         }
     }
 

@@ -14,9 +14,10 @@ use tracing::{debug, error, warn};
 
 use super::limits::LogKind;
 use super::{
-    After, Claim, DnsAnswer, Engine, Id, KernelOp, Output, Owner, Partner, Purpose, Query, Slot,
-    random_bytes,
+    After, Claim, DnsAnswer, Engine, Id, KernelOp, Output, Owner, PairSas, Partner, Purpose, Query,
+    Slot, random_bytes,
 };
+use crate::esp::{Aead, Flow};
 use crate::fqdn::Fqdn;
 use crate::handshake::{self, Responder};
 use crate::wire::{Control, Handshake, MAC_LEN, ResponsePayload};
@@ -56,6 +57,8 @@ pub(super) struct Pending {
     key: [u8; 32],
     counter: u64,
     round: u8,
+    /// The pair's ESP, once decided (in the response).
+    esp: Option<Aead>,
     stage: Stage,
 }
 
@@ -172,6 +175,7 @@ impl Engine {
             requester: requester.clone(),
             key,
             counter,
+            esp: None,
             round,
             stage,
         };
@@ -261,6 +265,12 @@ impl Engine {
             }
             return self.respond_with(now, index, responder, false, Some(Ipv4Addr::UNSPECIFIED));
         }
+        if self.esp_with(responder.payload.esp).is_err() {
+            if self.limits.log(LogKind::Peer) {
+                warn!(peer = %requester, "the initiator does not offer ESP, which we require: ending the negotiation");
+            }
+            return self.respond_with(now, index, responder, false, Some(Ipv4Addr::UNSPECIFIED));
+        }
         match self.partners.claim(
             responder.payload.requester_vip,
             &requester,
@@ -311,9 +321,11 @@ impl Engine {
             my_vip = vip;
             agreed = false;
         }
+        let esp = self.esp_with(p.esp).ok().flatten();
         let payload = ResponsePayload {
             round: p.round,
             accept,
+            esp: self.esp_offer(),
             requester_vip: p.requester_vip,
             responder_vip: my_vip,
         };
@@ -331,6 +343,7 @@ impl Engine {
         pend.stage = Stage::Responded {
             agreed: agreed.then_some((peer_vip, my_vip)),
         };
+        pend.esp = esp;
         let to = pend.from;
         self.sessions.insert(
             index,
@@ -373,10 +386,28 @@ impl Engine {
             peer_vip,
             my_vip,
         };
+        // Both of the session's SAs at once: the initiator keyed its inbound one before
+        // it confirmed.
+        let aead = pend.esp;
+        let esp = match (aead, self.sessions.get_mut(&index)) {
+            (Some(aead), Some(slot)) => {
+                let keys = &mut slot.session.esp;
+                let inbound = keys.take_sa(Flow::InitiatorToResponder, aead);
+                let outbound = keys.take_sa(Flow::ResponderToInitiator, aead);
+                keys.forget();
+                match inbound {
+                    Some(inbound) => Some(PairSas { inbound, outbound }),
+                    None => return self.drop_pending(index),
+                }
+            }
+            (Some(_), None) => return self.drop_pending(index),
+            (None, _) => None,
+        };
         let id = self.kernel(KernelOp::Install {
             peer_vip,
             local_vip: my_vip,
             addr: *from.ip(),
+            esp,
         });
         self.purposes
             .insert(id, Purpose::Then(After::ResponderInstalled(index)));

@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::esp::{Aead, EspSa};
 use crate::identity::Identity;
 use crate::wire::{InitiationPayload, MessageType};
 
@@ -40,11 +41,22 @@ struct Mapping {
     last_tx: Option<Instant>,
 }
 
+/// An SA in a fake kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FakeSa {
+    peer_vip: Ipv4Addr,
+    sa: EspSa,
+}
+
 struct Host {
     name: Fqdn,
     addr: Ipv4Addr,
     engine: Engine,
     kernel: BTreeMap<Ipv4Addr, Mapping>,
+    /// Inbound SAs, oldest first (the daemon keeps the newest few of each pair).
+    esp_in: Vec<FakeSa>,
+    /// The outbound SA each peer VIP's packets use.
+    esp_out: BTreeMap<Ipv4Addr, EspSa>,
     kicks: Vec<Ipv4Addr>,
     answers: HashMap<Id, LookupAnswer>,
     saved: Option<String>,
@@ -116,6 +128,8 @@ impl Net {
             addr,
             engine,
             kernel: BTreeMap::new(),
+            esp_in: Vec::new(),
+            esp_out: BTreeMap::new(),
             kicks: Vec::new(),
             answers: HashMap::new(),
             saved: None,
@@ -138,6 +152,8 @@ impl Net {
         };
         if lose_state {
             h.kernel.clear();
+            h.esp_in.clear();
+            h.esp_out.clear();
             h.pins.clear();
             h.saved = None;
         }
@@ -222,11 +238,38 @@ impl Net {
             }
             Output::Kernel { id, op } => {
                 let h = &mut self.hosts[i];
+                let esp = match &op {
+                    KernelOp::Install { peer_vip, esp, .. }
+                    | KernelOp::Repoint { peer_vip, esp, .. } => {
+                        esp.clone().map(|e| (*peer_vip, e.inbound, e.outbound))
+                    }
+                    KernelOp::EspOut { peer_vip, sa, .. } => {
+                        h.esp_out.insert(*peer_vip, sa.clone());
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some((peer_vip, inbound, outbound)) = esp {
+                    // The kernel refuses a second SA with an SPI (`EEXIST`).
+                    if h.esp_in.iter().any(|f| f.sa.spi == inbound.spi) {
+                        h.engine.kernel_done(now, id, Err("SPI taken".into()));
+                        return;
+                    }
+                    h.esp_in.push(FakeSa {
+                        peer_vip,
+                        sa: inbound,
+                    });
+                    if let Some(sa) = outbound {
+                        h.esp_out.insert(peer_vip, sa);
+                    }
+                }
                 match op {
+                    KernelOp::EspOut { .. } => {}
                     KernelOp::Install {
                         peer_vip,
                         local_vip,
                         addr,
+                        ..
                     } => {
                         h.kernel.insert(
                             peer_vip,
@@ -244,6 +287,7 @@ impl Net {
                         local_vip,
                         addr,
                         kick,
+                        ..
                     } => {
                         let m = h.kernel.entry(peer_vip).or_insert(Mapping {
                             addr,
@@ -264,6 +308,8 @@ impl Net {
                     }
                     KernelOp::Remove { peer_vip, .. } => {
                         h.kernel.remove(&peer_vip);
+                        h.esp_in.retain(|f| f.peer_vip != peer_vip);
+                        h.esp_out.remove(&peer_vip);
                     }
                     KernelOp::Dump => {
                         let mappings = h
@@ -413,6 +459,26 @@ fn paired(net: &Net, i: usize, j: usize) -> bool {
         && b.kernel
             .get(&pb.peer_vip)
             .is_some_and(|m| m.addr == a.addr && !m.invalid)
+        && (!esp_required(net, i) || esp_carries(net, i, j) && esp_carries(net, j, i))
+}
+
+fn esp_required(net: &Net, i: usize) -> bool {
+    net.hosts[i].engine.cfg.esp == EspMode::Required
+}
+
+/// `i`'s outbound SA toward `j` is one of `j`'s inbound SAs for that pair, with the same key
+/// and algorithm: `i`'s packets reach `j`.
+fn esp_carries(net: &Net, i: usize, j: usize) -> bool {
+    let (a, b) = (&net.hosts[i], &net.hosts[j]);
+    let Some(pa) = a.engine.partners().get(&b.name) else {
+        return false;
+    };
+    let Some(out) = a.esp_out.get(&pa.peer_vip) else {
+        return false;
+    };
+    b.esp_in
+        .iter()
+        .any(|f| f.peer_vip == pa.local_vip && f.sa == *out)
 }
 
 fn two() -> (Net, usize, usize) {
@@ -518,6 +584,10 @@ fn a_forged_first_message_leaves_no_state() {
         responder: fqdn("b.vip.test"),
         round: 1,
         accept: true,
+        esp: crate::wire::EspOffer {
+            esp: true,
+            aes_hardware: false,
+        },
         requester_vip: [240, 9, 9, 9].into(),
         responder_vip: [240, 0, 0, 2].into(),
     };
@@ -984,6 +1054,10 @@ fn a_flood_of_initiations_stays_bounded_and_a_real_one_gets_through() {
             responder: fqdn("b.vip.test"),
             round: 1,
             accept: true,
+            esp: crate::wire::EspOffer {
+                esp: true,
+                aes_hardware: false,
+            },
             requester_vip: [240, 9, 9, 9].into(),
             responder_vip: [240, 0, 0, 2].into(),
         };
@@ -1221,4 +1295,128 @@ proptest::proptest! {
         proptest::prop_assert_eq!(net.hosts[b].engine.partners().len(), 1);
         proptest::prop_assert!(net.hosts[b].engine.pends.is_empty());
     }
+}
+
+/// Host `i`'s engine with ESP in `mode` (a restart with that configuration).
+fn set_esp(net: &mut Net, i: usize, mode: EspMode) {
+    net.hosts[i].engine.cfg.esp = mode;
+}
+
+#[test]
+fn a_host_that_requires_esp_pairs_only_with_a_host_that_offers_it() {
+    // The responder requires ESP, the initiator has it off: the responder ends the
+    // negotiation, and the name resolves to its address.
+    let (mut net, a, b) = two();
+    set_esp(&mut net, a, EspMode::Off);
+    let id = net.lookup(a, "b.vip.test");
+    assert_eq!(net.answer(a, id), Some(LookupAnswer::Upstream));
+    assert!(net.hosts[a].kernel.is_empty() && net.hosts[b].kernel.is_empty());
+    assert!(net.hosts[b].engine.partners().is_empty());
+    // The initiator requires it, the responder has it off: the initiator gives up.
+    let (mut net, a, b) = two();
+    set_esp(&mut net, b, EspMode::Off);
+    let id = net.lookup(a, "b.vip.test");
+    assert_eq!(net.answer(a, id), Some(LookupAnswer::Upstream));
+    assert!(net.hosts[a].kernel.is_empty() && net.hosts[b].kernel.is_empty());
+    // Both off: a pair in plain IPIP, and no SA anywhere.
+    let (mut net, a, b) = two();
+    set_esp(&mut net, a, EspMode::Off);
+    set_esp(&mut net, b, EspMode::Off);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+    for h in [a, b] {
+        assert!(net.hosts[h].esp_in.is_empty() && net.hosts[h].esp_out.is_empty());
+    }
+}
+
+#[test]
+fn first_contact_keys_both_ways_and_the_algorithm_follows_both_ends_hardware() {
+    let (mut net, a, b) = two();
+    net.hosts[a].engine.cfg.aes_hardware = true;
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(
+        paired(&net, a, b),
+        "each end's outbound SA is the other's inbound SA"
+    );
+    let out_a = net.hosts[a].esp_out.values().next().unwrap().clone();
+    let out_b = net.hosts[b].esp_out.values().next().unwrap().clone();
+    assert_ne!(out_a.spi, out_b.spi);
+    assert_ne!(out_a.key, out_b.key);
+    assert_eq!(out_a.aead, Aead::ChaCha20Poly1305, "only one end has AES");
+    // Both with AES hardware: AES-GCM.
+    let (mut net, a, b) = two();
+    net.hosts[a].engine.cfg.aes_hardware = true;
+    net.hosts[b].engine.cfg.aes_hardware = true;
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+    assert!(
+        net.hosts[b]
+            .esp_out
+            .values()
+            .all(|sa| sa.aead == Aead::AesGcm)
+    );
+}
+
+#[test]
+fn a_rekey_moves_outbound_traffic_only_onto_an_sa_the_peer_already_receives_on() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let first = net.hosts[a].esp_out.values().next().unwrap().clone();
+    // B's acknowledgements of A's confirmations are lost: A's rekey gets as far as its
+    // confirmation, B installs the new session's SAs, A never hears back.
+    let (addr_a, addr_b) = (net.hosts[a].addr, net.hosts[b].addr);
+    net.filter = Box::new(move |d| {
+        !(*d.from.ip() == addr_b
+            && *d.to.ip() == addr_a
+            && d.bytes[3] == MessageType::Transport as u8)
+    });
+    let fqdn_b = fqdn("b.vip.test");
+    net.hosts[a].engine.rekey(net.now, &fqdn_b, None, false);
+    net.settle();
+    assert_eq!(
+        net.hosts[a].esp_out.values().next(),
+        Some(&first),
+        "A still sends with the old SA"
+    );
+    assert!(esp_carries(&net, a, b), "which B still receives on");
+    assert!(
+        esp_carries(&net, b, a),
+        "B sends with the new one, which A keyed first"
+    );
+    assert!(net.hosts[b].esp_out.values().all(|sa| sa.spi != first.spi));
+    // The acknowledgement gets through on a retry: A moves to the new SA.
+    net.filter = Box::new(|_| true);
+    net.run_for(Duration::from_secs(3));
+    let now_out = net.hosts[a].esp_out.values().next().unwrap().clone();
+    assert_ne!(now_out.spi, first.spi);
+    assert!(paired(&net, a, b));
+}
+
+#[test]
+fn a_restarted_daemon_rekeys_its_adopted_pairs_once_they_carry_packets() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let first = net.hosts[a].esp_out.values().next().unwrap().clone();
+    net.run_for(Duration::from_secs(2));
+    net.restart(a, false);
+    // Before any input: the daemon's loop only ticks when the engine names a time.
+    assert!(
+        net.hosts[a].engine.poll_timeout().is_some(),
+        "housekeeping is due at once"
+    );
+    for _ in 0..3 {
+        net.traffic(a, b);
+        net.run_for(Duration::from_secs(10));
+    }
+    let now_out = net.hosts[a].esp_out.values().next().unwrap().clone();
+    assert_ne!(
+        now_out.spi, first.spi,
+        "the adopted pair has a new session's SAs"
+    );
+    assert!(paired(&net, a, b));
 }

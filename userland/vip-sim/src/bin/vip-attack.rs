@@ -210,6 +210,10 @@ fn initiations(args: &Initiations) -> Result<()> {
                 responder: responder.clone(),
                 round: 1,
                 accept: true,
+                esp: vip_proto::wire::EspOffer {
+                    esp: true,
+                    aes_hardware: false,
+                },
                 requester_vip: Ipv4Addr::new(240, 66, 0, 1),
                 responder_vip: Ipv4Addr::new(240, 66, 0, 2),
             };
@@ -279,6 +283,10 @@ fn fuzz(args: &Fuzz) -> Result<()> {
                 responder: responder.clone(),
                 round: 1,
                 accept: true,
+                esp: vip_proto::wire::EspOffer {
+                    esp: true,
+                    aes_hardware: false,
+                },
                 requester_vip: Ipv4Addr::new(240, 66, 0, 1),
                 responder_vip: Ipv4Addr::new(240, 66, 0, 2),
             };

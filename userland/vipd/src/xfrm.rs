@@ -1,0 +1,170 @@
+//! ESP for the daemon's pairs (issue 11): the kernel's XFRM, as the engine's kernel changes
+//! ask. A pair's policies come first (from then on its packets are ESP or nothing), then
+//! each session's SAs; SPIs and keys come from the session (`vip_proto::esp`).
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+use vip_proto::engine::PairSas;
+use vip_proto::esp::{Aead as SessionAead, EspSa};
+use vip_xfrm::{Aead, Direction, EspKey, Lifetime, Sa, Xfrm};
+
+/// Inbound SAs kept per pair: the newest and the ones before it, for packets the peer sent
+/// before it moved onto the newest (a rekey's make-before-break; two rekeys crossing).
+const INBOUND_KEPT: usize = 3;
+
+/// The daemon's hands in XFRM.
+#[derive(Clone)]
+pub struct Esp {
+    xfrm: Xfrm,
+}
+
+impl Esp {
+    /// Opens the XFRM socket; its connection runs as a task of the current runtime.
+    pub fn open() -> Result<Self> {
+        let (xfrm, connection) = Xfrm::new().context("cannot open an XFRM netlink socket")?;
+        tokio::spawn(connection);
+        Ok(Self { xfrm })
+    }
+
+    /// The pair's policies (idempotent), then `sas`: the inbound SA, and the outbound one
+    /// if given (the older inbound SAs beyond [`INBOUND_KEPT`] go).
+    pub async fn prepare(
+        &self,
+        local_vip: Ipv4Addr,
+        peer_vip: Ipv4Addr,
+        sas: Option<&PairSas>,
+    ) -> Result<()> {
+        self.xfrm.add_policies(local_vip, peer_vip).await?;
+        let Some(sas) = sas else {
+            return Ok(());
+        };
+        let inbound = sa(local_vip, peer_vip, Direction::In, &sas.inbound);
+        self.xfrm.add_new_sa(&inbound).await?;
+        self.prune_inbound(local_vip, peer_vip, sas.inbound.spi)
+            .await?;
+        if let Some(outbound) = &sas.outbound {
+            self.outbound(local_vip, peer_vip, outbound).await?;
+        }
+        Ok(())
+    }
+
+    /// The pair's new outbound SA; the older ones go (the peer receives on the new one).
+    pub async fn outbound(
+        &self,
+        local_vip: Ipv4Addr,
+        peer_vip: Ipv4Addr,
+        new: &EspSa,
+    ) -> Result<()> {
+        self.xfrm
+            .add_new_sa(&sa(local_vip, peer_vip, Direction::Out, new))
+            .await?;
+        for old in self.xfrm.states().await? {
+            if (old.source, old.destination) == (local_vip, peer_vip) && old.spi != new.spi {
+                self.xfrm.delete_sa(&old).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn prune_inbound(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr, new: u32) -> Result<()> {
+        let mut older: Vec<_> = self
+            .xfrm
+            .states()
+            .await?
+            .into_iter()
+            .filter(|s| (s.source, s.destination) == (peer_vip, local_vip) && s.spi != new)
+            .collect();
+        older.sort_by_key(|s| std::cmp::Reverse(s.added));
+        for old in older.iter().skip(INBOUND_KEPT - 1) {
+            self.xfrm.delete_sa(old).await?;
+        }
+        Ok(())
+    }
+
+    /// The pair's policies and SAs, all generations.
+    pub async fn remove(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr) -> Result<()> {
+        Ok(self.xfrm.remove_pair(local_vip, peer_vip).await?)
+    }
+
+    /// At start: ours that belong to no adopted pair (a crash, a reboot, a pair collected
+    /// while the daemon was down) go; the adopted pairs keep their SAs until their next
+    /// session replaces them.
+    pub async fn clean_up(&self, adopted: &[(Ipv4Addr, Ipv4Addr)]) -> Result<()> {
+        let mut removed = 0usize;
+        for peer in self.xfrm.policy_peers().await? {
+            if !adopted.iter().any(|(_, p)| *p == peer) {
+                self.xfrm.remove_policies(peer).await?;
+                removed += 1;
+            }
+        }
+        for state in self.xfrm.states().await? {
+            let adopted_pair = adopted.iter().any(|&(local, peer)| {
+                (state.source, state.destination) == (local, peer)
+                    || (state.source, state.destination) == (peer, local)
+            });
+            if !adopted_pair || state.larval {
+                self.xfrm.delete_sa(&state).await?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            info!(
+                removed,
+                "removed ESP policies and SAs of pairs we no longer hold"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn sa(local_vip: Ipv4Addr, peer_vip: Ipv4Addr, direction: Direction, sa: &EspSa) -> Sa {
+    Sa {
+        local_vip,
+        peer_vip,
+        direction,
+        spi: sa.spi,
+        aead: match sa.aead {
+            SessionAead::AesGcm => Aead::AesGcm,
+            SessionAead::ChaCha20Poly1305 => Aead::ChaCha20Poly1305,
+        },
+        key: EspKey::new(*sa.key),
+        // The daemon replaces a pair's SAs with every session (at most 120 s apart while
+        // the pair carries packets) and removes them with the pair.
+        lifetime: Lifetime::default(),
+    }
+}
+
+/// Whether the CPU has AES and carry-less multiplication instructions (what AES-GCM
+/// needs to be fast and constant-time).
+pub fn aes_hardware() -> bool {
+    let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return false;
+    };
+    cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .is_some_and(|flags| {
+            let has = |w: &str| flags.split_whitespace().any(|f| f == w);
+            has("aes") && has("pclmulqdq")
+        })
+}
+
+/// XFRM must not be switched off on the vip device: its packets would skip the policies
+/// and cross in clear. Switched back on, with a warning; an error if that fails.
+pub fn require_xfrm_on(device: &str) -> Result<()> {
+    for knob in ["disable_xfrm", "disable_policy"] {
+        let path = format!("/proc/sys/net/ipv4/conf/{device}/{knob}");
+        let value =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        if value.trim() != "0" {
+            warn!(
+                device,
+                knob, "IPsec was switched off on the vip device: switching it back on"
+            );
+            std::fs::write(&path, "0").with_context(|| format!("cannot write 0 to {path}"))?;
+        }
+    }
+    Ok(())
+}
