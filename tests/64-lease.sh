@@ -12,7 +12,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
-tap_plan 21
+tap_plan 22
 
 LEASE_SECS=20
 GC_IDLE_SECS=12
@@ -156,6 +156,10 @@ check "A's vipd logged the collection of C" \
   logged_since a "$mark_a" "idle mapping collected peer=c.$DNS_ZONE "
 not_saved() { ! saved_partner "$@"; }
 check "... and dropped C from its partners" eventually 5 not_saved a c.$DNS_ZONE
+# ESP (on by default): the collected pair's policies and SAs went with it, B's stayed.
+check "... and removed the pair's ESP policies and SAs, keeping B's" \
+  bash -c "out=\$(ip netns exec vip-a ip xfrm policy list; ip netns exec vip-a ip xfrm state list);
+    ! grep -q '$vip_c' <<<\"\$out\" && grep -q '$vip_b' <<<\"\$out\""
 check "the busy pair with B is kept in A's kernel" maps_to a "$vip_b" "$(topo_addr b)"
 check "... and in A's vipd" saved_partner a b.$DNS_ZONE
 check_fails "... which never collected it" \

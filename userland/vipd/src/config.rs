@@ -399,6 +399,23 @@ key_file = "/etc/vipd/a.key"
     }
 
     #[test]
+    fn esp_is_required_unless_switched_off() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.ipsec.mode, IpsecMode::Required);
+        assert_eq!(
+            c.engine(Ipv4Addr::new(240, 0, 0, 1)).esp,
+            vip_proto::engine::EspMode::Required
+        );
+        let c = Config::parse(&format!("{MINIMAL}\n[ipsec]\nmode = \"off\"\n")).unwrap();
+        assert_eq!(
+            c.engine(Ipv4Addr::new(240, 0, 0, 1)).esp,
+            vip_proto::engine::EspMode::Off
+        );
+        let err = Config::parse(&format!("{MINIMAL}\n[ipsec]\nmode = \"optional\"\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("optional"), "{err:#}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::parse(&format!("{MINIMAL}\n[negotiation]\nprot = 5\n")).unwrap_err();
         assert!(format!("{err:#}").contains("prot"), "{err:#}");

@@ -293,6 +293,8 @@ impl Kernel {
                 peer_vip,
                 local_vip,
             } => {
+                // The policies go only once the mapping is gone: a mapping left without
+                // them would send in clear (left-overs are removed at the next start).
                 self.remove_mapping(peer_vip, local_vip).await?;
                 match &self.esp {
                     Some(xfrm) => xfrm

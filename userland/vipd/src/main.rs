@@ -170,7 +170,7 @@ async fn run(cli: Cli) -> Result<()> {
     kernel.route(config.vip_range, home_vip).await?;
     let peers_path = config.state_dir.join("peers.json");
     let partners = recover_partners(&peers_path, &kernel, home_vip).await;
-    kernel = start_esp(&config, kernel, &partners).await?;
+    kernel = start_esp(&config, kernel, home_vip).await?;
 
     if let Some(updater) = &updater {
         // Our key with our VIP capability, in one update: a peer that finds the magic
@@ -329,21 +329,34 @@ fn home_vip(path: &Path, range: Ipv4Net) -> Result<Ipv4Addr> {
     Ok(vip)
 }
 
-/// ESP as configured: on, the vip device must pass through XFRM and what a previous run
-/// left for pairs we no longer hold goes; off, everything ESP of ours goes.
+/// ESP as configured. On: the vip device must pass through XFRM; every pair the kernel
+/// maps keeps (or gets) its policies, so none of them sends in clear, whether or not this
+/// run adopted it (a pair without SAs is then dropped until a session keys it); what an
+/// earlier run left for pairs the kernel no longer maps goes. Off: everything ESP of ours
+/// goes.
 async fn start_esp(
     config: &Config,
     kernel: kernel::Kernel,
-    partners: &Partners,
+    home_vip: Ipv4Addr,
 ) -> Result<kernel::Kernel> {
     match config.ipsec.mode {
         IpsecMode::Required => {
             xfrm::require_xfrm_on(&config.device)?;
             let esp = xfrm::Esp::open()?;
-            let adopted: Vec<_> = partners.iter().map(|p| (p.local_vip, p.peer_vip)).collect();
-            esp.clean_up(&adopted)
+            let mapped: Vec<_> = kernel
+                .mappings()
+                .await?
+                .iter()
+                .map(|m| (m.spec.local_vip.unwrap_or(home_vip), m.spec.peer_vip))
+                .collect();
+            esp.clean_up(&mapped)
                 .await
                 .context("cannot clean up ESP state left by an earlier run")?;
+            for &(local_vip, peer_vip) in &mapped {
+                esp.prepare(local_vip, peer_vip, None)
+                    .await
+                    .with_context(|| format!("cannot require ESP with {peer_vip}"))?;
+            }
             info!(
                 aes_hardware = xfrm::aes_hardware(),
                 "pairs are ESP between VIPs"

@@ -10,9 +10,11 @@ use vip_proto::engine::PairSas;
 use vip_proto::esp::{Aead as SessionAead, EspSa};
 use vip_xfrm::{Aead, Direction, EspKey, Lifetime, Sa, Xfrm};
 
-/// Inbound SAs kept per pair: the newest and the ones before it, for packets the peer sent
-/// before it moved onto the newest (a rekey's make-before-break; two rekeys crossing).
-const INBOUND_KEPT: usize = 3;
+/// Inbound SAs kept per pair: the newest and the ones before it. The peer moves onto a new
+/// one only when its session completes, so older ones stay for packets still in flight,
+/// rekeys crossing, and sessions whose confirmation was lost (each adds an inbound SA the
+/// peer never uses; housekeeping retries at most every 10 s).
+const INBOUND_KEPT: usize = 8;
 
 /// The daemon's hands in XFRM.
 #[derive(Clone)]
@@ -88,9 +90,9 @@ impl Esp {
         Ok(self.xfrm.remove_pair(local_vip, peer_vip).await?)
     }
 
-    /// At start: ours that belong to no adopted pair (a crash, a reboot, a pair collected
-    /// while the daemon was down) go; the adopted pairs keep their SAs until their next
-    /// session replaces them.
+    /// At start: ours that belong to none of the pairs the kernel still maps (a crash, a
+    /// pair collected while the daemon was down) go; the others keep their SAs until their
+    /// next session replaces them.
     pub async fn clean_up(&self, adopted: &[(Ipv4Addr, Ipv4Addr)]) -> Result<()> {
         let mut removed = 0usize;
         for peer in self.xfrm.policy_peers().await? {
