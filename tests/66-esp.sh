@@ -67,10 +67,8 @@ inbound_twice() { ! out=$(esp a sa "${a_pair[@]}" --dir in --spi "$spi_a" --key 
 check "... nor an inbound one (UPDSA would keep the old key)" inbound_twice
 
 # --- Only ESP on the wire ---------------------------------------------------------------
-marker=VIP-PLAINTEXT-MARKER-
 size=$(by_kernel 4000000 1000000)
-python3 -c "import sys; sys.stdout.buffer.write((b'$marker' * ($size // ${#marker} + 1))[:$size])" > "$work/payload"
-want=$(sha256sum < "$work/payload" | cut -d' ' -f1)
+want=$(marker_payload "$work/payload" "$size")
 capture r a-eth1 "$work/wire.pcap" "ip"; dump=$CAPTURE
 on b socat -u TCP4-LISTEN:6001,bind=240.0.0.2,reuseaddr OPEN:"$work/tcp.out",creat,trunc &
 server=$!
@@ -85,7 +83,7 @@ clear_n=$(packets_in "$work/wire.pcap" "not (ip proto 4 and ip[29] = 50)")
 check "every IP packet the router saw from or to A was IPIP with ESP inside ($esp_n), none other ($clear_n)" \
   test "$esp_n" -gt 100 -a "$clear_n" = 0
 check "the marker is nowhere in the capture" \
-  bash -c "! grep -qa '$marker' '$work/wire.pcap'"
+  bash -c "! grep -qa '$MARKER' '$work/wire.pcap'"
 diag "A's SAs: $(esp a list | tr '\n' ' ')"
 check "A's outbound SA counted the transfer" \
   bash -c "ip netns exec vip-a vip-esp list | grep '\"spi\":$spi_b,' | python3 -c '

@@ -64,10 +64,8 @@ check "A's policies for B require ESP both ways" \
   test "$(on a ip xfrm policy list | grep -c "proto esp reqid $((REQID)) mode transport")" -ge 2
 
 # --- Only ESP on the wire ---------------------------------------------------------------
-marker=VIP-PLAINTEXT-MARKER-
 size=1000000
-python3 -c "import sys; sys.stdout.buffer.write((b'$marker' * ($size // ${#marker} + 1))[:$size])" > "$work/payload"
-want=$(sha256sum < "$work/payload" | cut -d' ' -f1)
+want=$(marker_payload "$work/payload" "$size")
 capture r a-eth1 "$work/wire.pcap" "ip and host $(topo_addr a)"; dump=$CAPTURE
 on b socat -u TCP4-LISTEN:6001,bind="$vip_b",reuseaddr OPEN:"$work/tcp.out",creat,trunc &
 server=$!
@@ -81,7 +79,7 @@ esp_n=$(packets_in "$work/wire.pcap" "ip proto 4 and ip[29] = 50")
 clear_n=$(packets_in "$work/wire.pcap" "ip proto 4 and ip[29] != 50")
 check "every IPIP packet between A and the router carried ESP ($esp_n), none anything else ($clear_n)" \
   test "$esp_n" -gt 100 -a "$clear_n" = 0
-check "the marker is nowhere in the capture" bash -c "! grep -qa '$marker' '$work/wire.pcap'"
+check "the marker is nowhere in the capture" bash -c "! grep -qa '$MARKER' '$work/wire.pcap'"
 
 # --- Plaintext that vip.ko takes (A's own address outside), XFRM refuses -------------------
 on b socat -u UDP4-RECV:6002,bind="$vip_b" OPEN:"$work/udp.out",creat,trunc &

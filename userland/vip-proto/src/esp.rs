@@ -169,6 +169,21 @@ impl EspKeys {
         Some(EspSa { spi, aead, key })
     }
 
+    /// Both SAs of one end, (inbound, outbound), for the end that `initiated` the handshake
+    /// or the other; the secret is wiped after. `None` if either was taken already.
+    pub fn take_both(&mut self, aead: Aead, initiated: bool) -> Option<(EspSa, EspSa)> {
+        let (inbound, outbound) = if initiated {
+            (Flow::ResponderToInitiator, Flow::InitiatorToResponder)
+        } else {
+            (Flow::InitiatorToResponder, Flow::ResponderToInitiator)
+        };
+        let both = self
+            .take_sa(inbound, aead)
+            .zip(self.take_sa(outbound, aead));
+        self.forget();
+        both
+    }
+
     /// Drops the secret: no key can be made from this session any more.
     pub fn forget(&mut self) {
         self.prk = None;

@@ -246,35 +246,32 @@ impl Xfrm {
     /// outbound SA is new (NEWSA, which fails with `EEXIST` rather than replace an SA with
     /// the same SPI): no key is installed twice, and no counter starts over under a key.
     pub async fn add_sa(&self, sa: &Sa) -> Result<()> {
+        const OP: &str = "keying an inbound SA";
+        if sa.direction == Direction::Out {
+            return self.add_new_sa(sa).await;
+        }
         let (src, dst) = sa.addresses();
         let state = self.handle.state();
-        let (request, op) = match sa.direction {
-            Direction::In => {
-                const OP: &str = "keying an inbound SA";
-                let mut found = state
-                    .get(src, dst)
-                    .protocol(IPPROTO_ESP)
-                    .spi(sa.spi)
-                    .execute();
-                let reserved = found.try_next().await.map_err(kernel(OP))?;
-                let ours_and_keyless = reserved.is_some_and(|s| {
-                    s.user_sa_info.reqid == REQID
-                        && !s
-                            .nlas
-                            .iter()
-                            .any(|a| matches!(a, XfrmAttrs::EncryptionAlgAead(_)))
-                });
-                if !ours_and_keyless {
-                    return Err(Error::Unexpected {
-                        op: OP,
-                        what: "the SPI is not one we reserved, or it is keyed already",
-                    });
-                }
-                (state.update(src, dst), OP)
-            }
-            Direction::Out => (state.add(src, dst), "adding an outbound SA"),
-        };
-        self.key(request, sa, op).await
+        let mut found = state
+            .get(src, dst)
+            .protocol(IPPROTO_ESP)
+            .spi(sa.spi)
+            .execute();
+        let reserved = found.try_next().await.map_err(kernel(OP))?;
+        let ours_and_keyless = reserved.is_some_and(|s| {
+            s.user_sa_info.reqid == REQID
+                && !s
+                    .nlas
+                    .iter()
+                    .any(|a| matches!(a, XfrmAttrs::EncryptionAlgAead(_)))
+        });
+        if !ours_and_keyless {
+            return Err(Error::Unexpected {
+                op: OP,
+                what: "the SPI is not one we reserved, or it is keyed already",
+            });
+        }
+        self.key(state.update(src, dst), sa, OP).await
     }
 
     async fn key(

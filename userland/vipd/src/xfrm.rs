@@ -31,7 +31,7 @@ impl Esp {
     }
 
     /// The pair's policies (idempotent), then `sas`: the inbound SA, and the outbound one
-    /// if given (the older inbound SAs beyond [`INBOUND_KEPT`] go).
+    /// if given; then the SAs they replace go.
     pub async fn prepare(
         &self,
         local_vip: Ipv4Addr,
@@ -44,15 +44,16 @@ impl Esp {
         };
         let inbound = sa(local_vip, peer_vip, Direction::In, &sas.inbound);
         self.xfrm.add_new_sa(&inbound).await?;
-        self.prune_inbound(local_vip, peer_vip, sas.inbound.spi)
-            .await?;
         if let Some(outbound) = &sas.outbound {
-            self.outbound(local_vip, peer_vip, outbound).await?;
+            let outbound = sa(local_vip, peer_vip, Direction::Out, outbound);
+            self.xfrm.add_new_sa(&outbound).await?;
         }
-        Ok(())
+        let newest_out = sas.outbound.as_ref().map(|o| o.spi);
+        self.retire(local_vip, peer_vip, Some(sas.inbound.spi), newest_out)
+            .await
     }
 
-    /// The pair's new outbound SA; the older ones go (the peer receives on the new one).
+    /// The pair's new outbound SA (the peer receives on it); the older ones go.
     pub async fn outbound(
         &self,
         local_vip: Ipv4Addr,
@@ -62,24 +63,32 @@ impl Esp {
         self.xfrm
             .add_new_sa(&sa(local_vip, peer_vip, Direction::Out, new))
             .await?;
-        for old in self.xfrm.states().await? {
-            if (old.source, old.destination) == (local_vip, peer_vip) && old.spi != new.spi {
-                self.xfrm.delete_sa(&old).await?;
-            }
-        }
-        Ok(())
+        self.retire(local_vip, peer_vip, None, Some(new.spi)).await
     }
 
-    async fn prune_inbound(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr, new: u32) -> Result<()> {
-        let mut older: Vec<_> = self
-            .xfrm
-            .states()
-            .await?
-            .into_iter()
-            .filter(|s| (s.source, s.destination) == (peer_vip, local_vip) && s.spi != new)
+    /// Deletes, from one listing, the pair's outbound SAs other than `newest_out`, and its
+    /// inbound SAs beyond the [`INBOUND_KEPT`] newest (`newest_in` first).
+    async fn retire(
+        &self,
+        local_vip: Ipv4Addr,
+        peer_vip: Ipv4Addr,
+        newest_in: Option<u32>,
+        newest_out: Option<u32>,
+    ) -> Result<()> {
+        let states = self.xfrm.states().await?;
+        let mut older_in: Vec<_> = states
+            .iter()
+            .filter(|s| {
+                newest_in.is_some_and(|new| s.spi != new)
+                    && (s.source, s.destination) == (peer_vip, local_vip)
+            })
             .collect();
-        older.sort_by_key(|s| std::cmp::Reverse(s.added));
-        for old in older.iter().skip(INBOUND_KEPT - 1) {
+        older_in.sort_by_key(|s| std::cmp::Reverse(s.added));
+        let older_out = states.iter().filter(|s| {
+            newest_out.is_some_and(|new| s.spi != new)
+                && (s.source, s.destination) == (local_vip, peer_vip)
+        });
+        for old in older_in.into_iter().skip(INBOUND_KEPT - 1).chain(older_out) {
             self.xfrm.delete_sa(old).await?;
         }
         Ok(())

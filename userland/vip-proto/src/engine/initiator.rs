@@ -16,7 +16,7 @@ use super::{
     After, Claim, DnsAnswer, Engine, Id, KernelOp, LookupAnswer, Output, PairSas, Partner, Purpose,
     Query,
 };
-use crate::esp::{Aead, EspSa, Flow};
+use crate::esp::{Aead, EspSa};
 use crate::fqdn::Fqdn;
 use crate::handshake::{self, Initiator};
 use crate::session::Session;
@@ -662,17 +662,17 @@ impl Engine {
     ) {
         let (inbound, outbound) = match esp {
             Some(aead) => {
-                let inbound = session.esp.take_sa(Flow::ResponderToInitiator, aead);
-                let outbound = session.esp.take_sa(Flow::InitiatorToResponder, aead);
-                let (Some(inbound), Some(outbound)) = (inbound, outbound) else {
+                let Some((inbound, outbound)) = session.esp.take_both(aead, true) else {
                     warn!(peer = %fqdn, "the session gave no ESP keys");
                     return self.finish(fqdn, LookupAnswer::Failed);
                 };
                 (Some(inbound), Some(outbound))
             }
-            None => (None, None),
+            None => {
+                session.esp.forget();
+                (None, None)
+            }
         };
-        session.esp.forget();
         let Some(neg) = self.negs.get_mut(fqdn) else {
             return;
         };

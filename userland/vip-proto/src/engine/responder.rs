@@ -17,7 +17,7 @@ use super::{
     After, Claim, DnsAnswer, Engine, Id, KernelOp, Output, Owner, PairSas, Partner, Purpose, Query,
     Slot, random_bytes,
 };
-use crate::esp::{Aead, Flow};
+use crate::esp::Aead;
 use crate::fqdn::Fqdn;
 use crate::handshake::{self, Responder};
 use crate::wire::{Control, Handshake, MAC_LEN, ResponsePayload};
@@ -390,16 +390,13 @@ impl Engine {
         // it confirmed.
         let aead = pend.esp;
         let esp = match (aead, self.sessions.get_mut(&index)) {
-            (Some(aead), Some(slot)) => {
-                let keys = &mut slot.session.esp;
-                let inbound = keys.take_sa(Flow::InitiatorToResponder, aead);
-                let outbound = keys.take_sa(Flow::ResponderToInitiator, aead);
-                keys.forget();
-                match inbound {
-                    Some(inbound) => Some(PairSas { inbound, outbound }),
-                    None => return self.drop_pending(index),
-                }
-            }
+            (Some(aead), Some(slot)) => match slot.session.esp.take_both(aead, false) {
+                Some((inbound, outbound)) => Some(PairSas {
+                    inbound,
+                    outbound: Some(outbound),
+                }),
+                None => return self.drop_pending(index),
+            },
             (Some(_), None) => return self.drop_pending(index),
             (None, _) => None,
         };
