@@ -14,9 +14,9 @@ source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
 source "$(dirname "$0")/lib/capture.sh"
+source "$(dirname "$0")/lib/esp.sh"
 tap_plan 20
 
-REQID=0x56495000
 vip_unload; vip_load
 at_exit vip_unload
 topo_create a:1 b:2 c:1 dns
@@ -30,16 +30,7 @@ check "vipd runs on A, B and C (C with ESP off)" \
 work=$(mktemp -d)
 at_exit rm -rf "$work"
 
-xstat() { on "$1" awk -v f="$2" '$1 == f { print $2 }' /proc/net/xfrm_stat; }
 listening() { on "$1" ss -Hln"$2" "sport = :$3" | grep -q .; }
-# The SAs of ours on HOST from SRC to DST, one "spi aead-line" each.
-sas() {
-  on "$1" ip xfrm state list src "$2" dst "$3" proto esp | awk -v r=$((REQID)) '
-    /^src/ { spi = "" } / spi / { for (i = 1; i <= NF; i++) if ($i == "spi") spi = $(i + 1);
-      ours = ($0 ~ "reqid " r " ") } /aead/ && ours { print spi, $0 }'
-}
-spis() { sas "$@" | cut -d' ' -f1; }
-count() { "$@" | grep -c .; }
 
 check "A reaches B by name" on a ping -c2 -i0.2 -W2 b.$DNS_ZONE
 vip_a=$(on b vipctl -j show | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["peer_vip"])')

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use netlink_packet_core::DefaultNla;
 use netlink_packet_xfrm::{
-    IPPROTO_ESP, UserTemplate, XFRM_MODE_TRANSPORT, XFRM_POLICY_IN, XFRM_POLICY_OUT,
+    IPPROTO_ESP, UserSaInfo, UserTemplate, XFRM_MODE_TRANSPORT, XFRM_POLICY_IN, XFRM_POLICY_OUT,
     XFRM_STATE_ESN, XfrmAttrs,
 };
 use netlink_sys::AsyncSocket;
@@ -90,6 +90,22 @@ impl Aead {
         match self {
             Aead::AesGcm => "rfc4106(gcm(aes))",
             Aead::ChaCha20Poly1305 => "rfc7539esp(chacha20,poly1305)",
+        }
+    }
+
+    /// Ours with this kernel name (a NUL-padded field), if any.
+    pub fn from_kernel_name(name: &[u8]) -> Option<Self> {
+        let name = name.split(|&b| b == 0).next().unwrap_or_default();
+        [Aead::AesGcm, Aead::ChaCha20Poly1305]
+            .into_iter()
+            .find(|a| a.kernel_name().as_bytes() == name)
+    }
+
+    /// Its name in our configuration and output (`aes-gcm`, `chacha20-poly1305`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Aead::AesGcm => "aes-gcm",
+            Aead::ChaCha20Poly1305 => "chacha20-poly1305",
         }
     }
 }
@@ -183,6 +199,8 @@ pub struct SaState {
     pub spi: u32,
     /// No key yet: an SPI reserved by [`Xfrm::allocate_spi`].
     pub larval: bool,
+    /// Its AEAD, if it has a key and the kernel names one of ours.
+    pub aead: Option<Aead>,
     pub bytes: u64,
     pub packets: u64,
     /// When it was added (seconds, the kernel's clock).
@@ -403,7 +421,7 @@ impl Xfrm {
     pub async fn states(&self) -> Result<Vec<SaState>> {
         let mut dump = self.handle.state().get_dump().execute();
         let mut ours = Vec::new();
-        while let Some(state) = dump.try_next().await.map_err(kernel("listing SAs"))? {
+        while let Some(mut state) = dump.try_next().await.map_err(kernel("listing SAs"))? {
             let info = &state.user_sa_info;
             // SPI 0: a state the kernel made for an ACQUIRE, which expires by itself.
             let ours_esp =
@@ -411,21 +429,123 @@ impl Xfrm {
             if !ours_esp || info.id.spi == 0 {
                 continue;
             }
-            let larval = !state
-                .nlas
-                .iter()
-                .any(|a| matches!(a, XfrmAttrs::EncryptionAlgAead(_)));
+            let mut larval = true;
+            let mut aead = None;
+            for attribute in &mut state.nlas {
+                if let XfrmAttrs::EncryptionAlgAead(alg) = attribute {
+                    larval = false;
+                    aead = Aead::from_kernel_name(&alg.alg_name);
+                    // A dump carries the key; it is not kept.
+                    alg.alg_key.zeroize();
+                }
+            }
             ours.push(SaState {
-                source: info.saddr.to_ipv4(),
-                destination: info.id.daddr.to_ipv4(),
-                spi: info.id.spi,
-                larval,
-                bytes: info.lifetime_cur.bytes,
-                packets: info.lifetime_cur.packets,
-                added: info.lifetime_cur.add_time,
+                aead,
+                ..sa_state(info, larval)
             });
         }
         Ok(ours)
+    }
+}
+
+fn sa_state(info: &UserSaInfo, larval: bool) -> SaState {
+    SaState {
+        source: info.saddr.to_ipv4(),
+        destination: info.id.daddr.to_ipv4(),
+        spi: info.id.spi,
+        larval,
+        aead: None,
+        bytes: info.lifetime_cur.bytes,
+        packets: info.lifetime_cur.packets,
+        added: info.lifetime_cur.add_time,
+    }
+}
+
+/// What the kernel reports about our SAs and policies as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An SA of ours reached its soft lifetime (`hard` false: it still works) or its hard
+    /// one (the kernel deleted it).
+    Expired { sa: SaState, hard: bool },
+    /// A packet from `source` to `destination` met one of our policies and found no SA
+    /// (the kernel drops it, and asks no more for that pair while its request stands,
+    /// `net.core.xfrm_acq_expires`, 30 s).
+    Acquire {
+        source: Ipv4Addr,
+        destination: Ipv4Addr,
+    },
+}
+
+/// A subscription to the kernel's expiries and acquires (the `XFRMNLGRP_EXPIRE` and
+/// `XFRMNLGRP_ACQUIRE` groups, which need `CAP_NET_ADMIN`), on a socket of its own.
+pub struct Events {
+    messages: futures::channel::mpsc::UnboundedReceiver<(
+        netlink_packet_core::NetlinkMessage<netlink_packet_xfrm::XfrmMessage>,
+        netlink_sys::SocketAddr,
+    )>,
+}
+
+impl Events {
+    /// Subscribes; the connection task must be spawned for events to arrive, and its end
+    /// ends the events.
+    pub fn subscribe() -> Result<(Self, impl std::future::Future<Output = ()>)> {
+        let (mut connection, _, messages) = xfrmnetlink::new_connection()?;
+        let socket = connection.socket_mut().socket_mut();
+        // Bound now, not at a first send (there is none): the kernel's broadcasts skip a
+        // socket whose port id is still 0, the kernel's own.
+        socket.bind_auto()?;
+        socket.add_membership(XFRMNLGRP_EXPIRE)?;
+        socket.add_membership(XFRMNLGRP_ACQUIRE)?;
+        Ok((Self { messages }, connection))
+    }
+
+    /// The next event about our SAs and policies (others' are skipped); `None` once the
+    /// socket is gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        use futures::StreamExt;
+        while let Some((message, _)) = self.messages.next().await {
+            if let Some(event) = our_event(&message.payload) {
+                return Some(event);
+            }
+        }
+        None
+    }
+}
+
+const XFRMNLGRP_ACQUIRE: u32 = 1;
+const XFRMNLGRP_EXPIRE: u32 = 2;
+
+fn our_event(
+    payload: &netlink_packet_core::NetlinkPayload<netlink_packet_xfrm::XfrmMessage>,
+) -> Option<Event> {
+    use netlink_packet_core::NetlinkPayload;
+    use netlink_packet_xfrm::XfrmMessage;
+    let NetlinkPayload::InnerMessage(message) = payload else {
+        return None;
+    };
+    match message {
+        XfrmMessage::Expire(expire) => {
+            let info = &expire.expire.state;
+            let ours =
+                info.reqid == REQID && info.id.proto == IPPROTO_ESP && info.family == AF_INET;
+            ours.then(|| Event::Expired {
+                sa: sa_state(info, false),
+                hard: expire.expire.hard != 0,
+            })
+        }
+        XfrmMessage::Acquire(acquire) => {
+            let ours = acquire.nlas.iter().any(|a| {
+                matches!(a, XfrmAttrs::Template(templates)
+                    if templates.iter().any(|t| t.reqid == REQID))
+            });
+            let a = &acquire.acquire;
+            // Only our policies carry our reqid, and they are all IPv4.
+            ours.then(|| Event::Acquire {
+                source: a.saddr.to_ipv4(),
+                destination: a.id.daddr.to_ipv4(),
+            })
+        }
+        _ => None,
     }
 }
 
@@ -480,12 +600,77 @@ mod tests {
             Ok("rfc7539esp(chacha20,poly1305)")
         );
         assert!("des".parse::<Aead>().is_err());
+        for aead in [Aead::AesGcm, Aead::ChaCha20Poly1305] {
+            assert_eq!(aead.name().parse(), Ok(aead));
+            let mut field = [0u8; 64];
+            field[..aead.kernel_name().len()].copy_from_slice(aead.kernel_name().as_bytes());
+            assert_eq!(Aead::from_kernel_name(&field), Some(aead));
+        }
+        assert_eq!(Aead::from_kernel_name(b"rfc4106(gcm(aes))x\0"), None);
     }
 
     #[test]
     fn a_key_never_prints() {
         let key = EspKey::new([0x41; EspKey::LEN]);
         assert_eq!(format!("{key:?}"), "EspKey(..)");
+    }
+
+    #[test]
+    fn only_our_expiries_and_acquires_are_events() {
+        use netlink_packet_core::NetlinkPayload;
+        use netlink_packet_xfrm::{
+            AcquireMessage, Address, ExpireMessage, UserAcquire, UserExpire, XfrmMessage,
+        };
+        let (a, b) = (Ipv4Addr::new(240, 0, 0, 1), Ipv4Addr::new(240, 0, 0, 2));
+        let expire = |reqid, hard| {
+            let mut state = UserSaInfo {
+                reqid,
+                family: AF_INET,
+                ..Default::default()
+            };
+            state.id.proto = IPPROTO_ESP;
+            state.id.spi = 0x1234;
+            state.id.daddr = Address::from_ipv4(&b);
+            state.saddr = Address::from_ipv4(&a);
+            state.lifetime_cur.packets = 7;
+            NetlinkPayload::InnerMessage(XfrmMessage::Expire(ExpireMessage {
+                expire: UserExpire { state, hard },
+            }))
+        };
+        let Some(Event::Expired { sa, hard: false }) = our_event(&expire(REQID, 0)) else {
+            panic!("a soft expiry of ours")
+        };
+        assert_eq!(
+            (sa.source, sa.destination, sa.spi, sa.packets),
+            (a, b, 0x1234, 7)
+        );
+        assert!(matches!(
+            our_event(&expire(REQID, 1)),
+            Some(Event::Expired { hard: true, .. })
+        ));
+        assert_eq!(our_event(&expire(7, 0)), None, "another IPsec user's SA");
+
+        let acquire = |reqid| {
+            let mut acquire = UserAcquire::default();
+            acquire.id.daddr = Address::from_ipv4(&b);
+            acquire.saddr = Address::from_ipv4(&a);
+            let template = UserTemplate {
+                reqid,
+                ..Default::default()
+            };
+            NetlinkPayload::InnerMessage(XfrmMessage::Acquire(AcquireMessage {
+                acquire,
+                nlas: vec![XfrmAttrs::Template(vec![template])],
+            }))
+        };
+        assert_eq!(
+            our_event(&acquire(REQID)),
+            Some(Event::Acquire {
+                source: a,
+                destination: b
+            })
+        );
+        assert_eq!(our_event(&acquire(7)), None, "another IPsec user's policy");
     }
 
     #[test]

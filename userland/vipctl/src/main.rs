@@ -13,6 +13,8 @@ use vip_netlink::{
 use vip_proto::Fqdn;
 use vip_proto::control::{Peer, Reply, Request, Trust};
 
+mod esp;
+
 #[derive(Parser)]
 #[command(
     name = "vipctl",
@@ -55,7 +57,8 @@ enum Command {
     /// pipelined on one socket. Nothing is applied if a line does not parse.
     Batch { file: std::path::PathBuf },
     /// Show vipd's partners: name, VIPs, where each is, its key and how it is trusted,
-    /// the session's age (from vipd).
+    /// the session's age (from vipd); and the pair's ESP SAs: SPI, AEAD, age, packets and
+    /// bytes (from the kernel, with CAP_NET_ADMIN).
     Peers,
     /// Forget the key vipd pinned for NAME (after that host was reinstalled): the next
     /// first contact takes the key DNS publishes.
@@ -332,6 +335,15 @@ fn fqdn(name: &str) -> Result<Fqdn> {
     Fqdn::new(name).map_err(|_| anyhow::anyhow!("`{name}` is not a host name"))
 }
 
+/// A partner as `vipctl peers` shows it: vipd's view and the pair's SAs.
+#[derive(Serialize)]
+struct PeerView<'a> {
+    #[serde(flatten)]
+    peer: &'a Peer,
+    /// `None` when the kernel's SAs could not be read.
+    esp: Option<esp::PairSas>,
+}
+
 fn peer_lines(peer: &Peer) -> String {
     let trust = match peer.trust {
         Trust::Pinned => "pinned",
@@ -365,10 +377,24 @@ async fn run(cli: Cli) -> Result<()> {
             let Reply::Peers { peers } = ask_daemon(&cli.socket, &Request::Peers {}).await? else {
                 bail!("vipd answered something else");
             };
+            // Without CAP_NET_ADMIN the SAs cannot be read; the rest is still shown.
+            let states = esp::states().await.ok();
+            let views: Vec<PeerView> = peers
+                .iter()
+                .map(|peer| PeerView {
+                    peer,
+                    esp: states
+                        .as_deref()
+                        .map(|s| esp::pair(s, peer.local_vip, peer.peer_vip)),
+                })
+                .collect();
             if json {
-                print_json(&peers)?;
+                print_json(&views)?;
             } else {
-                let blocks: Vec<String> = peers.iter().map(peer_lines).collect();
+                let blocks: Vec<String> = views
+                    .iter()
+                    .map(|v| format!("{}\n{}", peer_lines(v.peer), esp::lines(v.esp.as_ref())))
+                    .collect();
                 if !blocks.is_empty() {
                     println!("{}", blocks.join("\n\n"));
                 }

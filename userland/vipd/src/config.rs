@@ -51,12 +51,26 @@ pub struct Config {
 }
 
 /// ESP between VIPs (issue 11).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ipsec {
     /// "required": every pair's packets are ESP between the two VIPs, and a peer that does
     /// not offer ESP gets no pair (its name resolves to its address); "off": plain IPIP.
     pub mode: IpsecMode,
+    /// An SA's hard lifetime: the kernel deletes it, key and all, this long after it was
+    /// keyed. Its soft lifetime, 70 to 80 % of this, starts a new session if it carried
+    /// packets. A pair in use has new SAs every 120 s anyway; an idle pair's keys go
+    /// after this (WireGuard's 540 s), and its next packet starts a new session.
+    pub sa_lifetime_secs: u64,
+}
+
+impl Default for Ipsec {
+    fn default() -> Self {
+        Self {
+            mode: IpsecMode::default(),
+            sa_lifetime_secs: 540,
+        }
+    }
 }
 
 /// See [`Ipsec::mode`].
@@ -293,6 +307,9 @@ impl Config {
         if self.negotiation.retransmit_ms == 0 || self.negotiation.max_rounds == 0 {
             bail!("negotiation.retransmit_ms and negotiation.max_rounds must be positive");
         }
+        if !(10..=86_400).contains(&self.ipsec.sa_lifetime_secs) {
+            bail!("ipsec.sa_lifetime_secs: between 10 s and a day");
+        }
         if self.negotiation.gc_idle_secs == 0 {
             bail!("negotiation.gc_idle_secs must be positive");
         }
@@ -413,6 +430,18 @@ key_file = "/etc/vipd/a.key"
         );
         let err = Config::parse(&format!("{MINIMAL}\n[ipsec]\nmode = \"optional\"\n")).unwrap_err();
         assert!(format!("{err:#}").contains("optional"), "{err:#}");
+    }
+
+    #[test]
+    fn sa_lifetimes_are_bounded() {
+        assert_eq!(Config::parse(MINIMAL).unwrap().ipsec.sa_lifetime_secs, 540);
+        let with =
+            |secs: u64| Config::parse(&format!("{MINIMAL}\n[ipsec]\nsa_lifetime_secs = {secs}\n"));
+        assert_eq!(with(20).unwrap().ipsec.sa_lifetime_secs, 20);
+        for wrong in [0, 9, 86_401] {
+            let err = with(wrong).unwrap_err();
+            assert!(format!("{err:#}").contains("sa_lifetime_secs"), "{err:#}");
+        }
     }
 
     #[test]

@@ -205,6 +205,10 @@ async fn run(cli: Cli) -> Result<()> {
     tasks.spawn(async move { ("kernel worker", flatten(kernel_task.await)) });
     tasks.spawn(async move { ("state writer", flatten(writer_task.await)) });
     watch::kernel_events(kernel.vip(), handle.clone()).await?;
+    if config.ipsec.mode == IpsecMode::Required {
+        let h = handle.clone();
+        tasks.spawn(async move { ("XFRM events", xfrm::events(h).await) });
+    }
     if config.address == AddressChoice::Auto {
         let (server, h) = (config.update_server(), handle.clone());
         tasks.spawn(async move { ("address watcher", watch::addresses(server, h).await) });
@@ -297,7 +301,9 @@ fn flatten(r: Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
 const STARTUP_UPDATE_TRIES: u32 = 5;
 
 /// The negotiation and control socket. Its receive buffer is large: after a move, the
-/// acks of every partner arrive at once (the default 208 KiB dropped most of 500).
+/// acks of every partner arrive at once (the default 208 KiB dropped most of 500), and
+/// under a flood the reader stalls now and then (1 MiB overflowed in a loaded emulated VM,
+/// 4 MiB did not).
 fn negotiation_socket(port: u16) -> Result<tokio::net::UdpSocket> {
     use nix::sys::socket::{setsockopt, sockopt};
     const RECEIVE_BUFFER: usize = 4 << 20;
@@ -342,7 +348,7 @@ async fn start_esp(
     match config.ipsec.mode {
         IpsecMode::Required => {
             xfrm::require_xfrm_on(&config.device)?;
-            let esp = xfrm::Esp::open()?;
+            let esp = xfrm::Esp::open(config.ipsec.sa_lifetime_secs)?;
             let mapped: Vec<_> = kernel
                 .mappings()
                 .await?
@@ -365,7 +371,7 @@ async fn start_esp(
         }
         IpsecMode::Off => {
             error!("ESP is off: VIP pairs cross the network in clear");
-            match xfrm::Esp::open() {
+            match xfrm::Esp::open(config.ipsec.sa_lifetime_secs) {
                 Ok(esp) => esp.clean_up(&[]).await?,
                 Err(e) => tracing::debug!("no XFRM to clean up: {e:#}"),
             }

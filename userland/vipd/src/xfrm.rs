@@ -4,30 +4,62 @@
 
 use std::net::Ipv4Addr;
 
-use anyhow::{Context, Result};
-use tracing::{info, warn};
-use vip_proto::engine::PairSas;
+use anyhow::{Context, Result, bail};
+use tracing::{debug, info, warn};
+use vip_proto::engine::{KernelEvent, PairSas};
 use vip_proto::esp::{Aead as SessionAead, EspSa};
-use vip_xfrm::{Aead, Direction, EspKey, Lifetime, Sa, Xfrm};
+use vip_xfrm::{Aead, Direction, EspKey, Event, Events, Lifetime, Sa, Xfrm};
+
+use crate::driver::{Handle, Input};
 
 /// Inbound SAs kept per pair: the newest and the ones before it. The peer moves onto a new
 /// one only when its session completes, so older ones stay for packets still in flight,
 /// rekeys crossing, and sessions whose confirmation was lost (each adds an inbound SA the
-/// peer never uses; housekeeping retries at most every 10 s).
+/// peer never uses; housekeeping retries at most every 10 s). Beyond these, the newest
+/// inbound SA that has carried packets stays too: it is the one the peer sends on until a
+/// session completes, however many did not.
 const INBOUND_KEPT: usize = 8;
 
 /// The daemon's hands in XFRM.
 #[derive(Clone)]
 pub struct Esp {
     xfrm: Xfrm,
+    /// Every SA's hard lifetime, in seconds (`[ipsec] sa_lifetime_secs`).
+    lifetime_secs: u64,
 }
 
 impl Esp {
     /// Opens the XFRM socket; its connection runs as a task of the current runtime.
-    pub fn open() -> Result<Self> {
+    pub fn open(lifetime_secs: u64) -> Result<Self> {
         let (xfrm, connection) = Xfrm::new().context("cannot open an XFRM netlink socket")?;
         tokio::spawn(connection);
-        Ok(Self { xfrm })
+        Ok(Self {
+            xfrm,
+            lifetime_secs,
+        })
+    }
+
+    /// One of the pair's SAs as the kernel gets it.
+    fn sa(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr, direction: Direction, sa: &EspSa) -> Sa {
+        // The soft lifetime is drawn from 70-80 % of the hard one, so that the two ends of
+        // a pair, keyed at the same moment, do not both start a new session at once.
+        let hard = self.lifetime_secs;
+        let soft = hard * 7 / 10 + rand::random_range(0..=hard / 10);
+        Sa {
+            local_vip,
+            peer_vip,
+            direction,
+            spi: sa.spi,
+            aead: match sa.aead {
+                SessionAead::AesGcm => Aead::AesGcm,
+                SessionAead::ChaCha20Poly1305 => Aead::ChaCha20Poly1305,
+            },
+            key: EspKey::new(*sa.key),
+            lifetime: Lifetime {
+                soft_secs: soft,
+                hard_secs: hard,
+            },
+        }
     }
 
     /// The pair's policies (idempotent), then `sas`: the inbound SA, and the outbound one
@@ -42,10 +74,10 @@ impl Esp {
         let Some(sas) = sas else {
             return Ok(());
         };
-        let inbound = sa(local_vip, peer_vip, Direction::In, &sas.inbound);
+        let inbound = self.sa(local_vip, peer_vip, Direction::In, &sas.inbound);
         self.xfrm.add_new_sa(&inbound).await?;
         if let Some(outbound) = &sas.outbound {
-            let outbound = sa(local_vip, peer_vip, Direction::Out, outbound);
+            let outbound = self.sa(local_vip, peer_vip, Direction::Out, outbound);
             self.xfrm.add_new_sa(&outbound).await?;
         }
         let newest_out = sas.outbound.as_ref().map(|o| o.spi);
@@ -61,7 +93,7 @@ impl Esp {
         new: &EspSa,
     ) -> Result<()> {
         self.xfrm
-            .add_new_sa(&sa(local_vip, peer_vip, Direction::Out, new))
+            .add_new_sa(&self.sa(local_vip, peer_vip, Direction::Out, new))
             .await?;
         self.retire(local_vip, peer_vip, None, Some(new.spi)).await
     }
@@ -76,19 +108,7 @@ impl Esp {
         newest_out: Option<u32>,
     ) -> Result<()> {
         let states = self.xfrm.states().await?;
-        let mut older_in: Vec<_> = states
-            .iter()
-            .filter(|s| {
-                newest_in.is_some_and(|new| s.spi != new)
-                    && (s.source, s.destination) == (peer_vip, local_vip)
-            })
-            .collect();
-        older_in.sort_by_key(|s| std::cmp::Reverse(s.added));
-        let older_out = states.iter().filter(|s| {
-            newest_out.is_some_and(|new| s.spi != new)
-                && (s.source, s.destination) == (local_vip, peer_vip)
-        });
-        for old in older_in.into_iter().skip(INBOUND_KEPT - 1).chain(older_out) {
+        for old in retired(&states, local_vip, peer_vip, newest_in, newest_out) {
             self.xfrm.delete_sa(old).await?;
         }
         Ok(())
@@ -130,21 +150,74 @@ impl Esp {
     }
 }
 
-fn sa(local_vip: Ipv4Addr, peer_vip: Ipv4Addr, direction: Direction, sa: &EspSa) -> Sa {
-    Sa {
-        local_vip,
-        peer_vip,
-        direction,
-        spi: sa.spi,
-        aead: match sa.aead {
-            SessionAead::AesGcm => Aead::AesGcm,
-            SessionAead::ChaCha20Poly1305 => Aead::ChaCha20Poly1305,
-        },
-        key: EspKey::new(*sa.key),
-        // The daemon replaces a pair's SAs with every session (at most 120 s apart while
-        // the pair carries packets) and removes them with the pair.
-        lifetime: Lifetime::default(),
+/// Hands the kernel's reports about our SAs to the engine. A soft expiry of an outbound SA
+/// that carried packets, and an acquire (a packet toward a peer's VIP found our policy and
+/// no SA), each ask for a new session; the engine ignores VIPs that are not a partner's
+/// (an inbound SA's destination is ours). A hard expiry needs nothing: the SA is gone.
+pub async fn events(handle: Handle) -> Result<()> {
+    let (mut events, connection) =
+        Events::subscribe().context("cannot subscribe to XFRM expiries and acquires")?;
+    tokio::spawn(connection);
+    while let Some(event) = events.next().await {
+        let renew = match event {
+            Event::Expired { sa, hard: false } if sa.packets > 0 => KernelEvent::EspRenew {
+                peer_vip: sa.destination,
+                missing: false,
+            },
+            Event::Expired { sa, hard } => {
+                debug!(
+                    spi = format_args!("{:#x}", sa.spi),
+                    hard,
+                    packets = sa.packets,
+                    "SA expired"
+                );
+                continue;
+            }
+            Event::Acquire {
+                source,
+                destination,
+            } => {
+                debug!(%source, %destination, "a packet found no SA");
+                KernelEvent::EspRenew {
+                    peer_vip: destination,
+                    missing: true,
+                }
+            }
+        };
+        handle.send(Input::KernelEvent(renew)).await;
     }
+    bail!("the XFRM event socket closed")
+}
+
+/// The pair's SAs that [`Esp::retire`] deletes: outbound ones other than `newest_out`
+/// (when given); inbound ones other than `newest_in` (when given) beyond the
+/// [`INBOUND_KEPT`] newest, except the newest one that has carried packets.
+fn retired(
+    states: &[vip_xfrm::SaState],
+    local_vip: Ipv4Addr,
+    peer_vip: Ipv4Addr,
+    newest_in: Option<u32>,
+    newest_out: Option<u32>,
+) -> Vec<&vip_xfrm::SaState> {
+    let mut older_in: Vec<_> = states
+        .iter()
+        .filter(|s| {
+            newest_in.is_some_and(|new| s.spi != new)
+                && (s.source, s.destination) == (peer_vip, local_vip)
+        })
+        .collect();
+    older_in.sort_by_key(|s| std::cmp::Reverse(s.added));
+    let in_use = older_in.iter().find(|s| s.packets > 0).map(|s| s.spi);
+    let older_out = states.iter().filter(|s| {
+        newest_out.is_some_and(|new| s.spi != new)
+            && (s.source, s.destination) == (local_vip, peer_vip)
+    });
+    older_in
+        .into_iter()
+        .skip(INBOUND_KEPT - 1)
+        .filter(|s| Some(s.spi) != in_use)
+        .chain(older_out)
+        .collect()
 }
 
 /// Whether the CPU has AES and carry-less multiplication instructions (what AES-GCM
@@ -178,4 +251,65 @@ pub fn require_xfrm_on(device: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vip_xfrm::SaState;
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(240, 0, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(240, 0, 0, 2);
+
+    fn state(inbound: bool, spi: u32, added: u64, packets: u64) -> SaState {
+        let (source, destination) = if inbound {
+            (PEER, LOCAL)
+        } else {
+            (LOCAL, PEER)
+        };
+        SaState {
+            source,
+            destination,
+            spi,
+            larval: false,
+            aead: None,
+            bytes: packets * 100,
+            packets,
+            added,
+        }
+    }
+
+    fn spis(retired: Vec<&SaState>) -> Vec<u32> {
+        let mut spis: Vec<u32> = retired.iter().map(|s| s.spi).collect();
+        spis.sort_unstable();
+        spis
+    }
+
+    #[test]
+    fn a_rekey_retires_older_outbound_sas_and_inbound_ones_beyond_the_kept() {
+        // Inbound SAs 1..=10 (10 newest), all used in turn; outbound 100 and 101.
+        let mut states: Vec<SaState> = (1..=10).map(|i| state(true, i, i.into(), 5)).collect();
+        states.push(state(false, 100, 1, 5));
+        states.push(state(false, 101, 2, 0));
+        states.push(state(true, 7000, 3, 9)); // another pair's
+        states.last_mut().unwrap().source = Ipv4Addr::new(240, 0, 0, 3);
+        let retired = retired(&states, LOCAL, PEER, Some(10), Some(101));
+        assert_eq!(spis(retired), [1, 2, 100]);
+        // Without a new outbound SA, no outbound SA goes.
+        assert_eq!(
+            spis(super::retired(&states, LOCAL, PEER, Some(10), None)),
+            [1, 2]
+        );
+    }
+
+    #[test]
+    fn the_inbound_sa_the_peer_still_sends_on_stays_however_many_sessions_failed() {
+        // The peer sends on SA 1; sessions 2..=12 lost their confirmations, so the peer
+        // never moved onto them.
+        let mut states = vec![state(true, 1, 1, 40)];
+        states.extend((2..=12).map(|i| state(true, i, i.into(), 0)));
+        let retired = spis(retired(&states, LOCAL, PEER, Some(12), None));
+        assert!(!retired.contains(&1), "the SA in use stays: {retired:?}");
+        assert_eq!(retired, [2, 3, 4]);
+    }
 }

@@ -24,8 +24,15 @@ use crate::wire::{Control, CookieReply, Handshake, InitiationPayload, MAC_LEN, R
 
 /// Initiations of a round whose response is still awaited: a response (or a cookie reply)
 /// to any of them is taken, so a slow path or a queue at a busy responder (longer than our
-/// retransmission timeout) does not make every answer stale.
-const OUTSTANDING: usize = 3;
+/// retransmission timeout) does not make every answer stale. Eight covers every
+/// initiation a first contact sends with the default `restarts`.
+const OUTSTANDING: usize = 8;
+/// The longest wait between two initiations of a round: the wait doubles from the RTO up
+/// to this. With the defaults a first contact tries for about 7.5 s before it answers with
+/// the physical address (below the 10 s a stub resolver waits by default), and outlasts a
+/// queue of a few seconds in front of a loaded responder, where the cookie reply to one
+/// initiation and the retry it allows each wait their turn.
+const MAX_INITIATION_WAIT: Duration = Duration::from_secs(1);
 /// Confirmations sent before the pair is taken back.
 const CONFIRM_TRIES: u32 = 6;
 /// Initiations per round before going back to DNS.
@@ -84,7 +91,10 @@ pub(super) struct Negotiation {
     waiters: Vec<Id>,
     stage: Stage,
     restarts: u32,
+    /// Initiations sent in this try (see `SENDS_PER_TRY`).
     sends: u32,
+    /// Initiations sent in this round: the exponent of the retransmission backoff.
+    round_sends: u32,
     round: u8,
     my_vip: Ipv4Addr,
     peer_vip: Ipv4Addr,
@@ -164,6 +174,7 @@ impl Engine {
             stage: Stage::Reverse(0),
             restarts: 0,
             sends: 0,
+            round_sends: 0,
             round: 1,
             my_vip,
             peer_vip,
@@ -409,9 +420,10 @@ impl Engine {
             round,
         });
         neg.sends += 1;
+        neg.round_sends += 1;
         let to = SocketAddrV4::new(neg.addr, self.cfg.port);
         neg.stage = Stage::Handshake {
-            deadline: now + rto,
+            deadline: now + initiation_wait(rto, neg.round_sends),
         };
         for old in dropped {
             self.neg_by_index.remove(&old);
@@ -521,7 +533,9 @@ impl Engine {
         else {
             return;
         };
-        if !matches!(neg.stage, Stage::Handshake { .. }) {
+        // Back at DNS after retransmitting, the cookie waits for the next initiation.
+        let waiting_for_dns = matches!(neg.stage, Stage::Dns { .. });
+        if !matches!(neg.stage, Stage::Handshake { .. }) && !waiting_for_dns {
             return;
         }
         match o.initiator.open_cookie(reply) {
@@ -529,9 +543,11 @@ impl Engine {
                 self.stats.cookies_received += 1;
                 debug!(peer = %fqdn, "the peer is under load: retrying with its cookie");
                 neg.cookie = Some((cookie, now));
-                // Retry at once: the cookie proves our address.
-                neg.sends = neg.sends.saturating_sub(1);
-                self.send_round(now, &fqdn);
+                if !waiting_for_dns {
+                    // Retry at once: the cookie proves our address.
+                    neg.sends = neg.sends.saturating_sub(1);
+                    self.send_round(now, &fqdn);
+                }
             }
             Err(e) => debug!(peer = %fqdn, "cookie reply refused: {e}"),
         }
@@ -637,6 +653,7 @@ impl Engine {
         }
         neg.round += 1;
         neg.sends = 0;
+        neg.round_sends = 0;
         let rejected_mine = !reply.accept;
         neg.peer_vip = reply.responder_vip;
         if rejected_mine {
@@ -850,4 +867,12 @@ impl Engine {
             Some(partner),
         );
     }
+}
+
+/// How long to wait for an answer to the `sends`-th initiation of a round: the RTO,
+/// doubled for each earlier one, at most [`MAX_INITIATION_WAIT`] (or the RTO, if longer).
+fn initiation_wait(rto: Duration, sends: u32) -> Duration {
+    let doublings = sends.saturating_sub(1).min(16);
+    rto.saturating_mul(1 << doublings)
+        .min(MAX_INITIATION_WAIT.max(rto))
 }

@@ -633,6 +633,18 @@ impl Engine {
                 let id = self.kernel(KernelOp::Dump);
                 self.purposes.insert(id, Purpose::Dump(DumpFor::Resync));
             }
+            KernelEvent::EspRenew { peer_vip, missing } => {
+                // Only the kernel reports these, at most once per SA or per 30 s of a
+                // pair without one; a negotiation under way brings new SAs anyway.
+                let Some(fqdn) = self.partners.by_vip(peer_vip).map(|p| p.fqdn.clone()) else {
+                    return;
+                };
+                if self.negs.contains_key(&fqdn) {
+                    return;
+                }
+                debug!(peer = %fqdn, missing, "ESP keys aged out: a new session");
+                self.rekey(now, &fqdn, None, missing);
+            }
         }
     }
 

@@ -204,6 +204,16 @@ pub enum KernelEvent {
     },
     /// Events were lost (the socket overflowed): the table must be checked.
     Lost,
+    /// The pair toward `peer_vip` needs new ESP keys: its outbound SA reached its soft
+    /// lifetime after carrying packets, or (`missing`) a packet met its policy and found
+    /// no SA (they reached their hard lifetime while the pair was idle, and the packet was
+    /// dropped).
+    EspRenew {
+        /// The peer's VIP (the SA's or the packet's destination).
+        peer_vip: Ipv4Addr,
+        /// No SA at all: TCP is told to retransmit once the new one is in place.
+        missing: bool,
+    },
 }
 
 /// A session's SAs for a pair, keyed before the mapping changes: the inbound one always
@@ -577,7 +587,7 @@ impl Engine {
             take(neg.deadline());
         }
         for pend in self.pends.values() {
-            take(Some(pend.expires()));
+            take(pend.expires());
         }
         take(self.mobility.deadline());
         if self.dirty {
@@ -604,7 +614,7 @@ impl Engine {
         let expired: Vec<u32> = self
             .pends
             .iter()
-            .filter(|(_, p)| p.expires() <= now)
+            .filter(|(_, p)| p.expires().is_some_and(|t| t <= now))
             .map(|(i, _)| *i)
             .collect();
         for index in expired {

@@ -24,8 +24,10 @@ use crate::wire::{Control, Handshake, MAC_LEN, ResponsePayload};
 
 /// How long a pending handshake waits for the initiator's confirmation.
 const PENDING_LIFETIME: Duration = Duration::from_secs(5);
-/// Pending handshakes one initiator may have at once (its latest initiations).
-const PENDING_PER_INITIATOR: usize = 3;
+/// Pending handshakes one initiator may have at once (its latest initiations): as many
+/// as an initiator keeps outstanding, so that behind a queue its retransmissions, answered
+/// late, do not push out the handshake it is already confirming.
+const PENDING_PER_INITIATOR: usize = 8;
 /// Key checks in DNS at once: a flood of initiations for unknown names asks DNS no more.
 const MAX_KEY_CHECKS: usize = 64;
 /// Refused (name, key) pairs remembered, at most.
@@ -63,8 +65,10 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    pub(super) fn expires(&self) -> Instant {
-        self.created + PENDING_LIFETIME
+    /// When it goes unconfirmed; `None` once confirmed: the kernel change it waits for
+    /// ends it (`responder_installed`), whatever its age.
+    pub(super) fn expires(&self) -> Option<Instant> {
+        (!matches!(self.stage, Stage::Installing { .. })).then_some(self.created + PENDING_LIFETIME)
     }
 
     /// The pair agreed, waiting for confirmation: (the initiator's VIP, ours).
@@ -163,7 +167,16 @@ impl Engine {
         }
         same.sort_unstable();
         let excess = (same.len() + 1).saturating_sub(PENDING_PER_INITIATOR);
-        for (_, index) in same.into_iter().take(excess) {
+        // The oldest go first, but never one being installed: its confirmation came, and
+        // dropping it would leave the kernel's pair without a partner or an answer.
+        let installing = |index: &u32| self.pends.get(index).is_some_and(|p| p.expires().is_none());
+        let evicted: Vec<u32> = same
+            .into_iter()
+            .map(|(_, index)| index)
+            .filter(|index| !installing(index))
+            .take(excess)
+            .collect();
+        for index in evicted {
             self.drop_pending(index);
         }
         let key = responder.initiator_static;

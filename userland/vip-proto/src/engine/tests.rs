@@ -65,6 +65,8 @@ struct Host {
     secret: [u8; 32],
     home_vip: Ipv4Addr,
     counter_next: u64,
+    /// When set, kernel changes wait here (a slow kernel worker) until released.
+    held_kernel: Option<Vec<Output>>,
 }
 
 /// A datagram on the wire.
@@ -138,6 +140,7 @@ impl Net {
             secret: [secret; 32],
             home_vip,
             counter_next: 1 + COUNTER_BLOCK,
+            held_kernel: None,
         });
         self.hosts.len() - 1
     }
@@ -217,6 +220,10 @@ impl Net {
 
     fn output(&mut self, i: usize, output: Output) {
         let now = self.now;
+        if let (Output::Kernel { .. }, Some(held)) = (&output, &mut self.hosts[i].held_kernel) {
+            held.push(output);
+            return;
+        }
         match output {
             Output::Send { to, bytes } => {
                 let d = Datagram {
@@ -481,6 +488,33 @@ fn esp_carries(net: &Net, i: usize, j: usize) -> bool {
         .any(|f| f.peer_vip == pa.local_vip && f.sa == *out)
 }
 
+/// An initiation to B (`b_key`) under `secret`, claiming `requester`, with `counter` and
+/// sender `index`, proposing fixed VIPs: what a flood or a retransmission sends.
+fn b_initiation(
+    secret: &[u8; 32],
+    b_key: &[u8; 32],
+    requester: &str,
+    counter: u64,
+    index: u32,
+) -> Vec<u8> {
+    let payload = InitiationPayload {
+        counter,
+        requester: fqdn(requester),
+        responder: fqdn("b.vip.test"),
+        round: 1,
+        accept: true,
+        esp: crate::wire::EspOffer {
+            esp: true,
+            aes_hardware: false,
+        },
+        requester_vip: [240, 9, 9, 9].into(),
+        responder_vip: [240, 0, 0, 2].into(),
+    };
+    crate::handshake::initiate(secret, b_key, index, &payload, None)
+        .unwrap()
+        .1
+}
+
 fn two() -> (Net, usize, usize) {
     let mut net = Net::new();
     let a = net.host("a.vip.test", [192, 0, 2, 10], 1, [240, 0, 0, 1]);
@@ -578,22 +612,7 @@ fn a_forged_first_message_leaves_no_state() {
     // E knows B's public key (it is in DNS) and makes an initiation claiming to be A,
     // with its own key, from A's address.
     let e = Identity::from_secret_bytes([66; 32]);
-    let payload = InitiationPayload {
-        counter: 99,
-        requester: fqdn("a.vip.test"),
-        responder: fqdn("b.vip.test"),
-        round: 1,
-        accept: true,
-        esp: crate::wire::EspOffer {
-            esp: true,
-            aes_hardware: false,
-        },
-        requester_vip: [240, 9, 9, 9].into(),
-        responder_vip: [240, 0, 0, 2].into(),
-    };
-    let (_, forged) =
-        crate::handshake::initiate(&e.secret_bytes(), &net.hosts[b].key, 5, &payload, None)
-            .unwrap();
+    let forged = b_initiation(&e.secret_bytes(), &net.hosts[b].key, "a.vip.test", 99, 5);
     let a_addr = SocketAddrV4::new(net.hosts[a].addr, PORT);
     let b_addr = SocketAddrV4::new(net.hosts[b].addr, PORT);
     net.inject(a_addr, b_addr, forged);
@@ -615,7 +634,14 @@ fn an_unconfirmed_handshake_installs_nothing_at_the_responder() {
     let a_addr = net.hosts[a].addr;
     net.filter = Box::new(move |d| *d.to.ip() != a_addr);
     let id = net.lookup(a, "b.vip.test");
-    net.run_for(Duration::from_secs(10));
+    // A gives up after about 7.5 s; B's pending entry for its last initiation lives 5 s.
+    net.run_for(Duration::from_secs(8));
+    assert_eq!(
+        net.answer(a, id),
+        Some(LookupAnswer::Upstream),
+        "the physical address, within a stub resolver's patience"
+    );
+    net.run_for(Duration::from_secs(5));
     assert!(
         net.hosts[b].engine.partners().is_empty(),
         "no confirmation, no pair"
@@ -1048,22 +1074,13 @@ fn a_flood_of_initiations_stays_bounded_and_a_real_one_gets_through() {
     // does not publish, from many forged addresses.
     let e = Identity::from_secret_bytes([66; 32]);
     for i in 0..2000u32 {
-        let payload = InitiationPayload {
-            counter: u64::from(i),
-            requester: fqdn(&format!("e{}.vip.test", i % 500)),
-            responder: fqdn("b.vip.test"),
-            round: 1,
-            accept: true,
-            esp: crate::wire::EspOffer {
-                esp: true,
-                aes_hardware: false,
-            },
-            requester_vip: [240, 9, 9, 9].into(),
-            responder_vip: [240, 0, 0, 2].into(),
-        };
-        let (_, bytes) =
-            crate::handshake::initiate(&e.secret_bytes(), &net.hosts[b].key, i, &payload, None)
-                .unwrap();
+        let bytes = b_initiation(
+            &e.secret_bytes(),
+            &net.hosts[b].key,
+            &format!("e{}.vip.test", i % 500),
+            u64::from(i),
+            i,
+        );
         let from = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), PORT);
         net.hosts[b].engine.handle_datagram(net.now, from, &bytes);
         assert!(net.hosts[b].engine.pends.len() <= 64);
@@ -1101,6 +1118,69 @@ fn a_flood_of_initiations_stays_bounded_and_a_real_one_gets_through() {
         .map(|d| admission.sort(&d.bytes, d.from, net.now))
         .collect();
     assert_eq!(lanes, [Lane::Unproven, Lane::Proven]);
+}
+
+/// A flood keeps B loaded (it asks every sender for a cookie) and holds every datagram to
+/// B in a queue for 2.5 s, longer than A's retransmission timeout: the cookie reply to one
+/// initiation and the retry it allows each wait their turn, and the first contact still
+/// completes before A would give up.
+#[test]
+fn a_first_contact_outlasts_seconds_of_queueing_at_a_loaded_responder() {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    let (mut net, a, b) = two();
+    let b_addr = net.hosts[b].addr;
+    let held: Rc<RefCell<Vec<Datagram>>> = Rc::default();
+    let to_queue = held.clone();
+    net.filter = Box::new(move |d| {
+        let for_b = *d.to.ip() == b_addr;
+        if for_b {
+            to_queue.borrow_mut().push(d.clone());
+        }
+        !for_b
+    });
+    let e = Identity::from_secret_bytes([66; 32]);
+    let mut forged = 0u32;
+    let mut queue: VecDeque<(Instant, Datagram)> = VecDeque::new();
+    let id = net.lookup(a, "b.vip.test");
+    for _ in 0..150 {
+        net.run_for(Duration::from_millis(100));
+        // 300 forged initiations a second reach B, just before A's (the head of its queue).
+        for _ in 0..30 {
+            forged += 1;
+            let bytes = b_initiation(
+                &e.secret_bytes(),
+                &net.hosts[b].key,
+                "e.vip.test",
+                u64::from(forged),
+                forged,
+            );
+            let from = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + forged), PORT);
+            net.hosts[b].engine.handle_datagram(net.now, from, &bytes);
+        }
+        let now = net.now;
+        queue.extend(held.borrow_mut().drain(..).map(|d| (now, d)));
+        while let Some((_, d)) = queue
+            .front()
+            .filter(|(queued, _)| now.duration_since(*queued) >= Duration::from_millis(2500))
+            .cloned()
+        {
+            queue.pop_front();
+            net.inject(d.from, d.to, d.bytes);
+        }
+    }
+    assert!(
+        net.hosts[a].engine.stats().cookies_received > 0,
+        "B was loaded"
+    );
+    assert!(
+        matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))),
+        "{:?}",
+        net.answer(a, id)
+    );
+    assert!(paired(&net, a, b));
 }
 
 #[test]
@@ -1417,6 +1497,113 @@ fn a_restarted_daemon_rekeys_its_adopted_pairs_once_they_carry_packets() {
     assert_ne!(
         now_out.spi, first.spi,
         "the adopted pair has a new session's SAs"
+    );
+    assert!(paired(&net, a, b));
+}
+
+#[test]
+fn esp_keys_that_age_out_are_renewed_by_a_new_session() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    let Some(LookupAnswer::Vip(vip_b)) = net.answer(a, id) else {
+        panic!("a pair")
+    };
+    let first = net.hosts[a].esp_out[&vip_b].clone();
+    net.run_for(Duration::from_secs(2));
+    // What vipd hands A's engine on the kernel's word, then two seconds.
+    let renew = |net: &mut Net, peer_vip: Ipv4Addr, missing: bool| {
+        let event = KernelEvent::EspRenew { peer_vip, missing };
+        net.hosts[a].engine.kernel_event(net.now, event);
+        net.run_for(Duration::from_secs(2));
+    };
+
+    // Soft expiry of A's outbound SA after use: make before break, no TCP kick.
+    let kicks = net.hosts[a].kicks.len();
+    let sent = net.wire.len();
+    renew(&mut net, vip_b, false);
+    assert!(net.wire.len() > sent, "A negotiated");
+    assert_ne!(net.hosts[a].esp_out[&vip_b].spi, first.spi, "new SAs");
+    assert!(paired(&net, a, b));
+    assert_eq!(net.hosts[a].kicks.len(), kicks);
+
+    // While idle, both ends' SAs reach their hard lifetime and the kernel deletes them;
+    // A's next packet finds none and the kernel asks.
+    for h in [a, b] {
+        net.hosts[h].esp_in.clear();
+        net.hosts[h].esp_out.clear();
+    }
+    renew(&mut net, vip_b, true);
+    assert!(paired(&net, a, b), "keyed again both ways");
+    assert!(
+        net.hosts[a].kicks[kicks..].contains(&vip_b),
+        "TCP retransmits its dropped packet"
+    );
+
+    // Not a partner's VIP: nothing.
+    let sent = net.wire.len();
+    renew(&mut net, [240, 7, 7, 7].into(), true);
+    assert_eq!(net.wire.len(), sent);
+}
+
+/// B's kernel is slow to install a confirmed pair; meanwhile A's retransmitted initiations,
+/// queued at B, arrive and each make a pending handshake. The one being installed must
+/// stay, and must not expire, or B's kernel would hold a pair with no partner, no pinned
+/// key and no acknowledgement.
+#[test]
+fn a_confirmed_handshake_survives_retransmissions_and_a_slow_kernel() {
+    let (mut net, a, b) = two();
+    let b_addr = net.hosts[b].addr;
+    // Every initiation A sends is kept for a later, late delivery.
+    let initiations = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = initiations.clone();
+    net.filter = Box::new(move |d| {
+        if *d.to.ip() == b_addr && d.bytes[3] == MessageType::Initiation as u8 {
+            seen.borrow_mut().push(d.clone());
+        }
+        true
+    });
+    net.hosts[b].held_kernel = Some(Vec::new());
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    // A retransmits while B's install hangs (its ConfirmAck cannot come yet).
+    net.run_for(Duration::from_secs(1));
+    let late: Vec<Datagram> = initiations.borrow().clone();
+    assert!(!late.is_empty());
+    for _ in 0..3 {
+        for d in &late {
+            net.inject(d.from, d.to, d.bytes.clone());
+        }
+    }
+    for i in 0..20u32 {
+        // Twenty more initiations from A's address, each with a higher counter: A's daemon
+        // restarted its negotiation many times over.
+        let bytes = b_initiation(
+            &net.hosts[a].secret,
+            &net.hosts[b].key,
+            "a.vip.test",
+            1_000 + u64::from(i),
+            9_000 + i,
+        );
+        let from = SocketAddrV4::new(net.hosts[a].addr, PORT);
+        net.inject(from, SocketAddrV4::new(b_addr, PORT), bytes);
+    }
+    // The kernel takes 10 s, longer than a pending handshake lives.
+    net.run_for(Duration::from_secs(10));
+    let held = net.hosts[b].held_kernel.take().unwrap_or_default();
+    for output in held {
+        net.output(b, output);
+    }
+    net.settle();
+    net.run_for(Duration::from_secs(5));
+    let name_a = fqdn("a.vip.test");
+    let partner = net.hosts[b].engine.partners().get(&name_a);
+    assert!(
+        partner.is_some(),
+        "B made A a partner when its kernel was done"
+    );
+    assert!(
+        net.hosts[b].pins.contains_key(&name_a),
+        "and pinned A's key"
     );
     assert!(paired(&net, a, b));
 }
