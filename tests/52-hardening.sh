@@ -181,14 +181,16 @@ for i in range(20):
 kill $sink
 check "a one-way outer IPIP flow has one confirmed conntrack entry" bash -c \
   "test \$(ip netns exec vip-b grep -c 'unknown  4 [0-9]* src=$A dst=$B \\[UNREPLIED\\] src=$B dst=$A' /proc/net/nf_conntrack) = 1"
-# B connects out to A; A's answers (1 MB, paced) are established traffic.
+# B connects out to A; A's answers (1 MB, paced) are established traffic. A holds the
+# connection open 5 s after the last byte, so that the entry is there to be seen however
+# slowly the emulated VM starts the processes that look.
 head -c 1000000 /dev/urandom > /tmp/ct.payload
-paced_cat /tmp/ct.payload 100000 0.2 | on a socat -u - TCP4-LISTEN:5006,bind=240.0.0.1,reuseaddr &
+{ paced_cat /tmp/ct.payload 100000 0.2; sleep 5; } | on a socat -u - TCP4-LISTEN:5006,bind=240.0.0.1,reuseaddr &
 server=$!
 eventually 5 bash -c "ip netns exec vip-a ss -ltn 'sport = :5006' | grep -q LISTEN"
 on b timeout 30 socat -u TCP4:240.0.0.1:5006,bind=240.0.0.2 OPEN:/tmp/ct.out,creat,trunc &
 client=$!
-check "B's outbound connection to A's VIP is tracked as established on vip0" eventually "$(by_kernel 5 30)" \
+check "B's outbound connection to A's VIP is tracked as established on vip0" eventually "$(by_kernel 10 30)" \
   on b grep -q "tcp .* ESTABLISHED src=240.0.0.2 dst=240.0.0.1 .*dport=5006" /proc/net/nf_conntrack
 wait $client; client_rc=$?
 wait $server
