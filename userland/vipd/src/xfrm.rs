@@ -42,7 +42,7 @@ impl Esp {
     /// One of the pair's SAs as the kernel gets it.
     fn sa(&self, local_vip: Ipv4Addr, peer_vip: Ipv4Addr, direction: Direction, sa: &EspSa) -> Sa {
         // The soft lifetime is drawn from 70-80 % of the hard one, so that the two ends of
-        // a pair, keyed at the same moment, do not both start a new session at once.
+        // a pair, keyed at the same moment, seldom start a new session at once.
         let hard = self.lifetime_secs;
         let soft = hard * 7 / 10 + rand::random_range(0..=hard / 10);
         Sa {
