@@ -65,10 +65,14 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// When it goes unconfirmed; `None` once confirmed: the kernel change it waits for
-    /// ends it (`responder_installed`), whatever its age.
+    /// Confirmed, its kernel change under way: only `responder_installed` ends it.
+    fn installing(&self) -> bool {
+        matches!(self.stage, Stage::Installing { .. })
+    }
+
+    /// When it goes unconfirmed; `None` once it is being installed, whatever its age.
     pub(super) fn expires(&self) -> Option<Instant> {
-        (!matches!(self.stage, Stage::Installing { .. })).then_some(self.created + PENDING_LIFETIME)
+        (!self.installing()).then_some(self.created + PENDING_LIFETIME)
     }
 
     /// The pair agreed, waiting for confirmation: (the initiator's VIP, ours).
@@ -169,7 +173,7 @@ impl Engine {
         let excess = (same.len() + 1).saturating_sub(PENDING_PER_INITIATOR);
         // The oldest go first, but never one being installed: its confirmation came, and
         // dropping it would leave the kernel's pair without a partner or an answer.
-        let installing = |index: &u32| self.pends.get(index).is_some_and(|p| p.expires().is_none());
+        let installing = |index: &u32| self.pends.get(index).is_some_and(Pending::installing);
         let evicted: Vec<u32> = same
             .into_iter()
             .map(|(_, index)| index)
