@@ -63,11 +63,13 @@ test-vm: module userland
 # The scripts that exercise the module directly (marked "kernel-facing" in their headers),
 # on the debug kernel; vip.ko is rebuilt for it, and for the test kernel again afterwards.
 # Under TCG the debug kernel runs these 5-15 times slower, so make test (CI, 90 minutes
-# from a fresh machine) leaves out the six slowest there (8-15 minutes each), whose
-# module paths the others also cover (devices, traffic and teardown under floods in
-# 45-userns and 56-teardown, netlink in 80-fuzz-netlink): test-vm-debug-all runs them too.
+# from a fresh machine) runs there only the three that reach the module's lifetime and
+# netlink paths hardest: devices failing to register and user namespaces going under
+# traffic (45-userns), teardown under floods (56-teardown) and the netlink fuzzer
+# (80-fuzz-netlink). The others (3-15 minutes each there) exercise paths those three also
+# cover; test-vm-debug-all runs every kernel-facing script.
 KERNEL_FACING = $(shell grep -l '^\# kernel-facing' $(ROOT)/tests/[0-9]*.sh)
-DEBUG_SLOW = 40-map 50-datapath 52-hardening 55-kick 66-esp 81-fuzz-packets
+DEBUG_SLOW = 10-module 20-genl 40-map 50-datapath 52-hardening 55-kick 66-esp 81-fuzz-packets
 DEBUG_SCRIPTS ?= $(filter-out $(DEBUG_SLOW:%=$(ROOT)/tests/%.sh),$(KERNEL_FACING))
 test-vm-debug: userland
 	@$(MAKE) --no-print-directory module KERNEL=debug
