@@ -9,8 +9,9 @@
 #   make test-vm-debug-all   every kernel-facing script on the debug kernel (about an hour)
 #   make demo      boot the VM and run the demo topology
 #   make shell     a shell in the VM, with the module and tools built
-#   make bench     the protocol's CPU cost on the host, then the data path, lookups,
-#                  switching and partner benchmarks in the VM (ratios side by side)
+#   make bench     the protocol's CPU cost on the host, then the data path, ESP (against
+#                  WireGuard and plain ESP), lookups, switching and partner benchmarks in
+#                  the VM (ratios side by side)
 #   make fuzz      the cargo-fuzz targets of the wire format and the protocol engine
 #   make soak      hosts move every few seconds for SOAK_SECONDS (600) under TCP, UDP and
 #                  ping, vipd restarting twice; streams intact, no growth (tests/soak.sh)
@@ -103,14 +104,17 @@ demo: module userland
 shell: module userland
 	$(VM)/run --kernel $(KERNEL) --shell
 
+# BENCH_SCRIPTS picks some of them, for example `make bench BENCH_SCRIPTS=esp`.
+BENCH_SCRIPTS ?= datapath esp lookup switching partners
 # The guest's job directory is deleted when the VM exits: the switching benchmark prints
 # its samples into the log, and the plot is drawn here from bench-out/bench.log.
 bench: module userland
 	@mkdir -p $(ROOT)/bench-out
 	cd userland && cargo run --release --locked -q -p vip-proto --example cost | tee $(ROOT)/bench-out/cost.log
-	set -o pipefail; $(VM)/run --kernel $(KERNEL) --timeout 4800 $(ROOT)/tests/bench/datapath.sh \
-	  $(ROOT)/tests/bench/lookup.sh $(ROOT)/tests/bench/switching.sh $(ROOT)/tests/bench/partners.sh | tee $(ROOT)/bench-out/bench.log; \
-	  rc=$$?; /usr/bin/python3 $(ROOT)/tests/bench/switching.py plot $(ROOT)/bench-out/bench.log $(ROOT)/bench-out || rc=1; \
+	set -o pipefail; $(VM)/run --kernel $(KERNEL) --timeout 6000 $(BENCH_SCRIPTS:%=$(ROOT)/tests/bench/%.sh) \
+	  | tee $(ROOT)/bench-out/bench.log; \
+	  rc=$$?; $(if $(filter switching,$(BENCH_SCRIPTS)),/usr/bin/python3 $(ROOT)/tests/bench/switching.py \
+	    plot $(ROOT)/bench-out/bench.log $(ROOT)/bench-out || rc=1;) \
 	  exit $$rc
 
 PREFIX ?= /usr
