@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
 source "$(dirname "$0")/lib/capture.sh"
-tap_plan 22
+tap_plan 23
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -113,6 +113,14 @@ check "3 captured ESP packets replayed intact are refused as replays (XfrmInStat
   test "$sent" = 3 -a "$(xstat b XfrmInStateSeqError)" -ge $((seq_err + 3))
 kill $udp_server 2>/dev/null; wait $udp_server 2>/dev/null || true
 check "B's listener received none of it" test ! -s "$work/udp.out"
+# The same refusals, counted by reason on the SA itself (what `vipctl peers` shows).
+sa_drops() { esp b list | python3 -c '
+import json, sys
+s = [s for s in map(json.loads, sys.stdin) if s["spi"] == int(sys.argv[1])][0]
+print(s["integrity_failed"], s["replayed"], s["too_old"])' "$spi_b"; }
+read -r integrity replayed too_old < <(sa_drops)
+check "B's inbound SA counts them by reason: $integrity failing authentication, $replayed replayed, $too_old too old" \
+  test "$integrity" -ge 3 -a "$replayed" -ge 3
 
 # --- Path MTU: the path to B narrowed to 1400 bytes -----------------------------------------
 on r ip link set b-eth2 mtu 1400

@@ -205,6 +205,19 @@ pub struct SaState {
     pub packets: u64,
     /// When it was added (seconds, the kernel's clock).
     pub added: u64,
+    /// Packets it refused, by reason (inbound SAs count them).
+    pub drops: SaDrops,
+}
+
+/// The kernel's per-SA counts of refused packets (`struct xfrm_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaDrops {
+    /// Failed authentication: tampered with, or keyed otherwise.
+    pub integrity: u32,
+    /// A sequence number already seen: replayed.
+    pub replayed: u32,
+    /// A sequence number older than the replay window.
+    pub too_old: u32,
 }
 
 /// The kernel's XFRM, over one netlink socket.
@@ -458,6 +471,11 @@ fn sa_state(info: &UserSaInfo, larval: bool) -> SaState {
         bytes: info.lifetime_cur.bytes,
         packets: info.lifetime_cur.packets,
         added: info.lifetime_cur.add_time,
+        drops: SaDrops {
+            integrity: info.stats.integrity_failed,
+            replayed: info.stats.replay,
+            too_old: info.stats.replay_window,
+        },
     }
 }
 

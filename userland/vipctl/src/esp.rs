@@ -24,6 +24,47 @@ pub struct SaView {
     pub bytes: u64,
     /// Seconds since it was keyed.
     pub age_secs: u64,
+    /// Packets it refused, by reason (the kernel counts them on inbound SAs).
+    pub dropped: Dropped,
+}
+
+/// An SA's refused packets, by reason.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Dropped {
+    /// Failed authentication (tampered with, or under another key).
+    pub integrity: u64,
+    /// Replayed: a sequence number already seen.
+    pub replayed: u64,
+    /// Older than the replay window.
+    pub too_old: u64,
+}
+
+impl Dropped {
+    fn add(self, other: Dropped) -> Dropped {
+        Dropped {
+            integrity: self.integrity + other.integrity,
+            replayed: self.replayed + other.replayed,
+            too_old: self.too_old + other.too_old,
+        }
+    }
+
+    /// ", dropped 3 failing authentication, 1 replayed", or nothing if none was.
+    fn text(self) -> String {
+        let reasons: Vec<String> = [
+            (self.integrity, "failing authentication"),
+            (self.replayed, "replayed"),
+            (self.too_old, "older than the replay window"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(", dropped {}", reasons.join(", "))
+        }
+    }
 }
 
 /// Every SA of vipd's reqid; an error when XFRM cannot be read (it needs
@@ -54,6 +95,11 @@ pub fn pair(states: &[SaState], local_vip: Ipv4Addr, peer_vip: Ipv4Addr) -> Pair
                 packets: s.packets,
                 bytes: s.bytes,
                 age_secs: now.saturating_sub(s.added),
+                dropped: Dropped {
+                    integrity: s.drops.integrity.into(),
+                    replayed: s.drops.replayed.into(),
+                    too_old: s.drops.too_old.into(),
+                },
             })
             .collect()
     };
@@ -63,8 +109,8 @@ pub fn pair(states: &[SaState], local_vip: Ipv4Addr, peer_vip: Ipv4Addr) -> Pair
     }
 }
 
-/// The text lines for a pair: its current outbound SA and newest inbound one, and how many
-/// older inbound SAs are kept.
+/// The text lines for a pair: its current outbound SA and newest inbound one, how many
+/// older inbound SAs are kept, and what the inbound ones refused (all of them together).
 pub fn lines(sas: Option<&PairSas>) -> String {
     let Some(sas) = sas else {
         return "  esp: unknown (reading the kernel's SAs needs CAP_NET_ADMIN)".into();
@@ -72,7 +118,7 @@ pub fn lines(sas: Option<&PairSas>) -> String {
     if sas.outbound.is_empty() && sas.inbound.is_empty() {
         return "  esp: no SA (ESP off, or an idle pair whose keys expired)".into();
     }
-    let line = |dir: &str, sa: Option<&SaView>, older: usize| match sa {
+    let line = |dir: &str, sas: &[SaView]| match sas.first() {
         None => format!("  esp {dir}: none"),
         Some(sa) => {
             let mut line = format!(
@@ -83,25 +129,16 @@ pub fn lines(sas: Option<&PairSas>) -> String {
                 sa.packets,
                 sa.bytes
             );
-            if older > 0 {
-                line += &format!(" (and {older} older)");
+            if sas.len() > 1 {
+                line += &format!(" (and {} older)", sas.len() - 1);
             }
-            line
+            let dropped = sas
+                .iter()
+                .fold(Dropped::default(), |sum, sa| sum.add(sa.dropped));
+            line + &dropped.text()
         }
     };
-    [
-        line(
-            "out",
-            sas.outbound.first(),
-            sas.outbound.len().saturating_sub(1),
-        ),
-        line(
-            "in",
-            sas.inbound.first(),
-            sas.inbound.len().saturating_sub(1),
-        ),
-    ]
-    .join("\n")
+    [line("out", &sas.outbound), line("in", &sas.inbound)].join("\n")
 }
 
 #[cfg(test)]
@@ -118,6 +155,7 @@ mod tests {
             bytes: 100,
             packets: 1,
             added,
+            drops: vip_xfrm::SaDrops::default(),
         }
     }
 
@@ -140,7 +178,39 @@ mod tests {
             text.contains("esp in: spi 0x00000011") && text.contains("(and 1 older)"),
             "{text}"
         );
+        assert!(!text.contains("dropped"), "{text}");
         assert!(lines(Some(&PairSas::default())).contains("no SA"));
         assert!(lines(None).contains("CAP_NET_ADMIN"));
+    }
+
+    #[test]
+    fn drops_are_shown_by_reason_summed_over_the_inbound_sas() {
+        let (me, peer) = ([240, 0, 0, 1], [240, 0, 0, 2]);
+        let mut old = state(peer, me, 0x10, 100);
+        old.drops = vip_xfrm::SaDrops {
+            integrity: 2,
+            replayed: 0,
+            too_old: 4,
+        };
+        let mut new = state(peer, me, 0x11, 200);
+        new.drops.integrity = 1;
+        new.drops.replayed = 3;
+        let sas = pair(
+            &[old, new, state(me, peer, 0x20, 200)],
+            me.into(),
+            peer.into(),
+        );
+        assert_eq!(sas.inbound[0].dropped.replayed, 3);
+        assert_eq!(sas.inbound[1].dropped.too_old, 4);
+        let text = lines(Some(&sas));
+        let inbound = text.lines().find(|l| l.contains("esp in")).unwrap();
+        assert!(
+            inbound.ends_with(
+                ", dropped 3 failing authentication, 3 replayed, 4 older than the replay window"
+            ),
+            "{inbound}"
+        );
+        let outbound = text.lines().find(|l| l.contains("esp out")).unwrap();
+        assert!(!outbound.contains("dropped"), "{outbound}");
     }
 }

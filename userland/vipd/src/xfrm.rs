@@ -276,6 +276,7 @@ mod tests {
             bytes: packets * 100,
             packets,
             added,
+            drops: Default::default(),
         }
     }
 

@@ -120,8 +120,17 @@ async fn main() -> Result<()> {
         Command::List => {
             for sa in xfrm.states().await? {
                 println!(
-                    "{{\"src\":\"{}\",\"dst\":\"{}\",\"spi\":{},\"larval\":{},\"bytes\":{},\"packets\":{}}}",
-                    sa.source, sa.destination, sa.spi, sa.larval, sa.bytes, sa.packets
+                    "{{\"src\":\"{}\",\"dst\":\"{}\",\"spi\":{},\"larval\":{},\"bytes\":{},\"packets\":{},\
+                     \"integrity_failed\":{},\"replayed\":{},\"too_old\":{}}}",
+                    sa.source,
+                    sa.destination,
+                    sa.spi,
+                    sa.larval,
+                    sa.bytes,
+                    sa.packets,
+                    sa.drops.integrity,
+                    sa.drops.replayed,
+                    sa.drops.too_old
                 );
             }
         }
