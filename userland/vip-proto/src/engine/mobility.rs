@@ -667,33 +667,25 @@ impl Engine {
             .retain(|vip, _| mappings.iter().any(|m| m.peer_vip == *vip));
         for m in mappings {
             let Some(partner) = self.partners.by_vip(m.peer_vip).cloned() else {
+                if m.invalid {
+                    self.collect_invalid(now, m);
+                }
                 continue;
             };
             let fqdn = partner.fqdn.clone();
-            if let Gc::Lease(idle) = self.cfg.gc {
-                // A mapping that never carried a packet is as old as our first sight of it
-                // so: one installed a moment ago has not been idle for `idle` yet.
-                let idle_for = match m.last_rx.into_iter().chain(m.last_tx).min() {
-                    Some(age) => {
-                        self.mobility.unused_since.remove(&m.peer_vip);
-                        age
-                    }
-                    None => now.saturating_duration_since(
-                        *self.mobility.unused_since.entry(m.peer_vip).or_insert(now),
-                    ),
-                };
-                if idle_for >= idle {
-                    info!(peer = %fqdn, vip = %partner.peer_vip, "idle mapping collected");
-                    self.mobility.unused_since.remove(&m.peer_vip);
-                    self.partners.remove(&fqdn);
-                    self.detach_partner(&fqdn);
-                    self.dirty = true;
-                    self.kernel(KernelOp::Remove {
-                        peer_vip: partner.peer_vip,
-                        local_vip: partner.local_vip,
-                    });
-                    continue;
-                }
+            if let Gc::Lease(idle) = self.cfg.gc
+                && self.idle_for(now, m) >= idle
+            {
+                info!(peer = %fqdn, vip = %partner.peer_vip, "idle mapping collected");
+                self.mobility.unused_since.remove(&m.peer_vip);
+                self.partners.remove(&fqdn);
+                self.detach_partner(&fqdn);
+                self.dirty = true;
+                self.kernel(KernelOp::Remove {
+                    peer_vip: partner.peer_vip,
+                    local_vip: partner.local_vip,
+                });
+                continue;
             }
             // Section 3.2: sending, but silent for a lease: it may have moved unseen.
             let sending = m.last_tx.is_some_and(|age| age < lease);
@@ -711,6 +703,46 @@ impl Engine {
                 self.rekey(now, &fqdn, None, false);
             }
         }
+    }
+
+    /// How long the mapping has carried no packet either way. One that never carried a
+    /// packet is as old as our first sight of it so: one installed a moment ago has not
+    /// been idle for long yet.
+    fn idle_for(&mut self, now: Instant, m: &KernelMapping) -> Duration {
+        match m.last_rx.into_iter().chain(m.last_tx).min() {
+            Some(age) => {
+                self.mobility.unused_since.remove(&m.peer_vip);
+                age
+            }
+            None => now.saturating_duration_since(
+                *self.mobility.unused_since.entry(m.peer_vip).or_insert(now),
+            ),
+        }
+    }
+
+    /// Section 3.1: a VIP marked invalid stays in the kernel, where it drops the packets of
+    /// the connections that still use it, and nobody is given it, until garbage collection
+    /// takes it like any mapping: idle for the lease GC's period. Its ESP policies go with
+    /// it. One that an earlier run marked is taken over first (it counts against
+    /// `max_partners` like ours).
+    fn collect_invalid(&mut self, now: Instant, m: &KernelMapping) {
+        if !self.partners.is_invalid(m.peer_vip) {
+            self.partners.invalidate(m.peer_vip);
+        }
+        let Gc::Lease(idle) = self.cfg.gc else {
+            return;
+        };
+        if self.idle_for(now, m) < idle {
+            return;
+        }
+        info!(vip = %m.peer_vip, "idle invalid VIP collected");
+        self.mobility.unused_since.remove(&m.peer_vip);
+        self.partners.forget_invalid(m.peer_vip);
+        self.dirty = true;
+        self.kernel(KernelOp::Remove {
+            peer_vip: m.peer_vip,
+            local_vip: m.local_vip.unwrap_or(self.cfg.home_vip),
+        });
     }
 
     fn wants_rekey(&self, fqdn: &Fqdn, now: Instant) -> bool {

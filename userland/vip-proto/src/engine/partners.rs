@@ -181,6 +181,11 @@ impl Partners {
         self.invalid.insert(vip);
     }
 
+    /// Collects an invalid VIP (garbage collection): it can be given out again.
+    pub fn forget_invalid(&mut self, vip: Ipv4Addr) {
+        self.invalid.remove(&vip);
+    }
+
     /// Whether `vip` is marked invalid.
     pub fn is_invalid(&self, vip: Ipv4Addr) -> bool {
         self.invalid.contains(&vip)

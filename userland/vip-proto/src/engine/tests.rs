@@ -415,6 +415,24 @@ impl Net {
     }
 
     /// Traffic between two hosts' kernels, as far as activity counters go.
+    /// Puts into host `i`'s kernel a mapping marked invalid (as a renegotiation, or an
+    /// earlier run, leaves one) that last carried a packet at `last`; gives its VIP.
+    fn invalid_mapping(&mut self, i: usize, last: Option<Instant>) -> Ipv4Addr {
+        let vip: Ipv4Addr = [240, 0, 0, 77].into();
+        let local_vip = self.hosts[i].home_vip;
+        self.hosts[i].kernel.insert(
+            vip,
+            Mapping {
+                addr: [198, 51, 100, 77].into(),
+                local_vip,
+                invalid: true,
+                last_rx: last,
+                last_tx: last,
+            },
+        );
+        vip
+    }
+
     fn traffic(&mut self, i: usize, j: usize) {
         let now = self.now;
         let vj = self.hosts[i]
@@ -1332,6 +1350,56 @@ fn lease_gc_collects_idle_pairs_only_and_a_new_lookup_works_after() {
     net.run_for(Duration::from_secs(2));
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
     assert!(paired(&net, a, b));
+}
+
+#[test]
+fn invalid_vips_are_collected_when_idle_with_their_esp() {
+    let (mut net, a, b) = two();
+    let idle = Duration::from_secs(10);
+    net.hosts[a].engine.cfg.gc = Gc::Lease(idle);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    // A VIP marked invalid (by an earlier run, or by a renegotiation that could not keep
+    // it), whose connections carried a packet a moment ago.
+    let now = net.now;
+    let stale = net.invalid_mapping(a, Some(now));
+    let sa = net.hosts[a].esp_out.values().next().unwrap().clone();
+    net.hosts[a].esp_out.insert(stale, sa);
+    for _ in 0..5 {
+        net.traffic(a, b);
+        net.run_for(Duration::from_secs(1));
+    }
+    assert!(
+        net.hosts[a].engine.partners().is_invalid(stale),
+        "taken over as invalid: nobody is given it"
+    );
+    assert!(
+        net.hosts[a].kernel.contains_key(&stale),
+        "kept while recent"
+    );
+    for _ in 0..10 {
+        net.traffic(a, b);
+        net.run_for(Duration::from_secs(1));
+    }
+    assert!(
+        !net.hosts[a].kernel.contains_key(&stale),
+        "collected once idle for the lease GC's time"
+    );
+    assert!(!net.hosts[a].esp_out.contains_key(&stale), "with its ESP");
+    assert!(
+        !net.hosts[a].engine.partners().is_invalid(stale),
+        "free again"
+    );
+    assert!(paired(&net, a, b), "the busy pair is untouched");
+}
+
+#[test]
+fn invalid_vips_stay_under_reclaim_on_reboot() {
+    let (mut net, a, _b) = two();
+    let stale = net.invalid_mapping(a, None);
+    net.run_for(Duration::from_secs(60));
+    assert!(net.hosts[a].kernel.contains_key(&stale));
+    assert!(net.hosts[a].engine.partners().is_invalid(stale));
 }
 
 proptest::proptest! {
