@@ -64,7 +64,6 @@ check "A maps B's VIP to B's address, with A's VIP as local" map_is a "$vip_b" "
 check "B holds the symmetric mapping" map_is b "$vip_a_at_b" "$(topo_addr a)" "$vip_b"
 
 # The control socket: vipctl peers, resolve; only root may use it.
-vctl() { local h=$1; shift; on "$h" vipctl --socket "$DNS_DIR/$h/control.sock" "$@"; }
 peer_listed() {
   vctl a -j peers | python3 -c '
 import json, sys

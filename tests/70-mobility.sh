@@ -10,7 +10,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
-tap_plan 64
+tap_plan 65
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -197,12 +197,26 @@ import json, sys; t = json.load(sys.stdin)
 assert any(m["peer_ip4"] == sys.argv[1] for m in t), t' "$(topo_addr "$2")"
 }
 
-# 1. One-sided, break-before-make.
+# 1. One-sided, break-before-make; `vipctl watch` on B streams what B's vipd changes.
 mark_a=$(log_mark a)
+watch_out=$(mktemp)
+at_exit rm -f "$watch_out"
+vctl b watch -j > "$watch_out" &
+watcher=$!
 transfer_across "one-sided move of A (break-before-make)" topo_move a 2 break
 check "dig shows A's new address" eventually 5 a_record_is a
 check "B's kernel maps A to A's new address" peer_addr_is b a
 check "A's hint was acknowledged" logged_since a "$mark_a" 'all active partners hinted.*acked=1'
+watched_move() {
+  python3 -c '
+import json, sys
+changes = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert any(c["result"] == "change" and c["change"] == "moved" and c["name"] == "a.vip.test"
+           and c["address"] == sys.argv[2] for c in changes), changes' "$watch_out" "$(topo_addr a)"
+}
+check "vipctl watch on B printed the move: a.vip.test re-pointed at A's new address" \
+  eventually 5 watched_move
+kill $watcher 2>/dev/null; wait $watcher 2>/dev/null
 
 # 2. Both move at the same moment.
 both_move() {

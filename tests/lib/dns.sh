@@ -7,6 +7,7 @@
 #                          log in $DNS_DIR/a/vipd.log); a's resolv.conf points at its stub
 #   vipd_stop a            SIGTERM, wait
 #   vipd_log a             the log so far
+#   vctl a ARGS            vipctl on a, with a's vipd's control socket
 #   dns_dig a NAME [TYPE]  dig from host a through its resolver
 #   vipd_stat a F...       fields F of a's engine counters ("F=V ..."), fresh (SIGUSR1)
 #   vipd_stat_is a "F=V.." vipd_stat_above a F N    vipd_stat_max a F N
@@ -122,6 +123,8 @@ vipd_stop() {
 }
 
 vipd_running() { kill -0 "${VIPD_PID[$1]}" 2>/dev/null; }
+# vctl HOST ARGS: vipctl on HOST, talking to HOST's vipd (peers, unpin, resolve, watch).
+vctl() { local h=$1; shift; on "$h" vipctl --socket "$DNS_DIR/$h/control.sock" "$@"; }
 vipd_log() { cat "$DNS_DIR/$1/vipd.log"; }
 
 # The engine's counters: SIGUSR1 makes vipd log a "stats" line; the newest one is read.

@@ -1,5 +1,5 @@
-//! The daemon's local control socket (`vipctl peers`, `unpin`, `resolve`): one JSON
-//! request per line, one JSON reply per line. Specified in `docs/protocol.md`, "Control
+//! The daemon's local control socket (`vipctl peers`, `unpin`, `resolve`, `watch`): one
+//! JSON request per line, one JSON reply per line (`watch`: a stream of them). Specified in `docs/protocol.md`, "Control
 //! socket"; these are its messages, shared by `vipd` and `vipctl`.
 
 use std::net::Ipv4Addr;
@@ -33,6 +33,24 @@ pub enum Request {
         #[serde(default)]
         physical: bool,
     },
+    /// A stream of the changes vipd makes to the kernel's mappings, as it makes them (the
+    /// paper's `callOnChange`, section 4.3, for programs that do not speak netlink):
+    /// [`Reply::Watching`], then one [`Reply::Change`] per change until the client leaves.
+    Watch {},
+}
+
+/// What happened to a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    /// A new partner's mapping (or one the kernel lacked, installed again).
+    Added,
+    /// The partner moved: its mapping points at `address` now.
+    Moved,
+    /// Section 3.1: the VIP could not be kept; its packets are dropped until collected.
+    Invalidated,
+    /// Collected, or the pair ended: the mapping is gone.
+    Removed,
 }
 
 /// How a partner's key is trusted.
@@ -91,6 +109,27 @@ pub enum Reply {
         /// Its VIP, or its physical addresses (none: no such name).
         addresses: Vec<Ipv4Addr>,
     },
+    /// The stream of changes begins.
+    Watching {},
+    /// A change the kernel has made.
+    Change {
+        /// What happened.
+        change: ChangeKind,
+        /// The partner's name, if vipd still holds it (an invalidated or collected VIP's
+        /// may be gone).
+        name: Option<Fqdn>,
+        /// The peer's VIP.
+        peer_vip: Ipv4Addr,
+        /// Our VIP toward it.
+        local_vip: Ipv4Addr,
+        /// Where its packets go now (none once removed).
+        address: Option<Ipv4Addr>,
+    },
+    /// The client read too slowly: this many changes were not sent to it.
+    Lagged {
+        /// How many.
+        missed: u64,
+    },
     /// The request failed.
     Error {
         /// Why.
@@ -127,6 +166,19 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
         }
+        let r: Request = serde_json::from_str(r#"{"cmd":"watch"}"#).unwrap();
+        assert_eq!(r, Request::Watch {});
+        assert_eq!(
+            serde_json::to_string(&Reply::Change {
+                change: ChangeKind::Moved,
+                name: Some(Fqdn::new("b.vip.test").unwrap()),
+                peer_vip: [240, 0, 0, 2].into(),
+                local_vip: [240, 0, 0, 1].into(),
+                address: Some([198, 51, 100, 20].into()),
+            })
+            .unwrap(),
+            r#"{"result":"change","change":"moved","name":"b.vip.test","peer_vip":"240.0.0.2","local_vip":"240.0.0.1","address":"198.51.100.20"}"#
+        );
         assert_eq!(
             serde_json::to_string(&Reply::Error {
                 message: "no".into()

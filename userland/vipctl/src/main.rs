@@ -11,7 +11,7 @@ use vip_netlink::{
     VIP_MAP_F_TEMPORARY,
 };
 use vip_proto::Fqdn;
-use vip_proto::control::{Peer, Reply, Request, Trust};
+use vip_proto::control::{ChangeKind, Peer, Reply, Request, Trust};
 
 mod esp;
 
@@ -70,6 +70,10 @@ enum Command {
         #[arg(long)]
         physical: bool,
     },
+    /// Print each change vipd makes to the mappings as it makes it (added, moved,
+    /// invalidated, removed), until interrupted: the paper's callOnChange for scripts
+    /// (from vipd; `monitor` shows the module's own events).
+    Watch,
     /// Show the versions of vipctl and of the loaded module.
     Version,
     /// Print a shell completion script.
@@ -299,9 +303,15 @@ struct Versions {
     genl_version: u32,
 }
 
-/// Sends one request to vipd's control socket and returns its reply; an error reply is an
-/// error.
-async fn ask_daemon(socket: &std::path::Path, request: &Request) -> Result<Reply> {
+/// The reply lines of a control connection, and its sending half: dropping that half
+/// tells vipd the client is done (it ends a watch).
+type Connection = (
+    tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>,
+    tokio::net::unix::OwnedWriteHalf,
+);
+
+/// Connects to vipd's control socket and sends `request`.
+async fn request_daemon(socket: &std::path::Path, request: &Request) -> Result<Connection> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let stream = tokio::net::UnixStream::connect(socket)
         .await
@@ -315,19 +325,70 @@ async fn ask_daemon(socket: &std::path::Path, request: &Request) -> Result<Reply
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     write.write_all(&line).await?;
-    let mut answer = String::new();
-    let read = tokio::time::timeout(
-        Duration::from_secs(30),
-        BufReader::new(read).read_line(&mut answer),
-    )
-    .await
-    .context("vipd did not answer within 30 s")??;
-    if read == 0 {
-        bail!("vipd closed the connection without answering");
-    }
+    Ok((BufReader::new(read).lines(), write))
+}
+
+/// Sends one request to vipd's control socket and returns its reply; an error reply is an
+/// error.
+async fn ask_daemon(socket: &std::path::Path, request: &Request) -> Result<Reply> {
+    let (mut lines, _write) = request_daemon(socket, request).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .context("vipd did not answer within 30 s")??
+        .context("vipd closed the connection without answering")?;
     match serde_json::from_str(&answer).context("vipd's answer does not parse")? {
         Reply::Error { message } => bail!("vipd: {message}"),
         reply => Ok(reply),
+    }
+}
+
+/// Prints vipd's mapping changes as they come, one line each, until vipd goes.
+async fn watch_daemon(socket: &std::path::Path, json: bool) -> Result<()> {
+    let (mut lines, _write) = request_daemon(socket, &Request::Watch {}).await?;
+    while let Some(line) = lines.next_line().await? {
+        let reply: Reply = serde_json::from_str(&line).context("vipd's answer does not parse")?;
+        match reply {
+            Reply::Error { message } => bail!("vipd: {message}"),
+            Reply::Watching {} => continue,
+            _ if json => println!("{line}"),
+            reply => println!("{}", change_line(&reply)),
+        }
+        // A pipe to `head` or a script that went away ends the watch.
+        use std::io::Write as _;
+        if std::io::stdout().flush().is_err() {
+            return Ok(());
+        }
+    }
+    bail!("vipd closed the connection")
+}
+
+/// One change as `vipctl watch` prints it.
+fn change_line(reply: &Reply) -> String {
+    match reply {
+        Reply::Change {
+            change,
+            name,
+            peer_vip,
+            local_vip,
+            address,
+        } => {
+            let verb = match change {
+                ChangeKind::Added => "added",
+                ChangeKind::Moved => "moved",
+                ChangeKind::Invalidated => "invalidated",
+                ChangeKind::Removed => "removed",
+            };
+            let mut line = format!("{verb} {peer_vip}");
+            if let Some(name) = name {
+                line += &format!(" ({name})");
+            }
+            if let Some(address) = address {
+                line += &format!(" via {address}");
+            }
+            line + &format!(" local {local_vip}")
+        }
+        Reply::Lagged { missed } => format!("missed {missed} changes (read too slowly)"),
+        other => format!("{other:?}"),
     }
 }
 
@@ -435,6 +496,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Watch => watch_daemon(&cli.socket, json).await?,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vipctl", &mut std::io::stdout());
         }
@@ -551,6 +613,30 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_print_as_one_line_each() {
+        let moved = Reply::Change {
+            change: ChangeKind::Moved,
+            name: Some(fqdn("b.vip.test").unwrap()),
+            peer_vip: Ipv4Addr::new(240, 0, 0, 2),
+            local_vip: Ipv4Addr::new(240, 0, 0, 1),
+            address: Some(Ipv4Addr::new(198, 51, 100, 20)),
+        };
+        assert_eq!(
+            change_line(&moved),
+            "moved 240.0.0.2 (b.vip.test) via 198.51.100.20 local 240.0.0.1"
+        );
+        let removed = Reply::Change {
+            change: ChangeKind::Removed,
+            name: None,
+            peer_vip: Ipv4Addr::new(240, 0, 0, 2),
+            local_vip: Ipv4Addr::new(240, 0, 0, 1),
+            address: None,
+        };
+        assert_eq!(change_line(&removed), "removed 240.0.0.2 local 240.0.0.1");
+        assert!(change_line(&Reply::Lagged { missed: 3 }).starts_with("missed 3"));
+    }
 
     fn spec(words: &str) -> Result<MappingSpec> {
         let mut argv = vec!["vipctl", "map", "add"];

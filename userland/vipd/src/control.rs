@@ -1,8 +1,9 @@
-//! The control socket (`vipctl peers`, `unpin`, `resolve`): a Unix stream socket that only
+//! The control socket (`vipctl peers`, `unpin`, `resolve`, `watch`): a Unix stream socket that only
 //! vipd's own user may open (mode 0600; peer data, and unpinning, are an administrator's),
 //! one JSON request per line and one JSON reply per line (`vip_proto::control`,
 //! `docs/protocol.md`, "Control socket"). Clients are bounded in number, in request size
-//! and in idle time, as the stub's TCP clients are.
+//! and in idle time, as the stub's TCP clients are; a watching client holds its slot
+//! until it leaves, and one that reads too slowly is told how much it missed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -12,8 +13,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, broadcast};
 use tracing::{debug, warn};
 use vip_proto::control::{MAX_REQUEST, Reply, Request};
 use vip_proto::engine::LookupAnswer;
@@ -53,6 +55,8 @@ pub async fn bind(path: &Path) -> Result<UnixListener> {
 pub struct Control {
     pub engine: Handle,
     pub upstream: Upstream,
+    /// Mapping changes as the kernel worker makes them, for `watch`.
+    pub changes: broadcast::Sender<Reply>,
 }
 
 /// Serves clients forever.
@@ -105,17 +109,47 @@ async fn serve_client(control: &Control, stream: UnixStream) -> Result<()> {
             }
         } else {
             match serde_json::from_slice::<Request>(&line) {
+                Ok(Request::Watch {}) => return watch(control, lines, write).await,
                 Ok(request) => answer(control, request).await,
                 Err(e) => Reply::Error {
                     message: format!("bad request: {e}"),
                 },
             }
         };
-        let mut bytes = serde_json::to_vec(&reply)?;
-        bytes.push(b'\n');
-        write.write_all(&bytes).await?;
+        send(&mut write, &reply).await?;
         if too_long {
             return Ok(());
+        }
+    }
+}
+
+async fn send(write: &mut OwnedWriteHalf, reply: &Reply) -> Result<()> {
+    let mut bytes = serde_json::to_vec(reply)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await?;
+    Ok(())
+}
+
+/// Streams mapping changes to the client until it closes its end (or sends anything
+/// more: a watching connection takes no further requests).
+async fn watch(
+    control: &Control,
+    mut read: BufReader<OwnedReadHalf>,
+    mut write: OwnedWriteHalf,
+) -> Result<()> {
+    let mut changes = control.changes.subscribe();
+    send(&mut write, &Reply::Watching {}).await?;
+    let mut byte = [0u8; 1];
+    loop {
+        tokio::select! {
+            _ = read.read(&mut byte) => return Ok(()),
+            change = changes.recv() => match change {
+                Ok(change) => send(&mut write, &change).await?,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    send(&mut write, &Reply::Lagged { missed }).await?;
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
         }
     }
 }
@@ -227,13 +261,28 @@ mod tests {
                 &["127.0.0.1:9".parse().unwrap()],
                 Duration::from_millis(100),
             ),
+            changes: CHANGES.with(|c| c.clone()),
         });
         tokio::spawn(serve(control, listener));
         path
     }
 
-    async fn ask(stream: &mut UnixStream, line: &[u8]) -> String {
-        stream.write_all(line).await.unwrap();
+    thread_local! {
+        /// The changes the test's control socket streams (each test has its own thread).
+        static CHANGES: broadcast::Sender<Reply> = broadcast::channel(4).0;
+    }
+
+    fn change(n: u8) -> Reply {
+        Reply::Change {
+            change: vip_proto::control::ChangeKind::Moved,
+            name: None,
+            peer_vip: Ipv4Addr::new(240, 0, 0, 2),
+            local_vip: Ipv4Addr::new(240, 0, 0, 1),
+            address: Some(Ipv4Addr::new(192, 0, 2, n)),
+        }
+    }
+
+    async fn read_line(stream: &mut UnixStream) -> String {
         let mut out = Vec::new();
         loop {
             let mut byte = [0u8];
@@ -243,6 +292,51 @@ mod tests {
             }
             out.push(byte[0]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_watcher_gets_the_changes_in_order_and_is_told_what_it_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = serving(dir.path()).await;
+        let changes = CHANGES.with(|c| c.clone());
+        let mut c = UnixStream::connect(&path).await.unwrap();
+        assert_eq!(
+            ask(&mut c, b"{\"cmd\":\"watch\"}\n").await,
+            r#"{"result":"watching"}"#
+        );
+        changes.send(change(1)).unwrap();
+        changes.send(change(2)).unwrap();
+        assert!(
+            read_line(&mut c)
+                .await
+                .ends_with(r#""address":"192.0.2.1"}"#)
+        );
+        assert!(
+            read_line(&mut c)
+                .await
+                .ends_with(r#""address":"192.0.2.2"}"#)
+        );
+        // Idle longer than a request may take: a watcher is not closed for it.
+        tokio::time::sleep(IDLE + Duration::from_millis(100)).await;
+        for n in 3..=9 {
+            changes.send(change(n)).unwrap();
+        }
+        let mut lines = Vec::new();
+        for _ in 0..5 {
+            lines.push(read_line(&mut c).await);
+        }
+        assert_eq!(lines[0], r#"{"result":"lagged","missed":3}"#, "{lines:?}");
+        assert!(lines[1].ends_with(r#""address":"192.0.2.6"}"#), "{lines:?}");
+        assert!(lines[4].ends_with(r#""address":"192.0.2.9"}"#), "{lines:?}");
+        // The watcher leaves; its slot is given back.
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(changes.receiver_count(), 0);
+    }
+
+    async fn ask(stream: &mut UnixStream, line: &[u8]) -> String {
+        stream.write_all(line).await.unwrap();
+        read_line(stream).await
     }
 
     #[tokio::test]

@@ -25,7 +25,8 @@ use tracing::{debug, warn};
 use vip_proto::{
     Fqdn, control,
     engine::{
-        Admission, DnsAnswer, Engine, Id, KernelEvent, KernelMapping, Lane, LookupAnswer, Output,
+        Admission, DnsAnswer, Engine, Id, KernelEvent, KernelMapping, KernelOp, Lane, LookupAnswer,
+        Output,
     },
 };
 
@@ -267,7 +268,49 @@ fn control_reply(engine: &mut Engine, now: Instant, request: control::Request) -
                 .collect();
             Reply::Resolved { name, addresses }
         }
+        // The control task streams changes itself; the engine has nothing to say.
+        Request::Watch {} => Reply::Error {
+            message: "watch is served by the control socket".into(),
+        },
     }
+}
+
+/// What `vipctl watch` clients are told once the kernel has made `op`: mapping changes
+/// only, with the partner's name while the engine still holds it.
+fn mapping_change(engine: &Engine, op: &KernelOp) -> Option<control::Reply> {
+    use control::ChangeKind;
+    let (change, peer_vip, local_vip, address) = match *op {
+        KernelOp::Install {
+            peer_vip,
+            local_vip,
+            addr,
+            ..
+        } => (ChangeKind::Added, peer_vip, local_vip, Some(addr)),
+        KernelOp::Repoint {
+            peer_vip,
+            local_vip,
+            addr,
+            ..
+        } => (ChangeKind::Moved, peer_vip, local_vip, Some(addr)),
+        KernelOp::Invalidate {
+            peer_vip,
+            local_vip,
+            addr,
+        } => (ChangeKind::Invalidated, peer_vip, local_vip, Some(addr)),
+        KernelOp::Remove {
+            peer_vip,
+            local_vip,
+        } => (ChangeKind::Removed, peer_vip, local_vip, None),
+        KernelOp::EspOut { .. } | KernelOp::Dump => return None,
+    };
+    let name = engine.partners().by_vip(peer_vip).map(|p| p.fqdn.clone());
+    Some(control::Reply::Change {
+        change,
+        name,
+        peer_vip,
+        local_vip,
+        address,
+    })
 }
 
 /// Does what the engine asked.
@@ -295,7 +338,10 @@ async fn drain(
                     let _ = reply.send(answer);
                 }
             }
-            Output::Kernel { id, op } => io.kernel.submit(id, op),
+            Output::Kernel { id, op } => {
+                let change = mapping_change(engine, &op);
+                io.kernel.submit(id, op, change);
+            }
             Output::Update { id, address } => {
                 let Some(updater) = io.updater.clone() else {
                     engine.update_done(Instant::now(), id, true);

@@ -12,9 +12,10 @@ use rtnetlink::{
     },
 };
 use std::net::{IpAddr, Ipv4Addr};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tracing::info;
 use vip_netlink::{Client as VipClient, Mapping, MappingSpec, SetMode, VIP_MAP_F_INVALID};
+use vip_proto::control::Reply;
 use vip_proto::engine::{Id, KernelMapping, KernelOp};
 
 use crate::driver::{Handle as Engine, Input};
@@ -330,21 +331,33 @@ impl Kernel {
 /// failure.
 const KERNEL_QUEUE: usize = 65536;
 
+/// Mapping changes kept for `vipctl watch` clients that read slowly; one further behind is
+/// told how many it missed.
+pub const CHANGES_KEPT: usize = 1024;
+
+/// A kernel change, and what `vipctl watch` clients are told once it is made.
+type Job = (Id, KernelOp, Option<Reply>);
+
 /// Carries out the engine's kernel changes one after another, in the order asked (a
-/// re-point must not overtake the install it follows), and reports each.
+/// re-point must not overtake the install it follows), and reports each; mapping changes
+/// are then announced on `changes`.
 #[derive(Clone)]
 pub struct KernelWorker {
-    tx: mpsc::Sender<(Id, KernelOp)>,
+    tx: mpsc::Sender<Job>,
     handle: Engine,
 }
 
 impl KernelWorker {
     /// Starts the worker on the current runtime.
-    pub fn start(kernel: Kernel, handle: Engine) -> (Self, tokio::task::JoinHandle<Result<()>>) {
-        let (tx, mut rx) = mpsc::channel::<(Id, KernelOp)>(KERNEL_QUEUE);
+    pub fn start(
+        kernel: Kernel,
+        handle: Engine,
+        changes: broadcast::Sender<Reply>,
+    ) -> (Self, tokio::task::JoinHandle<Result<()>>) {
+        let (tx, mut rx) = mpsc::channel::<Job>(KERNEL_QUEUE);
         let reporter = handle.clone();
         let task = tokio::spawn(async move {
-            while let Some((id, op)) = rx.recv().await {
+            while let Some((id, op, change)) = rx.recv().await {
                 let input = if op == KernelOp::Dump {
                     match kernel.dump().await {
                         Ok(mappings) => Input::KernelDump { id, mappings },
@@ -354,10 +367,12 @@ impl KernelWorker {
                         },
                     }
                 } else {
-                    Input::KernelDone {
-                        id,
-                        result: kernel.execute(op).await.map_err(|e| format!("{e:#}")),
+                    let result = kernel.execute(op).await.map_err(|e| format!("{e:#}"));
+                    if let (Ok(()), Some(change)) = (&result, change) {
+                        // Nobody watching is not an error.
+                        let _ = changes.send(change);
                     }
+                    Input::KernelDone { id, result }
                 };
                 reporter.send(input).await;
             }
@@ -366,9 +381,9 @@ impl KernelWorker {
         (Self { tx, handle }, task)
     }
 
-    /// Queues a change.
-    pub fn submit(&self, id: Id, op: KernelOp) {
-        if self.tx.try_send((id, op)).is_err() {
+    /// Queues a change; `change` is announced once it is made.
+    pub fn submit(&self, id: Id, op: KernelOp, change: Option<Reply>) {
+        if self.tx.try_send((id, op, change)).is_err() {
             let handle = self.handle.clone();
             tokio::spawn(async move {
                 handle

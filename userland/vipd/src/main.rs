@@ -200,7 +200,9 @@ async fn run(cli: Cli) -> Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(driver::INPUT_QUEUE);
     let handle = driver::Handle::new(tx);
     let mut tasks: JoinSet<(&'static str, Result<()>)> = JoinSet::new();
-    let (kernel_worker, kernel_task) = kernel::KernelWorker::start(kernel.clone(), handle.clone());
+    let (changes, _) = tokio::sync::broadcast::channel(kernel::CHANGES_KEPT);
+    let (kernel_worker, kernel_task) =
+        kernel::KernelWorker::start(kernel.clone(), handle.clone(), changes.clone());
     let (writer, writer_task) = state::Writer::start(peers_path, known);
     tasks.spawn(async move { ("kernel worker", flatten(kernel_task.await)) });
     tasks.spawn(async move { ("state writer", flatten(writer_task.await)) });
@@ -237,6 +239,7 @@ async fn run(cli: Cli) -> Result<()> {
     let control = Arc::new(control::Control {
         engine: handle.clone(),
         upstream: upstream.clone(),
+        changes,
     });
     tasks.spawn(async move {
         (
