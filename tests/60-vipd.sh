@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
-tap_plan 39
+tap_plan 44
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -163,6 +163,34 @@ answer=$(dns_dig d a.$DNS_ZONE A)
 check "... then D gets a VIP from A ($answer)" in_range "$answer"
 check "... and A's known_peers holds D's new key instead of the old" bash -c \
   "line=\$(grep '^d.$DNS_ZONE ' $DNS_DIR/a/state/known_peers) && [ -n \"\$line\" ] && [ \"\$line\" != '$pinned_before' ]"
+
+# The same by hand: A's administrator deletes D's line from known_peers and reloads; vipd
+# neither keeps the old pin nor writes the line back.
+sed -i "/^d.$DNS_ZONE /d" "$DNS_DIR/a/state/known_peers"
+reload_out=$(vctl a reload 2>&1)
+check "vipctl reload after D's line was deleted by hand: one pinned key removed ($reload_out)" \
+  grep -q "0 pinned keys added, 1 removed, 0 changed" <<<"$reload_out"
+d_trust() {
+  vctl a -j peers | python3 -c '
+import json, sys
+print([p["trust"] for p in json.load(sys.stdin) if p["name"] == sys.argv[1]][0])' "d.$DNS_ZONE"
+}
+check "... vipctl peers shows D's key as not pinned ($(d_trust))" test "$(d_trust)" = unpinned
+sleep 1
+check "... and vipd did not write the line back" \
+  bash -c "! grep -q '^d.$DNS_ZONE ' $DNS_DIR/a/state/known_peers"
+# SIGHUP: a configuration that does not load changes nothing; a good one is read again.
+cp "$DNS_DIR/a/vipd.toml" "$DNS_DIR/a/vipd.toml.good"
+echo "no_such_setting = 1" >> "$DNS_DIR/a/vipd.toml"
+mark=$(wc -l < "$DNS_DIR/a/vipd.log")
+kill -HUP "${VIPD_PID[a]}"
+logged() { tail -n +$((mark + 1)) "$DNS_DIR/a/vipd.log" | grep -q "$1"; }
+refused_and_running() { logged "reload refused, nothing changed" && vipd_running a; }
+check "SIGHUP with a broken configuration: refused, vipd runs on" eventually 10 refused_and_running
+mv "$DNS_DIR/a/vipd.toml.good" "$DNS_DIR/a/vipd.toml"
+mark=$(wc -l < "$DNS_DIR/a/vipd.log")
+kill -HUP "${VIPD_PID[a]}"
+check "SIGHUP with the configuration repaired: read again" eventually 10 logged "configuration and known peers read again"
 
 # A wrong TSIG key: start-up fails, saying why.
 mkdir -p "$DNS_DIR/wrong"

@@ -1,6 +1,7 @@
-//! The daemon's local control socket (`vipctl peers`, `unpin`, `resolve`, `watch`): one
-//! JSON request per line, one JSON reply per line (`watch`: a stream of them). Specified in `docs/protocol.md`, "Control
-//! socket"; these are its messages, shared by `vipd` and `vipctl`.
+//! The daemon's local control socket (`vipctl peers`, `unpin`, `resolve`, `watch`,
+//! `reload`): one JSON request per line, one JSON reply per line (`watch`: a stream of
+//! them). Specified in `docs/protocol.md`, "Control socket"; these are its messages,
+//! shared by `vipd` and `vipctl`.
 
 use std::net::Ipv4Addr;
 
@@ -37,6 +38,10 @@ pub enum Request {
     /// paper's `callOnChange`, section 4.3, for programs that do not speak netlink):
     /// [`Reply::Watching`], then one [`Reply::Change`] per change until the client leaves.
     Watch {},
+    /// Read the configuration file and the known-peers file again (also SIGHUP): the
+    /// pinned keys are replaced by the file's, the settings a running daemon can change
+    /// take effect, and the others are named as needing a restart.
+    Reload {},
 }
 
 /// What happened to a mapping.
@@ -108,6 +113,14 @@ pub enum Reply {
         name: Fqdn,
         /// Its VIP, or its physical addresses (none: no such name).
         addresses: Vec<Ipv4Addr>,
+    },
+    /// The files were read again.
+    Reloaded {
+        /// What changed in the pinned keys.
+        pins: crate::engine::PinsReloaded,
+        /// Settings that differ in the file but keep their running values until vipd
+        /// restarts.
+        need_restart: Vec<String>,
     },
     /// The stream of changes begins.
     Watching {},

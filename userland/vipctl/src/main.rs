@@ -70,6 +70,10 @@ enum Command {
         #[arg(long)]
         physical: bool,
     },
+    /// Make vipd read its configuration and known-peers files again (as SIGHUP does): the
+    /// pinned keys become the file's, timers and limits take effect, and settings that
+    /// need a restart are named.
+    Reload,
     /// Print each change vipd makes to the mappings as it makes it (added, moved,
     /// invalidated, removed), until interrupted: the paper's callOnChange for scripts
     /// (from vipd; `monitor` shows the module's own events).
@@ -497,6 +501,26 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Watch => watch_daemon(&cli.socket, json).await?,
+        Command::Reload => {
+            let reply = ask_daemon(&cli.socket, &Request::Reload {}).await?;
+            let Reply::Reloaded { pins, need_restart } = &reply else {
+                bail!("vipd answered something else: {reply:?}");
+            };
+            if json {
+                print_json(&reply)?;
+            } else {
+                println!(
+                    "reloaded: {} pinned keys added, {} removed, {} changed",
+                    pins.added, pins.removed, pins.changed
+                );
+                if !need_restart.is_empty() {
+                    println!(
+                        "changed in the file but kept until vipd restarts: {}",
+                        need_restart.join(", ")
+                    );
+                }
+            }
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vipctl", &mut std::io::stdout());
         }

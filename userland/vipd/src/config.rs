@@ -15,7 +15,7 @@ use vip_proto::Fqdn;
 pub const DEFAULT_PATH: &str = "/etc/vipd/vipd.toml";
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This host's fully qualified name (required).
@@ -51,7 +51,7 @@ pub struct Config {
 }
 
 /// ESP between VIPs (issue 11).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ipsec {
     /// "required": every pair's packets are ESP between the two VIPs, and a peer that does
@@ -83,7 +83,7 @@ pub enum IpsecMode {
 }
 
 /// Following moves: ours and our partners'.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mobility {
     /// Partners we exchanged packets with in the last `active_secs` get hints when we move
@@ -126,7 +126,7 @@ impl<'de> Deserialize<'de> for AddressChoice {
 }
 
 /// The local DNS stub.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Stub {
     /// Addresses to answer on, UDP and TCP.
@@ -150,7 +150,7 @@ impl Default for Stub {
 }
 
 /// The resolvers the stub asks.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Upstream {
     /// Tried in order.
@@ -169,7 +169,7 @@ impl Default for Upstream {
 }
 
 /// Secure dynamic DNS updates (RFC 2136, TSIG).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Update {
     /// Publish our address and VIP capability at start-up.
@@ -209,7 +209,7 @@ pub enum GcPolicy {
 }
 
 /// The negotiation protocol between daemons.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Negotiation {
     /// UDP port of the negotiation protocol.
@@ -357,6 +357,27 @@ impl Config {
     }
 
     /// The protocol engine's settings.
+    /// The daemon's settings that differ in `new` and take effect only at the next start
+    /// (the engine reports its own: name, range, port, ESP mode).
+    pub fn need_restart(&self, new: &Config) -> Vec<&'static str> {
+        [
+            ("device", self.device != new.device),
+            ("state_dir", self.state_dir != new.state_dir),
+            ("address", self.address != new.address),
+            ("control_socket", self.control_socket != new.control_socket),
+            ("stub", self.stub != new.stub),
+            ("upstream", self.upstream != new.upstream),
+            ("update", self.update != new.update),
+            (
+                "ipsec.sa_lifetime_secs",
+                self.ipsec.sa_lifetime_secs != new.ipsec.sa_lifetime_secs,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
+    }
+
     pub fn engine(&self, home_vip: Ipv4Addr) -> vip_proto::engine::Config {
         vip_proto::engine::Config {
             me: self.fqdn.clone(),

@@ -1,4 +1,5 @@
-//! The control socket (`vipctl peers`, `unpin`, `resolve`, `watch`): a Unix stream socket that only
+//! The control socket (`vipctl peers`, `unpin`, `resolve`, `watch`, `reload`): a Unix
+//! stream socket that only
 //! vipd's own user may open (mode 0600; peer data, and unpinning, are an administrator's),
 //! one JSON request per line and one JSON reply per line (`vip_proto::control`,
 //! `docs/protocol.md`, "Control socket"). Clients are bounded in number, in request size
@@ -16,12 +17,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, broadcast};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use vip_proto::control::{MAX_REQUEST, Reply, Request};
 use vip_proto::engine::LookupAnswer;
 
 use crate::dns::Upstream;
 use crate::driver::Handle;
+use crate::reload::Reloader;
 
 /// Clients served at once; beyond it a new connection is closed at once.
 const CLIENTS: usize = 16;
@@ -57,6 +59,8 @@ pub struct Control {
     pub upstream: Upstream,
     /// Mapping changes as the kernel worker makes them, for `watch`.
     pub changes: broadcast::Sender<Reply>,
+    /// Reads the configuration and the known-peers file again, for `reload`.
+    pub reloader: Arc<Reloader>,
 }
 
 /// Serves clients forever.
@@ -186,7 +190,33 @@ async fn answer(control: &Control, request: Request) -> Reply {
             }
             _ => physical(control, name).await,
         },
+        Request::Reload {} => reload(&control.reloader).await,
         request => control.engine.control(request).await,
+    }
+}
+
+/// Reloads (as SIGHUP does), logs what changed and answers with it.
+pub async fn reload(reloader: &Reloader) -> Reply {
+    match reloader.reload().await {
+        Ok(done) => {
+            info!(
+                pins_added = done.pins.added,
+                pins_removed = done.pins.removed,
+                pins_changed = done.pins.changed,
+                need_restart = ?done.need_restart,
+                "configuration and known peers read again"
+            );
+            Reply::Reloaded {
+                pins: done.pins,
+                need_restart: done.need_restart.iter().map(|s| s.to_string()).collect(),
+            }
+        }
+        Err(e) => {
+            warn!("reload refused, nothing changed: {e:#}");
+            Reply::Error {
+                message: format!("nothing changed: {e:#}"),
+            }
+        }
     }
 }
 
@@ -239,6 +269,13 @@ mod tests {
                     Input::Lookup { reply, .. } => {
                         let _ = reply.send(LookupAnswer::Vip(Ipv4Addr::new(240, 0, 0, 2)));
                     }
+                    Input::Reload { pins, reply, .. } => {
+                        let pins = vip_proto::engine::PinsReloaded {
+                            added: pins.len(),
+                            ..Default::default()
+                        };
+                        let _ = reply.send((vec!["fqdn"], pins));
+                    }
                     Input::Control { request, reply } => {
                         let answer = match request {
                             Request::Resolve { name, .. } => Reply::Resolved {
@@ -253,18 +290,73 @@ mod tests {
                 }
             }
         });
+        let engine = Handle::new(tx);
+        std::fs::write(dir.join("vipd.toml"), CONFIG).unwrap();
+        let (writer, _) = crate::state::Writer::start(
+            dir.join("peers.json"),
+            vip_proto::KnownPeers::load(&dir.join("known_peers")).unwrap(),
+        );
+        let reloader = Arc::new(Reloader {
+            path: dir.join("vipd.toml"),
+            running: crate::config::Config::parse(CONFIG).unwrap(),
+            home_vip: Ipv4Addr::new(240, 0, 0, 1),
+            writer,
+            engine: engine.clone(),
+        });
         let path = dir.join("control.sock");
         let listener = bind(&path).await.unwrap();
         let control = Arc::new(Control {
-            engine: Handle::new(tx),
+            engine,
             upstream: Upstream::new(
                 &["127.0.0.1:9".parse().unwrap()],
                 Duration::from_millis(100),
             ),
             changes: CHANGES.with(|c| c.clone()),
+            reloader,
         });
         tokio::spawn(serve(control, listener));
         path
+    }
+
+    const CONFIG: &str = "fqdn = \"a.vip.test\"\n[upstream]\nservers = [\"127.0.0.1:53\"]\n\
+                          [update]\nenabled = false\n";
+
+    #[tokio::test]
+    async fn reload_reads_both_files_again_and_a_bad_one_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = serving(dir.path()).await;
+        let mut c = UnixStream::connect(&path).await.unwrap();
+        // An administrator adds a pin by hand and changes a setting that needs a restart.
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+        std::fs::write(
+            dir.path().join("known_peers"),
+            format!("b.vip.test x25519 {key}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("vipd.toml"),
+            format!("{CONFIG}[stub]\nvip_ttl = 17\n"),
+        )
+        .unwrap();
+        let r = ask(&mut c, b"{\"cmd\":\"reload\"}\n").await;
+        assert_eq!(
+            r,
+            r#"{"result":"reloaded","pins":{"added":1,"removed":0,"changed":0},"need_restart":["stub","fqdn"]}"#
+        );
+        std::fs::write(dir.path().join("vipd.toml"), "fqdn = 7\n").unwrap();
+        let r = ask(&mut c, b"{\"cmd\":\"reload\"}\n").await;
+        assert!(
+            r.starts_with(r#"{"result":"error","message":"nothing changed: "#),
+            "{r}"
+        );
+        std::fs::write(dir.path().join("vipd.toml"), CONFIG).unwrap();
+        std::fs::write(
+            dir.path().join("known_peers"),
+            "b.vip.test x25519 nonsense\n",
+        )
+        .unwrap();
+        let r = ask(&mut c, b"{\"cmd\":\"reload\"}\n").await;
+        assert!(r.contains("known-peers file does not load"), "{r}");
     }
 
     thread_local! {

@@ -25,8 +25,8 @@ use tracing::{debug, warn};
 use vip_proto::{
     Fqdn, control,
     engine::{
-        Admission, DnsAnswer, Engine, Id, KernelEvent, KernelMapping, KernelOp, Lane, LookupAnswer,
-        Output,
+        Admission, Config as EngineConfig, DnsAnswer, Engine, Id, KernelEvent, KernelMapping,
+        KernelOp, Lane, LookupAnswer, Output, PinsReloaded,
     },
 };
 
@@ -60,6 +60,13 @@ pub enum Input {
     Control {
         request: control::Request,
         reply: oneshot::Sender<control::Reply>,
+    },
+    /// The files were read again: the engine takes `config`'s changeable settings and
+    /// `pins`, and answers with what needs a restart and what changed in the pins.
+    Reload {
+        config: Box<EngineConfig>,
+        pins: HashMap<Fqdn, [u8; 32]>,
+        reply: oneshot::Sender<(Vec<&'static str>, PinsReloaded)>,
     },
     /// A task the daemon cannot do without has ended: the daemon ends too (and systemd
     /// restarts it) rather than carry on half-alive.
@@ -230,6 +237,14 @@ pub async fn run(
             Some(Input::Control { request, reply }) => {
                 let _ = reply.send(control_reply(&mut engine, now, request));
             }
+            Some(Input::Reload {
+                config,
+                pins,
+                reply,
+            }) => {
+                let need_restart = engine.reconfigure(*config);
+                let _ = reply.send((need_restart, engine.set_pins(pins)));
+            }
             Some(Input::Lookup { fqdn, reply }) => {
                 next_lookup += 1;
                 lookups.insert(next_lookup, reply);
@@ -268,9 +283,9 @@ fn control_reply(engine: &mut Engine, now: Instant, request: control::Request) -
                 .collect();
             Reply::Resolved { name, addresses }
         }
-        // The control task streams changes itself; the engine has nothing to say.
-        Request::Watch {} => Reply::Error {
-            message: "watch is served by the control socket".into(),
+        // The control task serves these itself (it reads the files, or streams changes).
+        Request::Watch {} | Request::Reload {} => Reply::Error {
+            message: "served by the control socket, not the engine".into(),
         },
     }
 }

@@ -8,6 +8,7 @@ mod control;
 mod dns;
 mod driver;
 mod kernel;
+mod reload;
 mod state;
 mod stub;
 mod tsig;
@@ -236,10 +237,18 @@ async fn run(cli: Cli) -> Result<()> {
         tokio::spawn(stub::serve_udp(stub.clone(), udp));
         tokio::spawn(stub::serve_tcp(stub.clone(), tcp));
     }
+    let reloader = Arc::new(reload::Reloader {
+        path: cli.config.clone(),
+        running: config.clone(),
+        home_vip,
+        writer: writer.clone(),
+        engine: handle.clone(),
+    });
     let control = Arc::new(control::Control {
         engine: handle.clone(),
         upstream: upstream.clone(),
         changes,
+        reloader: reloader.clone(),
     });
     tasks.spawn(async move {
         (
@@ -280,11 +289,17 @@ async fn run(cli: Cli) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = usr1.recv() => stats_handle.send(driver::Input::LogStats).await,
+            _ = hup.recv() => {
+                // Logged by the reload itself; the main loop goes on at once.
+                let reloader = reloader.clone();
+                tokio::spawn(async move { control::reload(&reloader).await });
+            }
             ended = tasks.join_next() => {
                 let (name, result) = ended.context("no task")?.context("a task panicked")?;
                 return Err(result.err().unwrap_or_else(|| anyhow::anyhow!("ended"))).context(format!("{name} stopped"));

@@ -6,11 +6,12 @@
 
 use anyhow::{Context, Result};
 use std::{
+    collections::HashMap,
     io::Write,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 use vip_proto::{Fqdn, KnownPeers, engine::Partners};
 
@@ -74,10 +75,15 @@ pub fn load_partners(path: &Path) -> Option<Partners> {
     }
 }
 
+/// The pinned keys, by name.
+pub type Pins = HashMap<Fqdn, [u8; 32]>;
+
 /// A change to the known-peers file.
 enum PinChange {
     Pin(Fqdn, [u8; 32]),
     Unpin(Fqdn),
+    /// Read the file again (an administrator edited it); answer with its pins.
+    Reload(oneshot::Sender<Result<Pins>>),
 }
 
 /// The writer task's handle.
@@ -112,11 +118,26 @@ impl Writer {
                     }
                     change = pins_rx.recv() => {
                         let Some(change) = change else { anyhow::bail!("the pin sender is gone") };
+                        if let PinChange::Reload(reply) = change {
+                            let path = known.as_ref().context("the known-peers file was lost")?.path().to_owned();
+                            let loaded = tokio::task::spawn_blocking(move || KnownPeers::load(&path)).await?;
+                            // A file that does not load changes nothing: the old one stays.
+                            let answer = loaded
+                                .map(|file| {
+                                    let pins = file.iter().map(|(f, k)| (f.clone(), *k)).collect();
+                                    known = Some(file);
+                                    pins
+                                })
+                                .map_err(|e| anyhow::anyhow!("{e}"));
+                            let _ = reply.send(answer);
+                            continue;
+                        }
                         let mut file = known.take().context("the known-peers file was lost")?;
                         let (file, result) = tokio::task::spawn_blocking(move || {
                             let r = match &change {
                                 PinChange::Pin(fqdn, key) => file.pin(fqdn.clone(), *key),
                                 PinChange::Unpin(fqdn) => file.unpin(fqdn).map(drop),
+                                PinChange::Reload(_) => Ok(()),
                             };
                             (file, r.map(|()| change))
                         })
@@ -125,6 +146,7 @@ impl Writer {
                         match result {
                             Ok(PinChange::Pin(fqdn, _)) => info!(peer = %fqdn, "key pinned in the known-peers file"),
                             Ok(PinChange::Unpin(fqdn)) => info!(peer = %fqdn, "key removed from the known-peers file"),
+                            Ok(PinChange::Reload(_)) => {}
                             Err(e) => warn!("cannot change the known-peers file: {e}"),
                         }
                     }
@@ -145,6 +167,18 @@ impl Writer {
     pub fn unpin(&self, fqdn: Fqdn) {
         let _ = self.pins.send(PinChange::Unpin(fqdn));
     }
+
+    /// Reads the known-peers file again, after the pins queued before; its pins. On an
+    /// error (a line that does not parse) the file in use stays as it was.
+    pub async fn reload_pins(&self) -> Result<Pins> {
+        let (reply, answer) = oneshot::channel();
+        self.pins
+            .send(PinChange::Reload(reply))
+            .map_err(|_| anyhow::anyhow!("the state writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the state writer has stopped"))?
+    }
 }
 
 #[cfg(test)]
@@ -161,5 +195,38 @@ mod tests {
         assert_eq!(second, first + vip_proto::engine::COUNTER_BLOCK);
         std::fs::write(&path, "garbage").unwrap();
         assert!(reserve_counters(&path).is_err());
+    }
+
+    #[tokio::test]
+    async fn after_a_reload_the_next_pin_keeps_the_administrators_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_peers");
+        let name = |n: &str| Fqdn::new(n).unwrap();
+        let mut file = KnownPeers::load(&path).unwrap();
+        file.pin(name("b.vip.test"), [2; 32]).unwrap();
+        file.pin(name("c.vip.test"), [3; 32]).unwrap();
+        let (writer, _task) = Writer::start(dir.path().join("peers.json"), file);
+        // The administrator deletes B's line while vipd runs, and reloads.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited: String = text
+            .lines()
+            .filter(|l| !l.starts_with("b.vip.test "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, edited).unwrap();
+        let pins = writer.reload_pins().await.unwrap();
+        assert_eq!(pins.keys().collect::<Vec<_>>(), [&name("c.vip.test")]);
+        // The next pin rewrites the file from what was read again, not from the old text.
+        writer.pin(name("d.vip.test"), [4; 32]);
+        writer.reload_pins().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("d.vip.test ") && text.contains("c.vip.test "),
+            "{text}"
+        );
+        assert!(!text.contains("b.vip.test "), "{text}");
+        // A file that does not parse is refused, and the one in use stays.
+        std::fs::write(&path, "b.vip.test x25519 nonsense\n").unwrap();
+        assert!(writer.reload_pins().await.is_err());
     }
 }

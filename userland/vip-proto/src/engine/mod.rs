@@ -453,6 +453,17 @@ const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Initiations this engine may make in one run: reserved (and saved) at start-up.
 pub const COUNTER_BLOCK: u64 = 1 << 32;
 
+/// What [`Engine::set_pins`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PinsReloaded {
+    /// Names pinned that were not.
+    pub added: usize,
+    /// Names no longer pinned.
+    pub removed: usize,
+    /// Names pinned to another key.
+    pub changed: usize,
+}
+
 /// The protocol engine of one host.
 pub struct Engine {
     cfg: Config,
@@ -982,6 +993,54 @@ impl Engine {
                 key,
             });
         }
+    }
+
+    /// Takes the settings of `new` that a running engine can change: retransmission,
+    /// rounds, the Active Partner List's time, the lease, garbage collection and the
+    /// limits. Gives back the names of those that differ but need a restart (our name,
+    /// the VIP range, the port, ESP), which keep their running values.
+    pub fn reconfigure(&mut self, new: Config) -> Vec<&'static str> {
+        let mut need_restart = Vec::new();
+        if new.me != self.cfg.me {
+            need_restart.push("fqdn");
+        }
+        if new.vip_range != self.cfg.vip_range {
+            need_restart.push("vip_range");
+        }
+        if new.port != self.cfg.port {
+            need_restart.push("negotiation.port");
+        }
+        if new.esp != self.cfg.esp {
+            need_restart.push("ipsec.mode");
+        }
+        self.cfg = Config {
+            me: self.cfg.me.clone(),
+            vip_range: self.cfg.vip_range,
+            home_vip: self.cfg.home_vip,
+            port: self.cfg.port,
+            esp: self.cfg.esp,
+            aes_hardware: self.cfg.aes_hardware,
+            ..new
+        };
+        need_restart
+    }
+
+    /// Replaces the pinned keys with `pins`: the known-peers file as re-read after an
+    /// administrator edited it. A name no longer listed is unpinned (its next first
+    /// contact takes the key DNS publishes); a changed key is trusted from now on.
+    /// Sessions made before go on until they expire, as after [`Engine::unpin`].
+    pub fn set_pins(&mut self, pins: HashMap<Fqdn, [u8; 32]>) -> PinsReloaded {
+        let mut counts = PinsReloaded::default();
+        for (fqdn, key) in &pins {
+            match self.pins.get(fqdn) {
+                None => counts.added += 1,
+                Some(old) if old != key => counts.changed += 1,
+                Some(_) => {}
+            }
+        }
+        counts.removed = self.pins.keys().filter(|f| !pins.contains_key(*f)).count();
+        self.pins = pins;
+        counts
     }
 
     /// Forgets the pinned key of `fqdn` (an administrator's decision, after a reinstall of

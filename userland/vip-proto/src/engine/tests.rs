@@ -866,13 +866,12 @@ fn peers_are_listed_and_a_pin_can_be_dropped() {
     assert!(!net.hosts[a].engine.unpin(&name), "nothing left to unpin");
 }
 
-#[test]
-fn a_reinstalled_host_is_refused_until_its_pin_is_dropped() {
-    let (mut net, a, b) = two();
+/// B pairs with A, then is reinstalled (a new identity, published in DNS; its state
+/// gone) and asks A again: A refuses the changed key. B's new identity.
+fn reinstalled_and_refused(net: &mut Net, a: usize, b: usize) -> Identity {
     let id = net.lookup(b, "a.vip.test");
     assert!(matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))));
     net.run_for(Duration::from_secs(2));
-    // B is reinstalled: a new identity, published in DNS; its state is gone.
     let identity = Identity::from_secret_bytes([9; 32]);
     net.hosts[b].secret = [9; 32];
     net.hosts[b].key = identity.public_key();
@@ -884,6 +883,78 @@ fn a_reinstalled_host_is_refused_until_its_pin_is_dropped() {
         !matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))),
         "A refuses the changed key"
     );
+    assert!(net.hosts[a].pins.contains_key(&fqdn("b.vip.test")));
+    identity
+}
+
+#[test]
+fn a_reinstalled_host_is_taken_once_its_pin_is_edited_out_and_reloaded() {
+    let (mut net, a, b) = two();
+    let identity = reinstalled_and_refused(&mut net, a, b);
+    // The administrator deletes B's line from A's known-peers file, adds another host's,
+    // and reloads.
+    let mut pins = net.hosts[a].pins.clone();
+    pins.remove(&fqdn("b.vip.test"));
+    pins.insert(fqdn("c.vip.test"), [7; 32]);
+    net.hosts[a].pins = pins.clone();
+    let counts = net.hosts[a].engine.set_pins(pins.clone());
+    assert_eq!(
+        counts,
+        PinsReloaded {
+            added: 1,
+            removed: 1,
+            changed: 0
+        }
+    );
+    net.settle();
+    assert_eq!(net.hosts[a].pins, pins, "nothing written back to the file");
+    let id = net.lookup(b, "a.vip.test");
+    net.run_for(Duration::from_secs(10));
+    assert!(
+        matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))),
+        "A takes the key DNS publishes"
+    );
+    assert_eq!(
+        net.hosts[a].pins.get(&fqdn("b.vip.test")),
+        Some(&identity.public_key())
+    );
+    // A changed key in the file is trusted as it is.
+    pins = net.hosts[a].pins.clone();
+    pins.insert(fqdn("b.vip.test"), [8; 32]);
+    assert_eq!(net.hosts[a].engine.set_pins(pins).changed, 1);
+}
+
+#[test]
+fn a_reload_changes_timers_and_limits_but_not_what_needs_a_restart() {
+    let (mut net, a, _b) = two();
+    let home_vip = net.hosts[a].home_vip;
+    let mut new = config("z.vip.test", home_vip);
+    new.lease = Duration::from_secs(99);
+    new.gc = Gc::Lease(Duration::from_secs(77));
+    new.max_partners = 5;
+    new.port = PORT + 1;
+    new.esp = EspMode::Off;
+    let need_restart = net.hosts[a].engine.reconfigure(new);
+    assert_eq!(need_restart, ["fqdn", "negotiation.port", "ipsec.mode"]);
+    let cfg = &net.hosts[a].engine.cfg;
+    assert_eq!(
+        (cfg.lease, cfg.gc, cfg.max_partners),
+        (
+            Duration::from_secs(99),
+            Gc::Lease(Duration::from_secs(77)),
+            5
+        )
+    );
+    assert_eq!(
+        (cfg.me.as_str(), cfg.port, cfg.esp),
+        ("a.vip.test", PORT, EspMode::Required)
+    );
+}
+
+#[test]
+fn a_reinstalled_host_is_refused_until_its_pin_is_dropped() {
+    let (mut net, a, b) = two();
+    let identity = reinstalled_and_refused(&mut net, a, b);
     assert!(net.hosts[a].engine.unpin(&fqdn("b.vip.test")));
     let id = net.lookup(b, "a.vip.test");
     net.run_for(Duration::from_secs(10));
