@@ -135,16 +135,20 @@ on dns nft delete table ip dnswatch
 
 # ---- (b) gc = "lease" ----
 # A's vipd again, now with lease GC (housekeeping every min(lease, idle) / 2 = 6 s); it
-# takes its partners back from the kernel table. A keeps its pair with B busy (a ping every
-# half second) while a new pair with C, made by a lookup alone, carries nothing.
+# takes its partners back from the kernel table and looks at them at once. A keeps its
+# pair with B busy (a ping every half second, from before the restart: the pair carries
+# packets while vipd is down) while a new pair with C, made by a lookup alone, carries
+# nothing. (Started after the restart, the ping would race the first look, which rightly
+# collects a pair that has been idle longer than gc_idle_secs.)
+on a ping -n -i0.5 -c120 -W1 "$vip_b" > /tmp/lease-busy.out 2>&1 &
+busy=$!
+eventually 10 grep -q 'bytes from' /tmp/lease-busy.out
 vipd_stop a
+restart_mark=$(($(log_mark a) + 1))
 vipd_start a "gc = \"lease\"
 gc_idle_secs = $GC_IDLE_SECS
 [mobility]
 lease_secs = $LEASE_SECS"
-on a ping -n -i0.5 -c120 -W1 "$vip_b" > /tmp/lease-busy.out 2>&1 &
-busy=$!
-eventually 10 grep -q 'bytes from' /tmp/lease-busy.out
 mark_a=$(log_mark a)
 vip_c=$(dns_dig a c.$DNS_ZONE)
 check "A's lookup of C gives a VIP ($vip_c), a pair that carries no packet" in_vip_range "$vip_c"
@@ -162,6 +166,11 @@ check "... and removed the pair's ESP policies and SAs, keeping B's" \
     ! grep -q '$vip_c' <<<\"\$out\" && grep -q '$vip_b' <<<\"\$out\""
 check "the busy pair with B is kept in A's kernel" maps_to a "$vip_b" "$(topo_addr b)"
 check "... and in A's vipd" saved_partner a b.$DNS_ZONE
+if ! saved_partner a b.$DNS_ZONE; then
+  diag "A's log since its restart, about B, ESP and collections:"
+  tail -n +"$restart_mark" "$DNS_DIR/a/vipd.log" | grep -E "b\.$DNS_ZONE|$vip_b|confirmation|collected|ESP|SA|WARN|ERROR" |
+    tail -40 | while IFS= read -r line; do diag "  $line"; done
+fi
 check_fails "... which never collected it" \
   logged_since a "$mark_a" "idle mapping collected peer=b.$DNS_ZONE "
 kill $busy 2>/dev/null; wait $busy 2>/dev/null

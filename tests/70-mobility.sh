@@ -201,7 +201,8 @@ assert any(m["peer_ip4"] == sys.argv[1] for m in t), t' "$(topo_addr "$2")"
 mark_a=$(log_mark a)
 watch_out=$(mktemp)
 at_exit rm -f "$watch_out"
-vctl b watch -j > "$watch_out" &
+# Started without `on`, so that $! is vipctl itself (and the kill below reaches it).
+ip netns exec "${TOPO_PREFIX}b" vipctl --socket "$DNS_DIR/b/control.sock" watch -j > "$watch_out" &
 watcher=$!
 transfer_across "one-sided move of A (break-before-make)" topo_move a 2 break
 check "dig shows A's new address" eventually 5 a_record_is a

@@ -128,8 +128,7 @@ pub enum Reply {
     Change {
         /// What happened.
         change: ChangeKind,
-        /// The partner's name, if vipd still holds it (an invalidated or collected VIP's
-        /// may be gone).
+        /// The partner's name (none for an invalid VIP collected: that one's is gone).
         name: Option<Fqdn>,
         /// The peer's VIP.
         peer_vip: Ipv4Addr,

@@ -349,18 +349,20 @@ async fn ask_daemon(socket: &std::path::Path, request: &Request) -> Result<Reply
 /// Prints vipd's mapping changes as they come, one line each, until vipd goes.
 async fn watch_daemon(socket: &std::path::Path, json: bool) -> Result<()> {
     let (mut lines, _write) = request_daemon(socket, &Request::Watch {}).await?;
+    use std::io::Write as _;
     while let Some(line) = lines.next_line().await? {
         let reply: Reply = serde_json::from_str(&line).context("vipd's answer does not parse")?;
-        match reply {
+        let text = match reply {
             Reply::Error { message } => bail!("vipd: {message}"),
             Reply::Watching {} => continue,
-            _ if json => println!("{line}"),
-            reply => println!("{}", change_line(&reply)),
-        }
-        // A pipe to `head` or a script that went away ends the watch.
-        use std::io::Write as _;
-        if std::io::stdout().flush().is_err() {
-            return Ok(());
+            _ if json => line,
+            reply => change_line(&reply),
+        };
+        // Flushed per line, for scripts; a pipe to `head` that closed ends the watch.
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{text}").and_then(|()| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            written => written?,
         }
     }
     bail!("vipd closed the connection")

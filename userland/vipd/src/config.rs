@@ -356,7 +356,6 @@ impl Config {
         Duration::from_millis(self.negotiation.retransmit_ms)
     }
 
-    /// The protocol engine's settings.
     /// The daemon's settings that differ in `new` and take effect only at the next start
     /// (the engine reports its own: name, range, port, ESP mode).
     pub fn need_restart(&self, new: &Config) -> Vec<&'static str> {
@@ -378,6 +377,7 @@ impl Config {
         .collect()
     }
 
+    /// The protocol engine's settings.
     pub fn engine(&self, home_vip: Ipv4Addr) -> vip_proto::engine::Config {
         vip_proto::engine::Config {
             me: self.fqdn.clone(),

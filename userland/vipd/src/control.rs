@@ -27,6 +27,8 @@ use crate::reload::Reloader;
 
 /// Clients served at once; beyond it a new connection is closed at once.
 const CLIENTS: usize = 16;
+/// Of those, watchers at most: the others stay free for one-shot requests.
+const WATCHERS: usize = 8;
 /// A client silent this long is closed.
 const IDLE: Duration = Duration::from_secs(10);
 
@@ -66,6 +68,7 @@ pub struct Control {
 /// Serves clients forever.
 pub async fn serve(control: Arc<Control>, listener: UnixListener) -> Result<()> {
     let slots = Arc::new(Semaphore::new(CLIENTS));
+    let watchers = Arc::new(Semaphore::new(WATCHERS));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -80,9 +83,9 @@ pub async fn serve(control: Arc<Control>, listener: UnixListener) -> Result<()> 
             debug!("control socket: too many clients, closing a new one");
             continue;
         };
-        let control = control.clone();
+        let (control, watchers) = (control.clone(), watchers.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_client(&control, stream).await {
+            if let Err(e) = serve_client(&control, &watchers, stream).await {
                 debug!("control client: {e:#}");
             }
             drop(permit);
@@ -90,7 +93,7 @@ pub async fn serve(control: Arc<Control>, listener: UnixListener) -> Result<()> 
     }
 }
 
-async fn serve_client(control: &Control, stream: UnixStream) -> Result<()> {
+async fn serve_client(control: &Control, watchers: &Semaphore, stream: UnixStream) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     loop {
@@ -113,7 +116,12 @@ async fn serve_client(control: &Control, stream: UnixStream) -> Result<()> {
             }
         } else {
             match serde_json::from_slice::<Request>(&line) {
-                Ok(Request::Watch {}) => return watch(control, lines, write).await,
+                Ok(Request::Watch {}) => match watchers.try_acquire() {
+                    Ok(_watching) => return watch(control, lines, write).await,
+                    Err(_) => Reply::Error {
+                        message: format!("{WATCHERS} clients are watching already"),
+                    },
+                },
                 Ok(request) => answer(control, request).await,
                 Err(e) => Reply::Error {
                     message: format!("bad request: {e}"),
@@ -127,15 +135,19 @@ async fn serve_client(control: &Control, stream: UnixStream) -> Result<()> {
     }
 }
 
+/// Sends one reply line; a client that takes more than [`IDLE`] to read it is given up.
 async fn send(write: &mut OwnedWriteHalf, reply: &Reply) -> Result<()> {
     let mut bytes = serde_json::to_vec(reply)?;
     bytes.push(b'\n');
-    write.write_all(&bytes).await?;
+    tokio::time::timeout(IDLE, write.write_all(&bytes))
+        .await
+        .map_err(|_| anyhow::anyhow!("the client does not read"))??;
     Ok(())
 }
 
-/// Streams mapping changes to the client until it closes its end (or sends anything
-/// more: a watching connection takes no further requests).
+/// Streams mapping changes to the client until it goes: a write fails, or it sends
+/// anything more (a watching connection takes no further requests). A client that only
+/// shut down its sending side (`printf ... | socat - UNIX-CONNECT:...`) is still sent to.
 async fn watch(
     control: &Control,
     mut read: BufReader<OwnedReadHalf>,
@@ -144,9 +156,13 @@ async fn watch(
     let mut changes = control.changes.subscribe();
     send(&mut write, &Reply::Watching {}).await?;
     let mut byte = [0u8; 1];
+    let mut reading = true;
     loop {
         tokio::select! {
-            _ = read.read(&mut byte) => return Ok(()),
+            got = read.read(&mut byte), if reading => match got {
+                Ok(0) => reading = false,
+                _ => return Ok(()),
+            },
             change = changes.recv() => match change {
                 Ok(change) => send(&mut write, &change).await?,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -263,18 +279,29 @@ mod tests {
     /// A control socket whose engine knows b.vip.test (VIP 240.0.0.2 at 192.0.2.20).
     async fn serving(dir: &Path) -> std::path::PathBuf {
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let (writer, _) = crate::state::Writer::start(
+            dir.join("peers.json"),
+            vip_proto::KnownPeers::load(&dir.join("known_peers")).unwrap(),
+        );
         tokio::spawn(async move {
             while let Some(input) = rx.recv().await {
                 match input {
                     Input::Lookup { reply, .. } => {
                         let _ = reply.send(LookupAnswer::Vip(Ipv4Addr::new(240, 0, 0, 2)));
                     }
-                    Input::Reload { pins, reply, .. } => {
-                        let pins = vip_proto::engine::PinsReloaded {
-                            added: pins.len(),
-                            ..Default::default()
+                    Input::Reload { reply, .. } => {
+                        // As the engine's task does: the known-peers file read now.
+                        let answer = match writer.reload_pins().await {
+                            Ok(pins) => Ok((
+                                vec!["fqdn"],
+                                vip_proto::engine::PinsReloaded {
+                                    added: pins.len(),
+                                    ..Default::default()
+                                },
+                            )),
+                            Err(e) => Err(format!("the known-peers file does not load: {e:#}")),
                         };
-                        let _ = reply.send((vec!["fqdn"], pins));
+                        let _ = reply.send(answer);
                     }
                     Input::Control { request, reply } => {
                         let answer = match request {
@@ -292,16 +319,12 @@ mod tests {
         });
         let engine = Handle::new(tx);
         std::fs::write(dir.join("vipd.toml"), CONFIG).unwrap();
-        let (writer, _) = crate::state::Writer::start(
-            dir.join("peers.json"),
-            vip_proto::KnownPeers::load(&dir.join("known_peers")).unwrap(),
-        );
         let reloader = Arc::new(Reloader {
             path: dir.join("vipd.toml"),
             running: crate::config::Config::parse(CONFIG).unwrap(),
             home_vip: Ipv4Addr::new(240, 0, 0, 1),
-            writer,
             engine: engine.clone(),
+            running_reload: Default::default(),
         });
         let path = dir.join("control.sock");
         let listener = bind(&path).await.unwrap();
@@ -420,8 +443,19 @@ mod tests {
         assert_eq!(lines[0], r#"{"result":"lagged","missed":3}"#, "{lines:?}");
         assert!(lines[1].ends_with(r#""address":"192.0.2.6"}"#), "{lines:?}");
         assert!(lines[4].ends_with(r#""address":"192.0.2.9"}"#), "{lines:?}");
-        // The watcher leaves; its slot is given back.
+        // A client that shut down its sending side is still sent to.
+        c.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        changes.send(change(10)).unwrap();
+        assert!(
+            read_line(&mut c)
+                .await
+                .ends_with(r#""address":"192.0.2.10"}"#)
+        );
+        // The watcher leaves: the next change finds it gone, and its subscription goes.
         drop(c);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = changes.send(change(11));
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(changes.receiver_count(), 0);
     }

@@ -61,12 +61,12 @@ pub enum Input {
         request: control::Request,
         reply: oneshot::Sender<control::Reply>,
     },
-    /// The files were read again: the engine takes `config`'s changeable settings and
-    /// `pins`, and answers with what needs a restart and what changed in the pins.
+    /// The configuration was read again: the engine takes `config`'s changeable settings
+    /// and the known-peers file's pins, and answers with what needs a restart and what
+    /// changed in the pins (or why the file does not load: then nothing changes).
     Reload {
         config: Box<EngineConfig>,
-        pins: HashMap<Fqdn, [u8; 32]>,
-        reply: oneshot::Sender<(Vec<&'static str>, PinsReloaded)>,
+        reply: oneshot::Sender<Result<(Vec<&'static str>, PinsReloaded), String>>,
     },
     /// A task the daemon cannot do without has ended: the daemon ends too (and systemd
     /// restarts it) rather than carry on half-alive.
@@ -237,13 +237,15 @@ pub async fn run(
             Some(Input::Control { request, reply }) => {
                 let _ = reply.send(control_reply(&mut engine, now, request));
             }
-            Some(Input::Reload {
-                config,
-                pins,
-                reply,
-            }) => {
-                let need_restart = engine.reconfigure(*config);
-                let _ = reply.send((need_restart, engine.set_pins(pins)));
+            Some(Input::Reload { config, reply }) => {
+                // The file is read here, in the engine's task: every pin and unpin the
+                // engine asked for before is in it (the writer takes them in order), and
+                // none can come between the reading and the engine taking its pins.
+                let answer = match io.writer.reload_pins().await {
+                    Ok(pins) => Ok((engine.reconfigure(*config), engine.set_pins(pins))),
+                    Err(e) => Err(format!("the known-peers file does not load: {e:#}")),
+                };
+                let _ = reply.send(answer);
             }
             Some(Input::Lookup { fqdn, reply }) => {
                 next_lookup += 1;
@@ -291,34 +293,60 @@ fn control_reply(engine: &mut Engine, now: Instant, request: control::Request) -
 }
 
 /// What `vipctl watch` clients are told once the kernel has made `op`: mapping changes
-/// only, with the partner's name while the engine still holds it.
+/// only, with the partner's name (none for an invalid VIP collected).
 fn mapping_change(engine: &Engine, op: &KernelOp) -> Option<control::Reply> {
     use control::ChangeKind;
-    let (change, peer_vip, local_vip, address) = match *op {
-        KernelOp::Install {
+    let held = |vip: Ipv4Addr| engine.partners().by_vip(vip).map(|p| p.fqdn.clone());
+    let (change, peer_vip, local_vip, address, name) = match op {
+        &KernelOp::Install {
             peer_vip,
             local_vip,
             addr,
             ..
-        } => (ChangeKind::Added, peer_vip, local_vip, Some(addr)),
-        KernelOp::Repoint {
+        } => (
+            ChangeKind::Added,
+            peer_vip,
+            local_vip,
+            Some(addr),
+            held(peer_vip),
+        ),
+        &KernelOp::Repoint {
             peer_vip,
             local_vip,
             addr,
             ..
-        } => (ChangeKind::Moved, peer_vip, local_vip, Some(addr)),
+        } => (
+            ChangeKind::Moved,
+            peer_vip,
+            local_vip,
+            Some(addr),
+            held(peer_vip),
+        ),
         KernelOp::Invalidate {
             peer_vip,
             local_vip,
             addr,
-        } => (ChangeKind::Invalidated, peer_vip, local_vip, Some(addr)),
+            fqdn,
+        } => (
+            ChangeKind::Invalidated,
+            *peer_vip,
+            *local_vip,
+            Some(*addr),
+            Some(fqdn.clone()),
+        ),
         KernelOp::Remove {
             peer_vip,
             local_vip,
-        } => (ChangeKind::Removed, peer_vip, local_vip, None),
+            fqdn,
+        } => (
+            ChangeKind::Removed,
+            *peer_vip,
+            *local_vip,
+            None,
+            fqdn.clone(),
+        ),
         KernelOp::EspOut { .. } | KernelOp::Dump => return None,
     };
-    let name = engine.partners().by_vip(peer_vip).map(|p| p.fqdn.clone());
     Some(control::Reply::Change {
         change,
         name,

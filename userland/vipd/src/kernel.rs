@@ -278,6 +278,7 @@ impl Kernel {
                 peer_vip,
                 local_vip,
                 addr,
+                ..
             } => self.set_mapping_invalid(peer_vip, addr, local_vip).await,
             KernelOp::EspOut {
                 peer_vip,
@@ -293,6 +294,7 @@ impl Kernel {
             KernelOp::Remove {
                 peer_vip,
                 local_vip,
+                ..
             } => {
                 // The policies go only once the mapping is gone: a mapping left without
                 // them would send in clear (left-overs are removed at the next start).

@@ -101,6 +101,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // Caught from the start: a SIGHUP (`systemctl reload`) during start-up would otherwise
+    // end the daemon as a clean exit, which systemd does not restart. One that arrives
+    // before the daemon is ready is handled once it is.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let config = Config::load(&cli.config)?;
     let key = match (&config.update.key_file, config.update.enabled) {
         (Some(path), true) => Some(tsig::TsigKey::load(path)?),
@@ -241,8 +245,8 @@ async fn run(cli: Cli) -> Result<()> {
         path: cli.config.clone(),
         running: config.clone(),
         home_vip,
-        writer: writer.clone(),
         engine: handle.clone(),
+        running_reload: Default::default(),
     });
     let control = Arc::new(control::Control {
         engine: handle.clone(),
@@ -289,7 +293,6 @@ async fn run(cli: Cli) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -3,7 +3,8 @@
 //! runs; before this, the daemon wrote its old lines back at the next pin); the settings a
 //! running engine can change take effect (timers, garbage collection, limits); the others
 //! are named as needing a restart and keep their running values. A file that does not load
-//! changes nothing.
+//! changes nothing. The known-peers file is read in the engine's task (`Input::Reload`),
+//! so that no pin made meanwhile is lost.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -14,7 +15,6 @@ use vip_proto::engine::PinsReloaded;
 
 use crate::config::Config;
 use crate::driver::{Handle, Input};
-use crate::state::Writer;
 
 /// What a reload did.
 #[derive(Debug)]
@@ -32,12 +32,15 @@ pub struct Reloader {
     /// compared with it.
     pub running: Config,
     pub home_vip: Ipv4Addr,
-    pub writer: Writer,
     pub engine: Handle,
+    pub running_reload: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
     pub async fn reload(&self) -> Result<Reloaded> {
+        // One at a time (SIGHUPs and clients may overlap): a later reload is never
+        // overtaken by an earlier one.
+        let _one = self.running_reload.lock().await;
         let (path, home_vip) = (self.path.clone(), self.home_vip);
         // Files, and /proc/cpuinfo for the engine's view of AES: off the runtime's threads.
         let (config, engine_config) = tokio::task::spawn_blocking(move || {
@@ -47,20 +50,17 @@ impl Reloader {
         })
         .await??;
         let mut need_restart = self.running.need_restart(&config);
-        let pins = self
-            .writer
-            .reload_pins()
-            .await
-            .context("the known-peers file does not load")?;
         let (reply, answer) = oneshot::channel();
         self.engine
             .send(Input::Reload {
                 config: Box::new(engine_config),
-                pins,
                 reply,
             })
             .await;
-        let (engine_need_restart, pins) = answer.await.context("the engine has stopped")?;
+        let (engine_need_restart, pins) = answer
+            .await
+            .context("the engine has stopped")?
+            .map_err(|e| anyhow::anyhow!(e))?;
         need_restart.extend(engine_need_restart);
         Ok(Reloaded { pins, need_restart })
     }

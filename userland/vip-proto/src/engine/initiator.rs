@@ -513,6 +513,7 @@ impl Engine {
                     self.kernel(KernelOp::Remove {
                         peer_vip: p.peer_vip,
                         local_vip: p.local_vip,
+                        fqdn: Some(p.fqdn),
                     });
                 }
             }
@@ -788,6 +789,7 @@ impl Engine {
             peer_vip: old.peer_vip,
             local_vip: old.local_vip,
             addr: old.addr,
+            fqdn: old.fqdn.clone(),
         });
     }
 

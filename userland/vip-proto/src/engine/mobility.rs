@@ -684,6 +684,7 @@ impl Engine {
                 self.kernel(KernelOp::Remove {
                     peer_vip: partner.peer_vip,
                     local_vip: partner.local_vip,
+                    fqdn: Some(fqdn),
                 });
                 continue;
             }
@@ -720,11 +721,13 @@ impl Engine {
         }
     }
 
-    /// Section 3.1: a VIP marked invalid stays in the kernel, where it drops the packets of
-    /// the connections that still use it, and nobody is given it, until garbage collection
-    /// takes it like any mapping: idle for the lease GC's period. Its ESP policies go with
-    /// it. One that an earlier run marked is taken over first (it counts against
-    /// `max_partners` like ours).
+    /// Section 3.1: a VIP marked invalid stays in the kernel (which drops its packets) until
+    /// garbage collection: under the lease GC, `gc_idle_secs` after the last packet it
+    /// carried before it was marked (the kernel does not count the packets it drops).
+    /// Its mapping, policies and SAs then go, but the VIP is retired, not freed: a
+    /// connection may still be sending to it, so it is never handed out again. One that an
+    /// earlier run marked is taken over first (it counts against `max_partners` like ours);
+    /// vipd treats every invalid mapping in its namespace as its own.
     fn collect_invalid(&mut self, now: Instant, m: &KernelMapping) {
         if !self.partners.is_invalid(m.peer_vip) {
             self.partners.invalidate(m.peer_vip);
@@ -735,13 +738,14 @@ impl Engine {
         if self.idle_for(now, m) < idle {
             return;
         }
-        info!(vip = %m.peer_vip, "idle invalid VIP collected");
+        info!(vip = %m.peer_vip, "invalid VIP collected (retired: never handed out again)");
         self.mobility.unused_since.remove(&m.peer_vip);
-        self.partners.forget_invalid(m.peer_vip);
+        self.partners.retire_invalid(m.peer_vip);
         self.dirty = true;
         self.kernel(KernelOp::Remove {
             peer_vip: m.peer_vip,
             local_vip: m.local_vip.unwrap_or(self.cfg.home_vip),
+            fqdn: None,
         });
     }
 

@@ -277,6 +277,8 @@ pub enum KernelOp {
         local_vip: Ipv4Addr,
         /// Where it pointed.
         addr: Ipv4Addr,
+        /// The partner it was (for those told of changes: the engine has moved on).
+        fqdn: Fqdn,
     },
     /// The mapping and its route go.
     Remove {
@@ -284,6 +286,8 @@ pub enum KernelOp {
         peer_vip: Ipv4Addr,
         /// Ours toward it.
         local_vip: Ipv4Addr,
+        /// The partner it was, if known (an invalid VIP's is not).
+        fqdn: Option<Fqdn>,
     },
     /// Every mapping, with its activity: answered by [`Engine::kernel_dump`].
     Dump,

@@ -3,7 +3,7 @@
 //! the daemon knows. Serialisable: the daemon saves it so that a restart (not a reboot)
 //! finds its partners again.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -69,7 +69,18 @@ pub struct Partners {
     local_vips: BTreeSet<Ipv4Addr>,
     /// VIPs that could not be re-established after a NAK: not reused until collected.
     invalid: HashSet<Ipv4Addr>,
+    /// Invalid VIPs whose kernel entry was collected, oldest first: still never handed out,
+    /// because the kernel drops an invalid VIP's packets without counting them, so "idle"
+    /// cannot prove that no connection still uses it. Bounded; kept across restarts.
+    #[serde(default)]
+    retired: VecDeque<Ipv4Addr>,
+    #[serde(skip)]
+    retired_index: HashSet<Ipv4Addr>,
 }
+
+/// Retired VIPs remembered at most (of 2^28 in the default range: a reuse after that is
+/// as unlikely as any collision of random VIPs).
+const RETIRED_KEPT: usize = 65536;
 
 impl Partners {
     /// A table with our home VIP.
@@ -86,6 +97,12 @@ impl Partners {
             .values()
             .map(|p| (p.peer_vip, p.fqdn.clone()))
             .collect();
+        self.retired_index = self.retired.iter().copied().collect();
+    }
+
+    /// Marked invalid, or retired after that: never handed out.
+    fn kept_out(&self, vip: Ipv4Addr) -> bool {
+        self.invalid.contains(&vip) || self.retired_index.contains(&vip)
     }
 
     /// The partner called `fqdn`.
@@ -119,7 +136,7 @@ impl Partners {
 
     /// Whether `fqdn` may be called `vip` here.
     pub fn claim(&self, vip: Ipv4Addr, fqdn: &Fqdn, range: Ipv4Net) -> Claim {
-        if self.local_vips.contains(&vip) || self.invalid.contains(&vip) || !usable(vip) {
+        if self.local_vips.contains(&vip) || self.kept_out(vip) || !usable(vip) {
             return Claim::Taken;
         }
         match self.by_vip.get(&vip) {
@@ -134,7 +151,7 @@ impl Partners {
         usable(vip)
             && range.contains(&vip)
             && !self.by_vip.contains_key(&vip)
-            && !self.invalid.contains(&vip)
+            && !self.kept_out(vip)
     }
 
     /// A VIP from `range` that is nobody's here yet; `random` draws offsets.
@@ -145,7 +162,7 @@ impl Partners {
             let vip = Ipv4Addr::from(base.wrapping_add((random() % size) as u32));
             if usable(vip)
                 && !self.local_vips.contains(&vip)
-                && !self.invalid.contains(&vip)
+                && !self.kept_out(vip)
                 && !self.by_vip.contains_key(&vip)
             {
                 return vip;
@@ -181,9 +198,23 @@ impl Partners {
         self.invalid.insert(vip);
     }
 
-    /// Collects an invalid VIP (garbage collection): it can be given out again.
-    pub fn forget_invalid(&mut self, vip: Ipv4Addr) {
-        self.invalid.remove(&vip);
+    /// An invalid VIP's kernel entry was collected: it no longer counts as a partner, and
+    /// is still never handed out (retired, up to [`RETIRED_KEPT`] of them).
+    pub fn retire_invalid(&mut self, vip: Ipv4Addr) {
+        if !self.invalid.remove(&vip) || !self.retired_index.insert(vip) {
+            return;
+        }
+        self.retired.push_back(vip);
+        if self.retired.len() > RETIRED_KEPT
+            && let Some(oldest) = self.retired.pop_front()
+        {
+            self.retired_index.remove(&oldest);
+        }
+    }
+
+    /// Whether `vip` was retired (collected after being invalid).
+    pub fn is_retired(&self, vip: Ipv4Addr) -> bool {
+        self.retired_index.contains(&vip)
     }
 
     /// Whether `vip` is marked invalid.
@@ -244,6 +275,34 @@ mod tests {
             n
         });
         assert!(net().contains(&v) && t.claim(v, &c, net()) == Claim::Free);
+    }
+
+    #[test]
+    fn retired_vips_stay_out_of_use_across_a_save_and_are_bounded() {
+        let mut t = Partners::new([240, 0, 0, 1].into());
+        let c = Fqdn::new("c.vip.test").unwrap();
+        let vip = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(241, 0, 0, 1)) + i);
+        for i in 0..=RETIRED_KEPT as u32 {
+            t.invalidate(vip(i));
+            t.retire_invalid(vip(i));
+        }
+        assert_eq!(t.len(), 0, "retired VIPs are no partners");
+        let mut saved: Partners =
+            serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        saved.reindex();
+        assert_eq!(
+            saved.claim(vip(1), &c, net()),
+            Claim::Taken,
+            "kept out after a restart"
+        );
+        assert!(
+            !saved.is_retired(vip(0)),
+            "the oldest went beyond the bound"
+        );
+        assert_eq!(saved.claim(vip(0), &c, net()), Claim::Free);
+        // Only an invalid VIP is retired.
+        saved.retire_invalid([240, 9, 9, 9].into());
+        assert!(!saved.is_retired([240, 9, 9, 9].into()));
     }
 
     #[test]

@@ -414,7 +414,6 @@ impl Net {
         self.hosts[i].answers.get(&id).copied()
     }
 
-    /// Traffic between two hosts' kernels, as far as activity counters go.
     /// Puts into host `i`'s kernel a mapping marked invalid (as a renegotiation, or an
     /// earlier run, leaves one) that last carried a packet at `last`; gives its VIP.
     fn invalid_mapping(&mut self, i: usize, last: Option<Instant>) -> Ipv4Addr {
@@ -433,6 +432,7 @@ impl Net {
         vip
     }
 
+    /// Traffic between two hosts' kernels, as far as activity counters go.
     fn traffic(&mut self, i: usize, j: usize) {
         let now = self.now;
         let vj = self.hosts[i]
@@ -1457,9 +1457,16 @@ fn invalid_vips_are_collected_when_idle_with_their_esp() {
         "collected once idle for the lease GC's time"
     );
     assert!(!net.hosts[a].esp_out.contains_key(&stale), "with its ESP");
+    let partners = net.hosts[a].engine.partners();
+    assert!(!partners.is_invalid(stale), "no longer a partner's entry");
     assert!(
-        !net.hosts[a].engine.partners().is_invalid(stale),
-        "free again"
+        partners.is_retired(stale),
+        "retired: a connection may still use it"
+    );
+    assert_eq!(
+        partners.claim(stale, &fqdn("c.vip.test"), "240.0.0.0/4".parse().unwrap()),
+        Claim::Taken,
+        "so nobody is given it"
     );
     assert!(paired(&net, a, b), "the busy pair is untouched");
 }
