@@ -131,6 +131,13 @@ others=$(awk -v d="$D" '$2 != d' <<<"$table_after")
 check "B's table: A with the same VIPs at its new address ($others)" test "$others" = "$vip_a $A2 $vip_b"
 d_paired() { [ "$(wc -l <<<"$d_line")" = 1 ] && set -- $d_line && in_vip_range "$1" && [ "$3" = "$vip_b_at_d" ]; }
 check "... D, calling B what D was told ($d_line), and nothing else" d_paired
+if ! d_paired; then
+  # Why B holds no pair with D although D was answered: D's side (its confirmation and
+  # whether it took the pair back) and B's lines about D.
+  grep -E "b\.$DNS_ZONE|confirm|taking the pair back|mapping established" "$DNS_DIR/d/vipd.log" | grep -v stats |
+    tail -15 | while IFS= read -r line; do diag "D: $line"; done
+  grep -F -e "$D" -e "d.$DNS_ZONE" "$DNS_DIR/b/vipd.log" | tail -15 | while IFS= read -r line; do diag "B: $line"; done
+fi
 new_pins=$(comm -13 <(echo "$pins_before") <(pins_of b))
 check "B pinned nothing new but D's real key ($new_pins)" \
   test "$(wc -l <<<"$new_pins")" = 1 -a "$new_pins" = "d.$DNS_ZONE x25519 $d_key"
