@@ -729,9 +729,7 @@ impl Engine {
     /// earlier run marked is taken over first (it counts against `max_partners` like ours);
     /// vipd treats every invalid mapping in its namespace as its own.
     fn collect_invalid(&mut self, now: Instant, m: &KernelMapping) {
-        if !self.partners.is_invalid(m.peer_vip) {
-            self.partners.invalidate(m.peer_vip);
-        }
+        self.partners.invalidate(m.peer_vip);
         let Gc::Lease(idle) = self.cfg.gc else {
             return;
         };
