@@ -108,8 +108,9 @@ check "vipd on B and on A still runs" all_running a b
 total=$(wc -l < "$DNS_DIR/lookups.out")
 good=$(awk -v a="$vip_b" -v b="$vip_a" '($1 == "a" && $2 == a) || ($1 == "b" && $2 == b)' "$DNS_DIR/lookups.out" | wc -l)
 check "every real lookup during the fuzz got its VIP ($good of $total: A's of B, B's of A)" \
-  test "$good" = "$total" -a "$total" -ge 20
-# On failure, D's log of the contact shows why (shown by check).
+  test "$good" = "$total" -a "$total" -ge 8
+# (At least 8: how many fit in the fuzz depends on the machine; each dig is a process
+# start.) On failure, D's log of the contact shows why (shown by check).
 in_fuzz_and_vip() {
   [ "$1" = yes ] && in_vip_range "$2" && return 0
   grep -v "stats" "$DNS_DIR/d/vipd.log" | tail -12

@@ -33,8 +33,10 @@ const OUTSTANDING: usize = 8;
 /// queue of a few seconds in front of a loaded responder, where the cookie reply to one
 /// initiation and the retry it allows each wait their turn.
 const MAX_INITIATION_WAIT: Duration = Duration::from_secs(1);
-/// Confirmations sent before the pair is taken back.
-const CONFIRM_TRIES: u32 = 6;
+/// The longest wait between two confirmations: a loss burst at a flooded responder
+/// (its socket buffer overflowing) is outlasted by confirmations spread across
+/// [`super::CONFIRM_WINDOW`], not by a few sent at its start.
+const MAX_CONFIRM_WAIT: Duration = Duration::from_secs(2);
 /// Initiations per round before going back to DNS.
 const SENDS_PER_TRY: u32 = 2;
 
@@ -71,6 +73,9 @@ enum Stage {
     Confirming {
         index: u32,
         tries: u32,
+        /// When the first confirmation went: the pair is taken back once
+        /// [`super::CONFIRM_WINDOW`] has passed since without an acknowledgement.
+        since: Instant,
         deadline: Instant,
         esp_out: Option<EspSa>,
     },
@@ -463,16 +468,18 @@ impl Engine {
             Stage::Confirming {
                 index,
                 tries,
+                since,
                 deadline,
                 ..
             } => {
-                if *tries >= CONFIRM_TRIES {
+                if now.saturating_duration_since(*since) >= super::CONFIRM_WINDOW {
                     return self.confirmation_failed(fqdn);
                 }
                 *tries += 1;
-                let wait =
-                    self.cfg.retransmit.max(Duration::from_millis(50)) * (1 << (*tries).min(5));
-                *deadline = now + wait;
+                let wait = (self.cfg.retransmit.max(Duration::from_millis(50))
+                    * (1 << (*tries).min(5)))
+                .min(MAX_CONFIRM_WAIT);
+                *deadline = (now + wait).min(*since + super::CONFIRM_WINDOW);
                 let (index, round, to) = (
                     *index,
                     neg.round,
@@ -773,6 +780,7 @@ impl Engine {
         neg.stage = Stage::Confirming {
             index,
             tries: 1,
+            since: now,
             deadline: now + wait,
             esp_out,
         };

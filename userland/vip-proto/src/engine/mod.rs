@@ -450,6 +450,11 @@ enum DumpFor {
     Resync,
 }
 
+/// How long an initiator confirms a new session before it takes the pair back, and
+/// about how long the responder waits for a confirmation. WireGuard keeps trying a
+/// handshake for 90 s; a confirmation is cheaper to lose, the lookup was already answered.
+pub(super) const CONFIRM_WINDOW: Duration = Duration::from_secs(30);
+
 /// How often housekeeping looks at the kernel's table (at most; leases may ask sooner).
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
 /// The partner table is saved at most this often.

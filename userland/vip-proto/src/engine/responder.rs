@@ -22,8 +22,11 @@ use crate::fqdn::Fqdn;
 use crate::handshake::{self, Responder};
 use crate::wire::{Control, Handshake, MAC_LEN, ResponsePayload};
 
-/// How long a pending handshake waits for the initiator's confirmation.
+/// How long a pending handshake may take to be answered (its DNS checks).
 const PENDING_LIFETIME: Duration = Duration::from_secs(5);
+/// How long an answered handshake outlives the initiator's confirmations (which go on
+/// for [`super::CONFIRM_WINDOW`] after our response reached it): a path's delay.
+const ANSWERED_SLACK: Duration = Duration::from_secs(5);
 /// Pending handshakes one initiator may have at once (its latest initiations): as many
 /// as an initiator keeps outstanding, so that behind a queue its retransmissions, answered
 /// late, do not push out the handshake it is already confirming.
@@ -54,6 +57,8 @@ enum Stage {
 /// A handshake we answer, until it is confirmed or expires.
 pub(super) struct Pending {
     created: Instant,
+    /// When our response went out.
+    answered: Option<Instant>,
     from: SocketAddrV4,
     requester: Fqdn,
     key: [u8; 32],
@@ -71,8 +76,16 @@ impl Pending {
     }
 
     /// When it goes unconfirmed; `None` once it is being installed, whatever its age.
+    /// Answered, it waits as long as the initiator keeps confirming: under a flood most
+    /// confirmations may be lost, and the one that passes may come late.
     pub(super) fn expires(&self) -> Option<Instant> {
-        (!self.installing()).then_some(self.created + PENDING_LIFETIME)
+        if self.installing() {
+            return None;
+        }
+        Some(match self.answered {
+            Some(at) => at + super::CONFIRM_WINDOW + ANSWERED_SLACK,
+            None => self.created + PENDING_LIFETIME,
+        })
     }
 
     /// The pair agreed, waiting for confirmation: (the initiator's VIP, ours).
@@ -188,6 +201,7 @@ impl Engine {
         let index = self.new_index();
         let pending = |stage| Pending {
             created: now,
+            answered: None,
             from,
             requester: requester.clone(),
             key,
@@ -360,6 +374,7 @@ impl Engine {
         pend.stage = Stage::Responded {
             agreed: agreed.then_some((peer_vip, my_vip)),
         };
+        pend.answered = Some(now);
         pend.esp = esp;
         let to = pend.from;
         self.sessions.insert(

@@ -1,8 +1,10 @@
 //! The engine on a simulated network: hosts with fake kernels, a fake DNS server, a clock
 //! that only moves when told, and an attacker who can drop, copy, replay and forge.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -652,14 +654,21 @@ fn an_unconfirmed_handshake_installs_nothing_at_the_responder() {
     let a_addr = net.hosts[a].addr;
     net.filter = Box::new(move |d| *d.to.ip() != a_addr);
     let id = net.lookup(a, "b.vip.test");
-    // A gives up after about 7.5 s; B's pending entry for its last initiation lives 5 s.
+    // A gives up after about 7.5 s; B's answered entry for its last initiation waits for
+    // a confirmation for CONFIRM_WINDOW and a little more.
     net.run_for(Duration::from_secs(8));
     assert_eq!(
         net.answer(a, id),
         Some(LookupAnswer::Upstream),
         "the physical address, within a stub resolver's patience"
     );
-    net.run_for(Duration::from_secs(5));
+    assert!(
+        !net.hosts[b].engine.pends.is_empty(),
+        "answered entries wait for the confirmation"
+    );
+    // The last initiation was answered at about 7 s; its entry waits the window and a
+    // path's delay (5 s) more.
+    net.run_for(super::CONFIRM_WINDOW + Duration::from_secs(6));
     assert!(
         net.hosts[b].engine.partners().is_empty(),
         "no confirmation, no pair"
@@ -674,6 +683,37 @@ fn an_unconfirmed_handshake_installs_nothing_at_the_responder() {
         net.answer(a, id),
         Some(LookupAnswer::Upstream),
         "the physical address, at last"
+    );
+}
+
+#[test]
+fn a_confirmation_that_passes_late_in_a_loss_burst_still_installs_the_pair() {
+    let (mut net, a, b) = two();
+    // A flooded responder's socket buffer overflows: A's first nine confirmations are
+    // lost (once, six were all A sent), the tenth passes.
+    let a_addr = net.hosts[a].addr;
+    let confirms = Rc::new(Cell::new(0u32));
+    let seen = confirms.clone();
+    net.filter = Box::new(move |d| {
+        if *d.from.ip() != a_addr || d.bytes[3] != MessageType::Transport as u8 {
+            return true;
+        }
+        seen.set(seen.get() + 1);
+        seen.get() > 9
+    });
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(5));
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(
+        net.hosts[b].engine.partners().is_empty(),
+        "nothing confirmed yet"
+    );
+    net.run_for(super::CONFIRM_WINDOW);
+    assert!(paired(&net, a, b), "the tenth confirmation installs it");
+    assert_eq!(
+        confirms.get(),
+        10,
+        "and A stopped confirming once acknowledged"
     );
 }
 
