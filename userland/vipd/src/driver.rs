@@ -106,6 +106,8 @@ pub struct Door {
     pub proven: AtomicU64,
     /// Dropped for not parsing (the engine would drop them too).
     pub garbage: AtomicU64,
+    /// Cookie replies sent to shed initiations.
+    pub cookies: AtomicU64,
 }
 
 impl Door {
@@ -230,6 +232,7 @@ pub async fn run(
                     initiations_proven_queued = lanes.proven.len(),
                     door_shed = io.door.shed.load(Ordering::Relaxed),
                     door_garbage = io.door.garbage.load(Ordering::Relaxed),
+                    door_cookies = io.door.cookies.load(Ordering::Relaxed),
                     initiations_proven = io.door.proven.load(Ordering::Relaxed),
                     "stats"
                 );
@@ -419,7 +422,8 @@ pub struct LaneSenders {
 /// Reads datagrams for the engine forever and never waits for the engine: what does not
 /// parse is dropped at once; initiations go to their lanes (see [`INITIATION_QUEUE`],
 /// [`PROVEN_QUEUE`]; `admission` sorts them by cookie), everything else to [`DATAGRAM_QUEUE`]. A full queue sheds
-/// (counted in `door`), so that the kernel's socket buffer never overflows behind us.
+/// (counted in `door`), so that the kernel's socket buffer never overflows behind us; a
+/// shed initiation gets a cookie reply from here (`Admission::cookie_for_shed`).
 pub async fn receive(
     socket: Arc<UdpSocket>,
     mut admission: Admission,
@@ -454,7 +458,17 @@ pub async fn receive(
         match queue.try_send(input) {
             Ok(()) if lane == Lane::Proven => Door::count(&door.proven),
             Ok(()) => {}
-            Err(_) => Door::count(&door.shed),
+            Err(_) => {
+                Door::count(&door.shed);
+                // The engine is behind: the cookie it would send under load goes from
+                // here, so that a real initiator's retry can pass the flood.
+                if lane == Lane::Unproven
+                    && let Some(reply) = admission.cookie_for_shed(bytes, from, Instant::now())
+                    && socket.try_send_to(&reply, from.into()).is_ok()
+                {
+                    Door::count(&door.cookies);
+                }
+            }
         }
     }
 }

@@ -6,11 +6,17 @@
 //! before the others. The checks are the engine's own (`mac2` under the shared cookie
 //! secret, `mac1`, the per-source rate), which the engine makes again: the lane is a
 //! priority, never a pass.
+//!
+//! An initiation its lane has no room for is not only shed: the engine is behind, which
+//! is what "under load" means, so the receive task answers it with a cookie itself (a MAC
+//! and an encryption, no Diffie-Hellman, as WireGuard answers under load). Without this
+//! a real initiator whose every try met a full lane never got the cookie that would let
+//! its retry pass the flood.
 
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use super::limits::{PROVEN_PER_SOURCE, PerSource};
+use super::limits::{Overall, PROVEN_PER_SOURCE, PerSource};
 use super::random_bytes;
 use crate::handshake::CookieChecker;
 use crate::wire::{self, MAC_LEN, Packet};
@@ -34,14 +40,39 @@ pub enum Lane {
 pub struct Admission {
     cookies: CookieChecker,
     proven_per_source: PerSource,
+    shed_cookies: Overall,
 }
+
+/// Cookie replies the receive task sends to shed initiations, a second, at most: what a
+/// flood of valid-`mac1` initiations from spoofed sources can make us reflect (each reply
+/// is smaller than the initiation it answers).
+pub const SHED_COOKIES_PER_SECOND: u32 = 2000;
 
 impl Admission {
     pub(super) fn new(cookies: CookieChecker) -> Self {
         Self {
             cookies,
             proven_per_source: PerSource::new(PROVEN_PER_SOURCE),
+            shed_cookies: Overall::new(SHED_COOKIES_PER_SECOND),
         }
+    }
+
+    /// The cookie reply to an initiation that was shed because its lane was full, if it
+    /// deserves one: a valid `mac1` (it was made for our key), within
+    /// [`SHED_COOKIES_PER_SECOND`].
+    pub fn cookie_for_shed(
+        &mut self,
+        bytes: &[u8],
+        from: SocketAddrV4,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        let Ok(Packet::Initiation(hs)) = wire::parse(bytes) else {
+            return None;
+        };
+        if !self.cookies.check_mac1(&hs) || !self.shed_cookies.allow(now) {
+            return None;
+        }
+        Some(self.cookies.reply(&hs, from, now, &mut random_bytes))
     }
 
     /// The lane for datagram `bytes` from `from`. The common case (no cookie: a zero
@@ -138,5 +169,42 @@ mod tests {
         assert_eq!(proven, PROVEN_PER_SOURCE as usize - 1);
         let later = now + Duration::from_secs(1);
         assert_eq!(admission.sort(&retry, src, later), Lane::Proven);
+    }
+
+    #[test]
+    fn a_shed_initiation_gets_a_cookie_that_lets_its_retry_take_the_proven_lane() {
+        let (a, b) = (
+            Identity::from_secret_bytes([1; 32]),
+            Identity::from_secret_bytes([2; 32]),
+        );
+        let now = Instant::now();
+        let src: SocketAddrV4 = "192.0.2.1:4877".parse().unwrap();
+        let mut admission = Admission::new(CookieChecker::new(&b.public_key()));
+        let (initiator, first) = initiation(&a, &b, None);
+        let reply = admission
+            .cookie_for_shed(&first, src, now)
+            .expect("a cookie for a shed initiation");
+        let Ok(Packet::CookieReply(reply)) = wire::parse(&reply) else {
+            panic!("a cookie reply")
+        };
+        let cookie = initiator.open_cookie(&reply).unwrap();
+        let (_, retry) = initiation(&a, &b, Some(&cookie));
+        assert_eq!(admission.sort(&retry, src, now), Lane::Proven);
+
+        // Not for an initiation made for another key (its mac1 fails), nor for garbage.
+        let c = Identity::from_secret_bytes([3; 32]);
+        let (_, elsewhere) = initiation(&a, &c, None);
+        assert!(admission.cookie_for_shed(&elsewhere, src, now).is_none());
+        assert!(admission.cookie_for_shed(b"garbage", src, now).is_none());
+
+        // At most SHED_COOKIES_PER_SECOND a second, whatever the sources.
+        let later = now + Duration::from_secs(5);
+        let sent = (0..3 * SHED_COOKIES_PER_SECOND)
+            .filter(|i| {
+                let from = SocketAddrV4::new(std::net::Ipv4Addr::from(0x0a00_0000 + i), 4877);
+                admission.cookie_for_shed(&first, from, later).is_some()
+            })
+            .count();
+        assert_eq!(sent, SHED_COOKIES_PER_SECOND as usize);
     }
 }

@@ -181,6 +181,33 @@ impl PerSource {
     }
 }
 
+/// One overall limit with its own clock, for a component that runs apart from the engine.
+pub(crate) struct Overall {
+    clock: FakeRelativeClock,
+    last: Option<Instant>,
+    limiter: Direct,
+}
+
+impl Overall {
+    pub(crate) fn new(per_second_in_all: u32) -> Self {
+        let clock = FakeRelativeClock::default();
+        Self {
+            limiter: RateLimiter::direct_with_clock(per_second(per_second_in_all), clock.clone()),
+            clock,
+            last: None,
+        }
+    }
+
+    /// Whether one more is within the budget at `now`.
+    pub(crate) fn allow(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            self.clock.advance(now.saturating_duration_since(last));
+        }
+        self.last = Some(now);
+        self.limiter.check().is_ok()
+    }
+}
+
 /// Initiations from one source address that may take the proven lane, a second: the
 /// engine's own limit, so that the lane carries nothing the engine would drop.
 pub(crate) const PROVEN_PER_SOURCE: u32 = INITIATIONS_PER_SOURCE;
