@@ -153,10 +153,13 @@ impl Default for Stub {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Upstream {
-    /// Tried in order.
+    /// The fastest asked first (hickory-resolver ranks them), two at a time.
     pub servers: Vec<SocketAddr>,
-    /// Per query, milliseconds.
+    /// Per query and server, milliseconds.
     pub timeout_ms: u64,
+    /// Answers the stub relays kept for their TTLs, at most; 0 caches none. (vipd's own
+    /// questions never come from the cache.)
+    pub cache_size: u64,
 }
 
 impl Default for Upstream {
@@ -164,6 +167,7 @@ impl Default for Upstream {
         Self {
             servers: Vec::new(),
             timeout_ms: 2000,
+            cache_size: 4096,
         }
     }
 }

@@ -333,7 +333,9 @@ mod tests {
             upstream: Upstream::new(
                 &["127.0.0.1:9".parse().unwrap()],
                 Duration::from_millis(100),
-            ),
+                0,
+            )
+            .unwrap(),
             changes: CHANGES.with(|c| c.clone()),
             reloader,
         });

@@ -6,19 +6,27 @@ use crate::tsig::TsigKey;
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use hickory_net::{
-    client::{Client, ClientHandle},
+    DnsError, NetError,
+    client::Client,
     runtime::TokioRuntimeProvider,
     udp::UdpClientStream,
-    xfer::DnsHandle,
+    xfer::{DnsHandle, FirstAnswer},
 };
 use hickory_proto::{
-    op::{DnsRequest, DnsRequestOptions, Message, OpCode, Query, ResponseCode, UpdateMessage},
+    op::{
+        DnsRequest, DnsRequestOptions, DnsResponse, Message, OpCode, Query, ResponseCode,
+        UpdateMessage,
+    },
     rr::{
         DNSClass, Name, RData, Record, RecordType,
         rdata::{A, TXT},
     },
 };
-use std::{net::Ipv4Addr, net::SocketAddr, time::Duration};
+use hickory_resolver::{
+    NameServerPool, PoolContext, TlsConfig, TokioResolver,
+    config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts},
+};
+use std::{net::Ipv4Addr, net::SocketAddr, sync::Arc, time::Duration};
 use tracing::debug;
 use vip_proto::{Fqdn, engine::DnsAnswer, fqdn::parse_key_record};
 
@@ -51,43 +59,116 @@ pub fn from_name(name: &Name) -> Option<Fqdn> {
     Fqdn::new(&name.to_ascii()).ok()
 }
 
-/// The upstream resolvers, tried in order.
+/// The upstream resolvers, through hickory-resolver: servers ranked by how fast they
+/// answer and asked two at a time, another one tried when one fails, TCP when an answer is
+/// truncated, EDNS.
 #[derive(Clone)]
 pub struct Upstream {
-    clients: Vec<(SocketAddr, Client<TokioRuntimeProvider>)>,
+    /// The stub's plain questions: answers cached as long as their TTLs allow.
+    cached: TokioResolver,
+    /// The engine's questions, and the stub's DNSSEC ones (DO or CD set), never from the
+    /// cache: the engine asks when what it knew failed (a peer moved), so only the
+    /// servers' answer of now will do; a DNSSEC client wants the signatures, which the
+    /// cache does not keep.
+    pool: NameServerPool<TokioRuntimeProvider>,
+}
+
+/// Upstream's answer to a relayed question.
+#[derive(Debug, Default)]
+pub struct Relayed {
+    pub response_code: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+}
+
+/// How the stub relays a question: its client's DNSSEC bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayBits {
+    /// DNSSEC OK (RFC 3225): the client wants signatures.
+    pub dnssec_ok: bool,
+    /// Checking disabled: the client validates itself.
+    pub checking_disabled: bool,
 }
 
 impl Upstream {
-    /// Sets up one UDP client per server (no packet is sent yet).
-    pub fn new(servers: &[SocketAddr], timeout: Duration) -> Self {
-        let clients = servers
+    /// Sets up the resolvers for `servers` (no packet is sent yet); `cache_size` answers at
+    /// most are cached, none with 0.
+    pub fn new(servers: &[SocketAddr], timeout: Duration, cache_size: u64) -> Result<Self> {
+        let name_servers: Vec<NameServerConfig> = servers
             .iter()
-            .map(|&server| {
-                let stream = UdpClientStream::builder(server, TokioRuntimeProvider::default())
-                    .with_timeout(Some(timeout))
-                    .build();
-                let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
-                tokio::spawn(background);
-                (server, client)
+            .map(|server| {
+                let mut config = NameServerConfig::udp_and_tcp(server.ip());
+                for connection in &mut config.connections {
+                    connection.port = server.port();
+                }
+                config
             })
             .collect();
-        Self { clients }
+        let mut options = ResolverOpts::default();
+        options.timeout = timeout;
+        // Names are asked fully qualified, never with a search list; /etc/hosts is for
+        // the client's own resolver, not for a DNS server to answer from.
+        options.ndots = 0;
+        options.use_hosts_file = ResolveHosts::Never;
+        options.cache_size = cache_size;
+        // A forwarder relays what a server says, CNAME chains included.
+        options.preserve_intermediates = true;
+        let config = ResolverConfig::from_parts(None, vec![], name_servers.clone());
+        let cached = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(options.clone())
+            .build()
+            .context("cannot set up the upstream resolver")?;
+        let context = PoolContext::new(
+            options,
+            TlsConfig::new().context("cannot set up the upstream resolver")?,
+        );
+        let pool = NameServerPool::from_config(
+            name_servers,
+            Arc::new(context),
+            TokioRuntimeProvider::default(),
+        );
+        Ok(Self { cached, pool })
     }
 
-    /// Asks each server in turn until one answers (any RCODE counts as an answer).
+    /// The servers' answer to `query` now, from no cache. A negative answer (NXDOMAIN, no
+    /// data, or an error RCODE) is `Ok` with no answers; only no answer at all is `Err`.
     pub async fn query(&self, name: Name, class: DNSClass, rtype: RecordType) -> Result<Message> {
-        let mut last = None;
-        for (server, client) in &self.clients {
-            let mut client = client.clone();
-            match client.query(name.clone(), class, rtype).await {
-                Ok(response) => return Ok(response.into_message()),
-                Err(e) => {
-                    debug!(%server, %name, ?rtype, "upstream query failed: {e}");
-                    last = Some(anyhow!("{server}: {e}"));
-                }
+        let mut query = Query::query(name.clone(), rtype);
+        query.set_query_class(class);
+        match self
+            .pool
+            .lookup(query, DnsRequestOptions::default())
+            .first_answer()
+            .await
+        {
+            Ok(response) => Ok(response.into_message()),
+            Err(NetError::Dns(DnsError::NoRecordsFound(_) | DnsError::ResponseCode(_))) => {
+                Ok(Message::query())
+            }
+            Err(e) => {
+                debug!(%name, ?rtype, "upstream query failed: {e}");
+                Err(anyhow!("no upstream server answered: {e}"))
             }
         }
-        Err(last.unwrap_or_else(|| anyhow!("no upstream server")))
+    }
+
+    /// Upstream's answer to a client's question, from the cache when the client does not
+    /// ask for DNSSEC.
+    pub async fn relay(&self, query: &Query, bits: RelayBits) -> Result<Relayed> {
+        if bits == RelayBits::default() && query.query_class() == DNSClass::IN {
+            let result = self
+                .cached
+                .lookup(query.name().clone(), query.query_type())
+                .await;
+            return relayed(result.map(|lookup| lookup.message().clone()));
+        }
+        let mut options = DnsRequestOptions::default();
+        options.edns_set_dnssec_ok = bits.dnssec_ok;
+        let mut request = DnsRequest::from_query(query.clone(), options);
+        request.metadata.checking_disabled = bits.checking_disabled;
+        let result = self.pool.send(request).first_answer().await;
+        relayed(result.map(DnsResponse::into_message))
     }
 
     /// The A records of `fqdn` (the final answers; CNAMEs followed by the server).
@@ -167,6 +248,33 @@ impl Upstream {
                 _ => None,
             })
             .collect())
+    }
+}
+
+/// A relayed answer in the stub's terms: what a server said, negative answers included;
+/// `Err` when no server said anything.
+fn relayed(result: Result<Message, NetError>) -> Result<Relayed> {
+    match result {
+        Ok(message) => Ok(Relayed {
+            response_code: message.metadata.response_code,
+            answers: message.answers,
+            authorities: message.authorities,
+            additionals: message.additionals,
+        }),
+        Err(NetError::Dns(DnsError::NoRecordsFound(none))) => Ok(Relayed {
+            response_code: none.response_code,
+            authorities: match (none.authorities, none.soa) {
+                (Some(authorities), _) => authorities.to_vec(),
+                (None, Some(soa)) => vec![soa.into_record_of_rdata()],
+                (None, None) => vec![],
+            },
+            ..Relayed::default()
+        }),
+        Err(NetError::Dns(DnsError::ResponseCode(response_code))) => Ok(Relayed {
+            response_code,
+            ..Relayed::default()
+        }),
+        Err(e) => Err(anyhow!("no upstream server answered: {e}")),
     }
 }
 

@@ -189,7 +189,11 @@ async fn run(cli: Cli) -> Result<()> {
         info!(fqdn = %config.fqdn, %address, %home_vip, "published our address, VIP capability and key");
     }
 
-    let upstream = dns::Upstream::new(&config.upstream.servers, config.upstream_timeout());
+    let upstream = dns::Upstream::new(
+        &config.upstream.servers,
+        config.upstream_timeout(),
+        config.upstream.cache_size,
+    )?;
     let pins: HashMap<_, _> = known.iter().map(|(f, k)| (f.clone(), *k)).collect();
     let engine = Engine::new(
         config.engine(home_vip),

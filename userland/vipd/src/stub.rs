@@ -2,11 +2,11 @@
 //! answered by the engine (a VIP for a VIP-capable peer, upstream's answer for a legacy one);
 //! everything else is forwarded to the upstream resolvers and their answer relayed.
 
-use crate::dns::{Upstream, from_name};
+use crate::dns::{RelayBits, Upstream, from_name};
 use crate::driver::Handle;
 use anyhow::{Context, Result};
 use hickory_proto::{
-    op::{Message, MessageType, OpCode, ResponseCode},
+    op::{Edns, Message, MessageType, OpCode, ResponseCode},
     rr::{DNSClass, RData, Record, RecordType, rdata::A},
 };
 use std::{net::SocketAddr, sync::Arc};
@@ -20,6 +20,8 @@ use vip_proto::engine::LookupAnswer;
 
 /// Largest UDP answer to a query without EDNS (RFC 1035).
 const CLASSIC_UDP_MAX: usize = 512;
+/// The UDP payload we offer with EDNS: DNS Flag Day 2020's size, no IP fragments.
+const EDNS_PAYLOAD: u16 = 1232;
 /// A client that stays silent this long on TCP is dropped.
 const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 /// UDP queries answered at once per socket; beyond it a query is dropped (the client
@@ -141,7 +143,7 @@ pub async fn answer(daemon: &Stub, query: &[u8], udp: bool) -> Option<Vec<u8>> {
         usize::from(u16::MAX)
     } else {
         request.edns.as_ref().map_or(CLASSIC_UDP_MAX, |e| {
-            usize::from(e.max_payload()).max(CLASSIC_UDP_MAX)
+            usize::from(e.max_payload().min(EDNS_PAYLOAD)).max(CLASSIC_UDP_MAX)
         })
     };
     let bytes = reply.to_vec().ok()?;
@@ -170,6 +172,29 @@ async fn respond(daemon: &Stub, request: &Message) -> Message {
         return reply;
     };
     reply.add_query(query.clone());
+    // EDNS (RFC 6891) answered with EDNS, the client's DNSSEC OK bit echoed (RFC 3225)
+    // and, with checking disabled, passed on with the question. We validate nothing
+    // ourselves, so authentic data is never claimed.
+    let bits = RelayBits {
+        dnssec_ok: request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+        checking_disabled: request.metadata.checking_disabled,
+    };
+    reply.metadata.checking_disabled = bits.checking_disabled;
+    reply.metadata.authentic_data = false;
+    if let Some(edns) = &request.edns {
+        if edns.version() > 0 {
+            // RFC 6891 6.1.3: only version 0 is known here.
+            let mut ours = Edns::new();
+            ours.set_max_payload(EDNS_PAYLOAD);
+            reply.set_edns(ours);
+            reply.metadata.response_code = ResponseCode::BADVERS;
+            return reply;
+        }
+        let mut ours = Edns::new();
+        ours.set_max_payload(EDNS_PAYLOAD);
+        ours.set_dnssec_ok(bits.dnssec_ok);
+        reply.set_edns(ours);
+    }
 
     let name = query.name();
     let internet = query.query_class() == DNSClass::IN;
@@ -192,14 +217,9 @@ async fn respond(daemon: &Stub, request: &Message) -> Message {
                 RData::A(A(vip)),
             ));
         }
-        LookupAnswer::Upstream => match daemon
-            .upstream
-            .query(name.clone(), query.query_class(), query.query_type())
-            .await
-        {
+        LookupAnswer::Upstream => match daemon.upstream.relay(query, bits).await {
             Ok(upstream) => {
-                reply.metadata.response_code = upstream.metadata.response_code;
-                reply.metadata.authentic_data = false;
+                reply.metadata.response_code = upstream.response_code;
                 reply.answers = upstream.answers;
                 reply.authorities = upstream.authorities;
                 reply.additionals = upstream.additionals;
@@ -221,6 +241,7 @@ mod tests {
     use hickory_proto::op::Query;
     use hickory_proto::rr::Name;
     use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
     use std::time::Duration;
 
     /// An upstream server on loopback: every name has 40 A records 192.0.2.1..40 and the
@@ -287,7 +308,7 @@ mod tests {
         });
         Stub {
             engine: Handle::new(tx),
-            upstream: Upstream::new(&[fake_upstream().await], Duration::from_secs(1)),
+            upstream: Upstream::new(&[fake_upstream().await], Duration::from_secs(1), 64).unwrap(),
             vip_ttl: 7,
             hide_aaaa,
         }
@@ -351,6 +372,145 @@ mod tests {
         let m = ask(&stub, &query("legacy.vip.test.", RecordType::A), false).await;
         assert!(!m.metadata.truncation);
         assert_eq!(m.answers.len(), 40);
+    }
+
+    /// An upstream server for `counted.test` A (192.0.2.7, TTL 60) that counts the
+    /// queries it gets, and answers over UDP only with an empty truncated message when
+    /// `truncate` is set (the whole answer then comes over TCP, on the same port).
+    async fn counting_upstream(truncate: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).await.unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let answer = |query: &Message| {
+            let mut reply = Message::response(query.metadata.id, OpCode::Query);
+            let q = query.queries[0].clone();
+            reply.add_answer(Record::from_rdata(
+                q.name().clone(),
+                60,
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 7))),
+            ));
+            reply.add_query(q);
+            reply
+        };
+        let counted = count.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
+                counted.fetch_add(1, AtomicOrdering::SeqCst);
+                let query = Message::from_vec(&buf[..n]).unwrap();
+                let mut reply = answer(&query);
+                if truncate {
+                    reply.answers.clear();
+                    reply.metadata.truncation = true;
+                }
+                let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = tcp.accept().await {
+                tokio::spawn(async move {
+                    let mut len = [0u8; 2];
+                    while stream.read_exact(&mut len).await.is_ok() {
+                        let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                        stream.read_exact(&mut query).await.unwrap();
+                        let reply = answer(&Message::from_vec(&query).unwrap())
+                            .to_vec()
+                            .unwrap();
+                        stream
+                            .write_all(&(reply.len() as u16).to_be_bytes())
+                            .await
+                            .unwrap();
+                        stream.write_all(&reply).await.unwrap();
+                    }
+                });
+            }
+        });
+        (addr, count)
+    }
+
+    async fn stub_with(servers: &[SocketAddr]) -> Stub {
+        let mut stub = stub().await;
+        stub.upstream = Upstream::new(servers, Duration::from_millis(500), 64).unwrap();
+        stub
+    }
+
+    #[tokio::test]
+    async fn relayed_answers_are_cached_for_their_ttl() {
+        let (server, count) = counting_upstream(false).await;
+        let stub = stub_with(&[server]).await;
+        for _ in 0..3 {
+            let m = ask(&stub, &query("counted.test.", RecordType::A), true).await;
+            assert_eq!(m.answers.len(), 1);
+        }
+        assert_eq!(count.load(AtomicOrdering::SeqCst), 1, "asked upstream once");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_passed_over_within_one_timeout() {
+        // Bound, so nothing refuses the query: it just never answers.
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (server, _) = counting_upstream(false).await;
+        let stub = stub_with(&[silent.local_addr().unwrap(), server]).await;
+        let start = std::time::Instant::now();
+        let m = ask(&stub, &query("counted.test.", RecordType::A), true).await;
+        assert_eq!(m.answers.len(), 1);
+        assert!(
+            start.elapsed() < Duration::from_millis(900),
+            "took {:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_truncated_answer_is_asked_again_over_tcp() {
+        let (server, _) = counting_upstream(true).await;
+        let stub = stub_with(&[server]).await;
+        let m = ask(&stub, &query("counted.test.", RecordType::A), true).await;
+        assert!(!m.metadata.truncation);
+        assert_eq!(m.answers.len(), 1, "the whole answer, from TCP");
+    }
+
+    #[tokio::test]
+    async fn edns_is_answered_with_edns_and_the_dnssec_bits_kept() {
+        let (server, count) = counting_upstream(false).await;
+        let stub = stub_with(&[server]).await;
+        let with_edns = |dnssec_ok: bool, checking_disabled: bool, version: u8| {
+            let mut m = Message::query();
+            m.metadata.id = 7;
+            m.metadata.recursion_desired = true;
+            m.metadata.checking_disabled = checking_disabled;
+            m.add_query(Query::query(
+                Name::from_ascii("counted.test.").unwrap(),
+                RecordType::A,
+            ));
+            let mut edns = Edns::new();
+            edns.set_max_payload(4096);
+            edns.set_dnssec_ok(dnssec_ok);
+            edns.set_version(version);
+            m.set_edns(edns);
+            m.to_vec().unwrap()
+        };
+        let m = ask(&stub, &with_edns(false, false, 0), true).await;
+        let edns = m.edns.expect("EDNS answered with EDNS");
+        assert_eq!(edns.max_payload(), EDNS_PAYLOAD);
+        assert!(!edns.flags().dnssec_ok);
+        // DO and CD: echoed, and the question goes upstream (not from the cache).
+        let m = ask(&stub, &with_edns(true, true, 0), true).await;
+        assert!(m.edns.expect("EDNS").flags().dnssec_ok);
+        assert!(m.metadata.checking_disabled);
+        assert!(!m.metadata.authentic_data);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(count.load(AtomicOrdering::SeqCst), 2);
+        // Without EDNS, none in the answer.
+        let m = ask(&stub, &query("counted.test.", RecordType::A), true).await;
+        assert!(m.edns.is_none());
+        // An EDNS version we do not know: BADVERS.
+        let m = ask(&stub, &with_edns(false, false, 1), true).await;
+        // (16 is BADVERS with EDNS, BADSIG with TSIG: hickory decodes the latter.)
+        assert_eq!(u16::from(m.metadata.response_code), 16);
+        assert!(m.answers.is_empty());
     }
 
     #[tokio::test]
