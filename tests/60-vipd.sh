@@ -120,6 +120,12 @@ kill -CONT "$DNS_NAMED_PID"
 topo_netem d 2 "loss 30%"
 vip_d=$(dns_dig a d.$DNS_ZONE A)
 check "negotiation with D completes under 30% loss ($vip_d)" in_range "$vip_d"
+if ! in_range "$vip_d"; then
+  grep -E "d\.$DNS_ZONE|upstream|lookup failed|never answered" "$DNS_DIR/a/vipd.log" | grep -v stats | tail -12 |
+    while IFS= read -r line; do diag "A: $line"; done
+  grep -E "a\.$DNS_ZONE|upstream|lookup failed|REFUSED" "$DNS_DIR/d/vipd.log" | grep -v stats | tail -8 |
+    while IFS= read -r line; do diag "D: $line"; done
+fi
 has_peer_at() { on "$1" vipctl -j show | python3 -c '
 import json, sys; t = json.load(sys.stdin)
 assert any(m["peer_ip4"] == sys.argv[1] for m in t), t' "$2"; }
