@@ -219,6 +219,11 @@ impl Kernel {
     }
 
     /// The module's client, e.g. to subscribe to its events.
+    /// The vip device's interface index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
     pub fn vip(&self) -> &VipClient {
         &self.vip
     }

@@ -216,6 +216,8 @@ async fn run(cli: Cli) -> Result<()> {
     tasks.spawn(async move { ("kernel worker", flatten(kernel_task.await)) });
     tasks.spawn(async move { ("state writer", flatten(writer_task.await)) });
     watch::kernel_events(kernel.vip(), handle.clone()).await?;
+    let (ifindex, device) = (kernel.ifindex(), config.device.clone());
+    tasks.spawn(async move { ("device watcher", watch::device(ifindex, device).await) });
     if config.ipsec.mode == IpsecMode::Required {
         let h = handle.clone();
         tasks.spawn(async move { ("XFRM events", xfrm::events(h).await) });

@@ -3,8 +3,8 @@
 
 use crate::driver::{Handle, Input};
 use anyhow::{Context, Result};
-use futures::StreamExt;
-use rtnetlink::MulticastGroup;
+use futures::{StreamExt, TryStreamExt};
+use rtnetlink::{MulticastGroup, packet_core::NetlinkPayload, packet_route::RouteNetlinkMessage};
 use std::{
     net::{Ipv4Addr, SocketAddr},
     time::Duration,
@@ -43,6 +43,43 @@ pub async fn addresses(server: SocketAddr, handle: Handle) -> Result<()> {
             Ok(addr) => handle.send(Input::Address(addr)).await,
             // Between an old address going and a new one's route (break-before-make).
             Err(e) => debug!("no usable address right now: {e:#}"),
+        }
+    }
+    anyhow::bail!("the rtnetlink stream ended")
+}
+
+/// Ends, with an error that says why, when the vip device `ifindex` goes: deleted with
+/// `ip link del`, or with the module (`rmmod vip` deletes every vip device). The daemon
+/// cannot carry on without it, so it exits; restarted (systemd does), it creates the
+/// device again once the module is back, and its partners negotiate anew.
+pub async fn device(ifindex: u32, name: String) -> Result<()> {
+    let (connection, rt, mut messages) =
+        rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
+            .context("rtnetlink multicast socket")?;
+    tokio::spawn(connection);
+    let gone = || {
+        anyhow::anyhow!(
+            "the vip device {name} was deleted (ip link del, or the vip module unloaded): \
+             exiting; started again, vipd creates it anew once the module is loaded"
+        )
+    };
+    // It may have gone before we listened.
+    if rt
+        .link()
+        .get()
+        .match_index(ifindex)
+        .execute()
+        .try_next()
+        .await
+        .is_err()
+    {
+        return Err(gone());
+    }
+    while let Some((message, _)) = messages.next().await {
+        if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) = message.payload
+            && link.header.index == ifindex
+        {
+            return Err(gone());
         }
     }
     anyhow::bail!("the rtnetlink stream ended")
