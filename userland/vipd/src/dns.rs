@@ -10,7 +10,7 @@ use hickory_net::{
     client::Client,
     runtime::TokioRuntimeProvider,
     udp::UdpClientStream,
-    xfer::{DnsHandle, FirstAnswer},
+    xfer::{DnsHandle, FirstAnswer, RetryDnsHandle},
 };
 use hickory_proto::{
     op::{
@@ -70,7 +70,7 @@ pub struct Upstream {
     /// cache: the engine asks when what it knew failed (a peer moved), so only the
     /// servers' answer of now will do; a DNSSEC client wants the signatures, which the
     /// cache does not keep.
-    pool: NameServerPool<TokioRuntimeProvider>,
+    pool: RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>,
 }
 
 /// Upstream's answer to a relayed question.
@@ -119,14 +119,20 @@ impl Upstream {
             .with_options(options.clone())
             .build()
             .context("cannot set up the upstream resolver")?;
+        // What the cached resolver does too: a query that fails (no answer in time from any
+        // server) is sent again, `attempts` times in all (resolv.conf's default, 2).
+        let attempts = options.attempts;
         let context = PoolContext::new(
             options,
             TlsConfig::new().context("cannot set up the upstream resolver")?,
         );
-        let pool = NameServerPool::from_config(
-            name_servers,
-            Arc::new(context),
-            TokioRuntimeProvider::default(),
+        let pool = RetryDnsHandle::new(
+            NameServerPool::from_config(
+                name_servers,
+                Arc::new(context),
+                TokioRuntimeProvider::default(),
+            ),
+            attempts,
         );
         Ok(Self { cached, pool })
     }

@@ -378,6 +378,14 @@ mod tests {
     /// queries it gets, and answers over UDP only with an empty truncated message when
     /// `truncate` is set (the whole answer then comes over TCP, on the same port).
     async fn counting_upstream(truncate: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+        counting_upstream_dropping(truncate, 0).await
+    }
+
+    /// As [`counting_upstream`], ignoring the first `drop` UDP queries.
+    async fn counting_upstream_dropping(
+        truncate: bool,
+        drop: usize,
+    ) -> (SocketAddr, Arc<AtomicUsize>) {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let tcp = TcpListener::bind(addr).await.unwrap();
@@ -398,7 +406,9 @@ mod tests {
             let mut buf = [0u8; 4096];
             loop {
                 let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
-                counted.fetch_add(1, AtomicOrdering::SeqCst);
+                if counted.fetch_add(1, AtomicOrdering::SeqCst) < drop {
+                    continue;
+                }
                 let query = Message::from_vec(&buf[..n]).unwrap();
                 let mut reply = answer(&query);
                 if truncate {
@@ -461,6 +471,21 @@ mod tests {
             "took {:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_lost_query_of_vipd_itself_is_sent_again() {
+        // 300 ms: below the UDP client's own resend interval (333 ms), so the second
+        // query is the retry of a whole attempt.
+        let (server, count) = counting_upstream_dropping(false, 1).await;
+        let upstream = Upstream::new(&[server], Duration::from_millis(300), 0).unwrap();
+        let name = Name::from_ascii("counted.test.").unwrap();
+        let m = upstream
+            .query(name, DNSClass::IN, RecordType::A)
+            .await
+            .expect("answered on the second attempt");
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(count.load(AtomicOrdering::SeqCst), 2);
     }
 
     #[tokio::test]
