@@ -24,3 +24,5 @@ const int VIP_SKB_GSO_IPXIP4 = SKB_GSO_IPXIP4;
 const unsigned int VIP_HZ = HZ;
 const gfp_t VIP_GFP_ACCOUNT = GFP_KERNEL_ACCOUNT;
 const u8 VIP_GENL_MCAST_CAP_NET_ADMIN = GENL_MCAST_CAP_NET_ADMIN;
+/* struct xfrm_offload's flag for packets that GRO received and decrypted. */
+const u32 VIP_XFRM_GRO = XFRM_GRO;

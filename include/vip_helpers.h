@@ -25,6 +25,7 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
+#include <net/xfrm.h>
 #include <linux/workqueue.h>
 #include <uapi/linux/vip.h>
 
@@ -94,6 +95,7 @@ struct iphdr *vip_ip_hdr(const struct sk_buff *skb);
 bool vip_pskb_network_may_pull(struct sk_buff *skb, unsigned int len);
 u32 vip_skb_get_hash(struct sk_buff *skb);
 unsigned int vip_skb_dst_mtu(const struct sk_buff *skb);
+struct xfrm_offload *vip_xfrm_offload(struct sk_buff *skb);
 unsigned int vip_skb_network_offset_from_head(const struct sk_buff *skb);
 bool vip_skb_reset_inner(struct sk_buff *skb);
 int vip_ecn_decap_at(struct sk_buff *skb, unsigned int outer_offset);

@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
 source "$(dirname "$0")/lib/capture.sh"
-tap_plan 23
+tap_plan 24
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -88,6 +88,11 @@ diag "A's SAs: $(esp a list | tr '\n' ' ')"
 check "A's outbound SA counted the transfer" \
   bash -c "ip netns exec vip-a vip-esp list | grep '\"spi\":$spi_b,' | python3 -c '
 import json, sys; s = json.loads(sys.stdin.read()); assert s[\"bytes\"] > $size, s'"
+# The guard of docs/esp-plan.md 4.3: a GSO packet whose ESP the offload path has not applied
+# yet is dropped and counted at vip0, never sent (in clear inside IPIP).
+xfrm_pending() { on a vipctl -j info | python3 -c 'import json, sys; print(json.load(sys.stdin)["stats"]["tx_xfrm_pending"])'; }
+check "no packet reached vip0 with its ESP still to apply (tx_xfrm_pending, reported: $(xfrm_pending))" \
+  test "$(xfrm_pending)" = 0
 
 # --- What vip.ko accepts, XFRM still refuses -----------------------------------------------
 # From A's own address (so that B's vip.ko takes the outer packet): plaintext UDP, then a

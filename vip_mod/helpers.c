@@ -254,6 +254,11 @@ unsigned int vip_skb_dst_mtu(const struct sk_buff *skb)
 	return skb_valid_dst(skb) ? dst_mtu(skb_dst(skb)) : 0;
 }
 
+struct xfrm_offload *vip_xfrm_offload(struct sk_buff *skb)
+{
+	return xfrm_offload(skb);
+}
+
 unsigned int vip_skb_network_offset_from_head(const struct sk_buff *skb)
 {
 	return skb_network_header(skb) - skb->head;

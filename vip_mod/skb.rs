@@ -128,6 +128,24 @@ impl SkBuff {
         unsafe { bindings::vip_skb_dst_mtu(self.as_ptr()) }
     }
 
+    /// Whether XFRM's offload path still has to apply ESP to the packet: it carries an
+    /// offload state that is not GRO's (a received packet already decrypted). Software ESP
+    /// offload encrypts in `validate_xmit_xfrm` before our `ndo_start_xmit`, and clears the
+    /// state when it has; but when the CPU's XFRM backlog is busy it hands the packet on
+    /// unencrypted, asking for a requeue that a device without a queue never does
+    /// (`docs/esp-plan.md`, 4.3). Sent, it would leave in clear inside IPIP.
+    pub(crate) fn xfrm_pending(&self) -> bool {
+        // SAFETY: valid (type invariant); `xfrm_offload` only reads the skb's extensions.
+        let offload = unsafe { bindings::vip_xfrm_offload(self.as_ptr()) };
+        if offload.is_null() {
+            return false;
+        }
+        // SAFETY: non-null, it points into the skb's sec_path extension, which lives as
+        // long as the skb, which we hold.
+        let flags = unsafe { (*offload).flags };
+        flags & bindings::VIP_XFRM_GRO == 0
+    }
+
     /// Confirms the packet's conntrack entry, if it has an unconfirmed one (see `glue.c`);
     /// returns conntrack's verdict.
     pub(crate) fn confirm_conntrack(&mut self) -> u32 {

@@ -45,10 +45,12 @@ pub(crate) enum Counter {
     /// Neighbour entries of a peer's old address failed at once, so that the packets
     /// they held (and TCP's retransmissions behind them) go free.
     NeighReleased,
+    /// ESP not yet applied: XFRM's offload path passed the packet on unencrypted.
+    TxXfrmPending,
 }
 
 /// Every counter, in the order the array keeps them, with its UAPI number.
-const ALL: [(Counter, u32); 17] = [
+const ALL: [(Counter, u32); 18] = [
     (Counter::TxMalformed, bindings::VIP_STAT_TX_MALFORMED),
     (Counter::TxNoMapping, bindings::VIP_STAT_TX_NO_MAPPING),
     (Counter::TxInvalid, bindings::VIP_STAT_TX_INVALID),
@@ -66,6 +68,7 @@ const ALL: [(Counter, u32); 17] = [
     (Counter::RxConntrack, bindings::VIP_STAT_RX_CONNTRACK),
     (Counter::TcpKicks, bindings::VIP_STAT_TCP_KICKS),
     (Counter::NeighReleased, bindings::VIP_STAT_NEIGH_RELEASED),
+    (Counter::TxXfrmPending, bindings::VIP_STAT_TX_XFRM_PENDING),
 ];
 const _: () = {
     let mut i = 0;

@@ -29,6 +29,10 @@ fn try_xmit(mut skb: SkBuff, dev: &NetDevice) -> Result<(), Counter> {
     if !skb.is_ipv4() || !skb.may_pull(IPV4_HEADER_LEN) {
         return Err(Counter::TxMalformed);
     }
+    // Never plaintext that ESP policy required: dropped, counted (TCP retransmits).
+    if skb.xfrm_pending() {
+        return Err(Counter::TxXfrmPending);
+    }
     let inner = skb.ipv4_header();
     let guard = rcu::Guard::new();
     let Some(mapping) = net.vip().table.lookup(&guard, inner.destination) else {

@@ -201,6 +201,7 @@ enum vip_stat {
 	VIP_STAT_RX_CONNTRACK,		/* conntrack refused the outer packet */
 	VIP_STAT_TCP_KICKS,		/* TCP sockets told to retransmit now */
 	VIP_STAT_NEIGH_RELEASED,	/* packets waiting for a left address freed */
+	VIP_STAT_TX_XFRM_PENDING,	/* ESP not yet applied by the offload path */
 	__VIP_STAT_MAX,
 };
 
