@@ -6,7 +6,7 @@
 # the traffic on A (SIGTERM) at a third of the time and on B (SIGKILL) at two thirds. Every
 # SOAK_SAMPLE seconds: each vipd's RSS and open descriptors, each kernel table's mapping
 # count and the vip_mapping slab. Checks: the TCP stream arrives intact (sha256), its longest
-# silence, the UDP and ping losses stay under generous bounds (the exact switching times
+# silence, the UDP and ping losses stay within a budget per move (the exact switching times
 # belong to tests/bench/switching.sh), the streams flowed at every move, the restarted
 # daemons adopt the kernel's mappings, neither daemon's RSS nor descriptors grow, the table
 # holds one mapping on each side throughout, the slab does not grow, and every move's DNS
@@ -24,7 +24,12 @@ SOAK_SAMPLE=${SOAK_SAMPLE:-$(( SOAK_SECONDS / 6 < 10 ? 10 : SOAK_SECONDS / 6 > 3
 SOAK_TAIL=10
 # Generous bounds (measured on TCG: see the summary line of a run).
 GAP_MAX_MS=${SOAK_GAP_MAX_MS:-15000}    # the TCP receiver's longest silence
-LOSS_MAX_PCT=${SOAK_LOSS_MAX_PCT:-10}   # UDP datagrams and pings lost, per cent of sent
+# UDP datagrams and pings may be lost for this long per move, in all (plus 1 % of what was
+# sent): about twice what tests/70-mobility.sh measures for one move under TCG (one-sided
+# gaps 0.04-1.0 s, two-sided 1.5 s). A fixed share could not hold at every SOAK_INTERVAL:
+# with a move every 4 s, half of them two-sided, the moves alone cost about 15 %.
+ONE_SIDED_LOSS_S=${SOAK_ONE_SIDED_LOSS_S:-1.5}
+TWO_SIDED_LOSS_S=${SOAK_TWO_SIDED_LOSS_S:-3}
 RSS_GROWTH_KB=${SOAK_RSS_GROWTH_KB:-4096} # a daemon's RSS, last sample over its warm-up one
 KMEM_GROWTH_KB=${SOAK_KMEM_GROWTH_KB:-32} # kernel memory charged to the daemons' cgroup
 TCP_CHUNK=2048 TCP_PACE=0.01            # 200 KB/s
@@ -346,8 +351,15 @@ udp_got=$(json "$W/udp-recv.json" received)
 udp_highest=$(json "$W/udp-recv.json" highest)
 udp_lost=$(( ${udp_sent/-/0} - ${udp_got/-/0} ))
 diag "UDP: $udp_got of $udp_sent arrived ($(json "$W/udp-recv.json" out_of_order) out of order, $(json "$W/udp-recv.json" duplicates) duplicated, $(json "$W/udp-send.json" send_errors) refused by the sender's stack); longest silences: $(gap_report "$W/udp-recv.json")"
-check "UDP: $udp_lost of $udp_sent datagrams lost, at most $LOSS_MAX_PCT %" \
-  bash -c "((${udp_sent/-/0} > 0 && $udp_lost * 100 <= ${udp_sent/-/0} * $LOSS_MAX_PCT))"
+# budget PACE: what the moves may cost a stream sent every PACE seconds, and 1 % of it.
+budget() {
+  python3 -c 'import sys; one, two, o, t, pace, sent = map(float, sys.argv[1:]); print(int((one * o + two * t) / pace + sent / 100))' \
+    "$ONE_SIDED_LOSS_S" "$TWO_SIDED_LOSS_S" "$one_sided" "$two_sided_n" "$1" "$2"
+}
+diag "moves: $one_sided one-sided (up to $ONE_SIDED_LOSS_S s of loss each), $two_sided_n two-sided (up to $TWO_SIDED_LOSS_S s)"
+udp_budget=$(budget $UDP_PACE "${udp_sent/-/0}")
+check "UDP: $udp_lost of $udp_sent datagrams lost, at most $udp_budget for the moves" \
+  bash -c "((${udp_sent/-/0} > 0 && $udp_lost <= $udp_budget))"
 # The sequence carries on after the last move: its last second arrived.
 check "UDP: the sequence carries on to its end (highest $udp_highest of $udp_sent)" \
   bash -c "((${udp_highest/-/0} >= ${udp_sent/-/0} - 50 && ${udp_sent/-/0} > 0))"
@@ -357,8 +369,9 @@ ping_sent=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' "$W/ping.out")
 ping_got=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$W/ping.out")
 ping_gap=$(sed -n 's/.*icmp_seq=\([0-9]*\).*/\1/p' "$W/ping.out" |
   awk -v p=$PING_PACE 'NR > 1 && $1 - last > worst { worst = $1 - last } { last = $1 } END { printf "%d", worst * p * 1000 }')
-check "ping: $((${ping_sent:-0} - ${ping_got:-0})) of ${ping_sent:-?} lost, at most $LOSS_MAX_PCT %" \
-  bash -c "((${ping_sent:-0} > 0 && (${ping_sent:-0} - ${ping_got:-0}) * 100 <= ${ping_sent:-0} * $LOSS_MAX_PCT))"
+ping_budget=$(budget $PING_PACE "${ping_sent:-0}")
+check "ping: $((${ping_sent:-0} - ${ping_got:-0})) of ${ping_sent:-?} lost, at most $ping_budget for the moves" \
+  bash -c "((${ping_sent:-0} > 0 && (${ping_sent:-0} - ${ping_got:-0}) <= $ping_budget))"
 
 check "the streams moved on between every two moves ($stalled of $moves moves found one stalled)" test "$stalled" = 0
 
