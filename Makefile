@@ -35,7 +35,8 @@ KARGS = M=$(ROOT) LLVM=$(VIP_LLVM) RUSTC=$(VIP_RUSTC) BINDGEN=$(VIP_BINDGEN)
 
 
 .PHONY: all module setup kernel userland test test-userland test-vm test-vm-debug test-vm-debug-all demo \
-	shell bench lint clean test-detectors fuzz soak install install-module install-userland test-install
+	shell bench lint clean test-detectors fuzz soak install install-module install-userland test-install \
+	install-dkms
 
 all: module
 
@@ -131,6 +132,17 @@ install-module:
 	  kver=$$(cat $$kdir/include/config/kernel.release) && \
 	  install -D -m 0644 vip.ko $(DESTDIR)/lib/modules/$$kver/extra/vip.ko && \
 	  depmod $${DESTDIR:+-b $(DESTDIR)} $$kver
+
+# The module's source for DKMS (dkms.conf at its top), as /usr/src/vip-VERSION.
+DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(ROOT)/dkms.conf)
+DKMS_SRC = $(DESTDIR)/usr/src/vip-$(DKMS_VERSION)
+install-dkms:
+	install -d $(DKMS_SRC)/vip_mod $(DKMS_SRC)/include/uapi/linux
+	install -m 0644 $(ROOT)/dkms.conf $(ROOT)/Kbuild $(ROOT)/vip_mod.rs $(DKMS_SRC)/
+	install -m 0644 $(filter-out %/bindings_generated.rs,$(wildcard $(ROOT)/vip_mod/*.rs)) \
+	  $(ROOT)/vip_mod/*.c $(ROOT)/vip_mod/bindgen_parameters $(DKMS_SRC)/vip_mod/
+	install -m 0644 $(ROOT)/include/*.h $(DKMS_SRC)/include/
+	install -m 0644 $(ROOT)/include/uapi/linux/vip.h $(DKMS_SRC)/include/uapi/linux/
 
 BIN := $(ROOT)/userland/target/release
 install-userland: userland

@@ -6,7 +6,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/lib/tap.sh"
-tap_plan 9
+tap_plan 11
 dest=$(mktemp -d)
 at_exit rm -rf "$dest"
 if out=$(make -s -C "$ROOT" install DESTDIR="$dest" 2>&1); then
@@ -37,3 +37,32 @@ check "man pages vipd(8) and vipctl(1)" bash -c \
 check "bash, zsh and fish completions for vipctl (bash's parses)" bash -c \
   "bash -n '$dest/usr/share/bash-completion/completions/vipctl' &&
    [ -s '$dest/usr/share/zsh/vendor-completions/_vipctl' ] && [ -s '$dest/usr/share/fish/vendor_completions.d/vipctl.fish' ]"
+
+# DKMS, in trees of its own under the scratch directory (the host's /var/lib/dkms untouched).
+# DKMS adds CC=clang LD=ld.lld for a kernel built with LLVM; here they are LLVM 19, the
+# test kernel's (tests/vm/env.sh).
+source "$ROOT/tests/vm/env.sh"
+kdir=$(cat "$ROOT/.vip-kdir")
+dkms_dir=$(mktemp -d)
+at_exit rm -rf "$dkms_dir"
+version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$ROOT/dkms.conf")
+src=$dkms_dir/root/usr/src/vip-$version
+check "make install-dkms lays out the module's source with dkms.conf in /usr/src/vip-$version, no build output" bash -c \
+  "make -s -C '$ROOT' install-dkms DESTDIR='$dkms_dir/root' >/dev/null && [ -f '$src/dkms.conf' ] && [ -f '$src/Kbuild' ] &&
+   [ -f '$src/vip_mod/xmit.rs' ] && [ -f '$src/include/uapi/linux/vip.h' ] &&
+   [ -z \"\$(find '$src' -name '*.o' -o -name '*.ko' -o -name bindings_generated.rs)\" ]"
+mkdir -p "$dkms_dir/tree" "$dkms_dir/bin"
+ln -s "$(command -v clang$VIP_LLVM)" "$dkms_dir/bin/clang"
+ln -s "$(command -v ld.lld$VIP_LLVM)" "$dkms_dir/bin/ld.lld"
+trees=(--sourcetree "$dkms_dir/root/usr/src" --dkmstree "$dkms_dir/tree")
+built=$dkms_dir/tree/vip/$version/$kver/x86_64/module/vip.ko
+if out=$(dkms add -m vip -v "$version" "${trees[@]}" 2>&1 &&
+  PATH=$dkms_dir/bin:$PATH VIP_LLVM=$VIP_LLVM VIP_RUSTC=$VIP_RUSTC VIP_BINDGEN=$VIP_BINDGEN \
+    dkms build -m vip -v "$version" -k "$kver" --kernelsourcedir "$kdir" "${trees[@]}" 2>&1) &&
+  [ "$(modinfo -F vermagic "$built" 2>/dev/null | cut -d' ' -f1)" = "$kver" ] &&
+  modinfo -F alias "$built" | grep -qx rtnl-link-vip; then
+  ok "dkms builds the module against the test kernel's tree ($kver), with its aliases"
+else
+  not_ok "dkms builds the module against the test kernel's tree ($kver), with its aliases"
+  _tap_show "$out$(cat "$dkms_dir/tree/vip/$version/build/make.log" 2>/dev/null | tail -5)"
+fi
