@@ -104,13 +104,15 @@ check "monitor saw the mapping change" grep -q '"mapping_changed","peer_vip":"24
 
 # A connect() whose SYN went to where B no longer is: its SYN is sent again every second
 # four times (tcp_syn_linear_timeouts), then at 2, 4, 8 s, until the re-point kicks it.
+# The re-point comes once the next SYN is at least 3 s away: under emulation, starting
+# vipctl and the socat at B's end took more than the 1.5 s that the first wait left.
 on b socat -u TCP4-LISTEN:6002,bind=240.0.0.2,reuseaddr OPEN:/tmp/kick.syn,creat,trunc &
 listener=$!
 eventually 5 listening b 6002
 on a vipctl map replace 240.0.0.2 via 203.0.113.200 local 240.0.0.1
 echo SYN-OK | on a socat -u - TCP4:240.0.0.2:6002,connect-timeout=20 &
 connector=$!
-eventually 40 waiting_out a 240.0.0.2:6002 1 1500
+eventually 40 waiting_out a 240.0.0.2:6002 1 3000
 timer=$TIMER start=$SEEN_AT
 vip_map a b
 eventually 10 grep -q SYN-OK /tmp/kick.syn
