@@ -46,6 +46,14 @@ pub(crate) enum LogKind {
     Peer,
 }
 
+/// Moves a limiter's `clock` from the time it was `last` given to `now` (never back).
+fn advance(clock: &FakeRelativeClock, last: &mut Option<Instant>, now: Instant) {
+    if let Some(last) = *last {
+        clock.advance(now.saturating_duration_since(last));
+    }
+    *last = Some(now);
+}
+
 fn per_second(n: u32) -> Quota {
     Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
 }
@@ -94,10 +102,7 @@ impl Limits {
 
     /// Moves the limiters' clock to `now`; forgets idle sources once a second.
     pub(crate) fn advance(&mut self, now: Instant) {
-        if let Some(last) = self.last {
-            self.clock.advance(now.saturating_duration_since(last));
-        }
-        self.last = Some(now);
+        advance(&self.clock, &mut self.last, now);
         if self
             .last_sweep
             .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
@@ -165,10 +170,7 @@ impl PerSource {
     /// Whether `source` is within its budget at `now`; idle sources are forgotten once a
     /// second, so the map holds only the sources of the last second or so.
     pub(crate) fn allow(&mut self, now: Instant, source: Ipv4Addr) -> bool {
-        if let Some(last) = self.last {
-            self.clock.advance(now.saturating_duration_since(last));
-        }
-        self.last = Some(now);
+        advance(&self.clock, &mut self.last, now);
         if self
             .last_sweep
             .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
@@ -200,10 +202,7 @@ impl Overall {
 
     /// Whether one more is within the budget at `now`.
     pub(crate) fn allow(&mut self, now: Instant) -> bool {
-        if let Some(last) = self.last {
-            self.clock.advance(now.saturating_duration_since(last));
-        }
-        self.last = Some(now);
+        advance(&self.clock, &mut self.last, now);
         self.limiter.check().is_ok()
     }
 }
