@@ -5,14 +5,17 @@
 #   ok DESC / not_ok DESC  a case decided by the script
 #   diag TEXT              a comment line
 #   at_exit CMD...         run CMD when the script ends (last registered, first run)
+# With VIP_TAP_TIMES set, each case is preceded by the script's running time (a comment),
+# to find where a slow script spends it.
 # The script's exit status is non-zero if any case failed.
 _tap_n=0
 _tap_failed=0
 
 tap_plan() { echo "KTAP version 1"; echo "1..$1"; }
 diag() { printf '# %s\n' "$*"; }
-ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n $*"; }
-not_ok() { _tap_n=$((_tap_n + 1)); _tap_failed=1; echo "not ok $_tap_n $*"; }
+_tap_time() { [ -z "${VIP_TAP_TIMES:-}" ] || diag "at ${SECONDS}s"; }
+ok() { _tap_time; _tap_n=$((_tap_n + 1)); echo "ok $_tap_n $*"; }
+not_ok() { _tap_time; _tap_n=$((_tap_n + 1)); _tap_failed=1; echo "not ok $_tap_n $*"; }
 
 # Runs CMD, showing its output as comments only when it fails.
 check() {
