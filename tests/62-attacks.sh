@@ -80,25 +80,22 @@ check "... and the replayed initiation is still refused (its counter was saved)"
 check "D still reaches B" on d ping -c2 -W2 -i0.3 b.$DNS_ZONE
 
 # --- 3. A flood of forged initiations; a real first contact (F's) during it --------------
-# 600 a second for 15 s (9,000), six times the rate at which B starts answering with
-# cookies and above what B's vipd gets through under emulation (its engine answered 250-470
-# a second in the runs of 2026-12-06: the rest is shed at its door, and answered with
-# cookies there). Not the 10,000 a second of a real machine: under emulation the VM's own
-# packet path (veth, bridge, router) saturates first, and at 10,000 a second its kernel
-# dropped 70-93 % of all datagrams before vipd could read them, the real initiator's
-# included; at 2,000 a second F's first contact failed in two runs of three, at 1,000 in
-# one of about four (F then never got a cookie: every try of its own was among the shed).
-# Since then the reader answers a shed initiation with a cookie itself (`door_cookies`), so
-# F's retry takes the proven lane whether or not its first try found room; but at 800 a
-# second, with those replies to the spoofed sources (which the router cannot route)
-# added, the VM's path lost about 60 % of the flood in one run, F's packets among them.
+# 300 a second for 20 s (6,000): three times the rate at which B starts answering with
+# cookies instead of handshakes, so that F's first try gets a cookie and its retry must
+# take the proven lane. Not the 10,000 a second of a real machine: under emulation the
+# VM's own packet path (veth, bridge, router) saturates first. At 10,000 a second its
+# kernel dropped 70-93 % of all datagrams before vipd could read them; at 600-800 a second
+# it lost 60-75 % of the flood (more on a slower machine: CI of 2026-12-06), F's packets
+# among them, and F's first contact failed for the path's sake, not vipd's. B's socket
+# overflowing, and its door shedding initiations (answered with cookies, `door_cookies`),
+# are tested on the host by vipd's unit tests, where the rates are B's own.
 # What one forged initiation costs vipd on real hardware is in `make bench` (the cost
 # micro-benchmark: 4.6 us, about 215,000 a second per core).
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/${VIPD_PID[b]}/status"; }
 rss_before=$(rss)
 ip netns exec vip-e vip-attack initiations --to "$B" --responder "b.$DNS_ZONE" --responder-key "$b_key" \
   --claim "e.$DNS_ZONE" --names 500 --pool 256 --spoof-net 10.99.0.0/16 \
-  --count 9000 --rate 600 > "$DNS_DIR/flood.out" 2>&1 &
+  --count 6000 --rate 300 > "$DNS_DIR/flood.out" 2>&1 &
 flood=$!
 sleep 2
 t0=$(date +%s%N)
@@ -115,7 +112,8 @@ check "a real first contact during the flood completes (F gets $vip_b_at_f in ${
 check "... through the cookie path (F got a cookie from B)" vipd_stat_above f cookies_received 0
 diag "F's vipd: $(vipd_stat f initiations_sent cookies_received handshakes_completed); B's kernel: $(on b awk '/^Udp:/ && $2 ~ /^[0-9]/ { print "udp RcvbufErrors=" $6 " InErrors=" $4 }' /proc/net/snmp)"
 check "... whose retry B queued ahead of the flood (proven lane)" vipd_stat_above b initiations_proven 0
-check "B sent cookies to the flood" vipd_stat_above b cookies_sent 1000
+cookies_to_flood=$(($(vipd_stat_value b cookies_sent) + $(vipd_stat_value b door_cookies)))
+check "B answered the flood with cookies ($cookies_to_flood)" test "$cookies_to_flood" -gt 1000
 check "B's pending handshakes stayed bounded (at most $max_pending seen, limit 1024)" test "$max_pending" -le 1024
 rss_after=$(rss)
 diag "B's vipd: VmRSS ${rss_before} kB before the flood, ${rss_after} kB after; $(vipd_stat b partners pending sessions initiations_dropped cookies_sent garbage door_shed door_cookies initiations_proven)"
