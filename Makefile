@@ -36,7 +36,7 @@ KARGS = M=$(ROOT) LLVM=$(VIP_LLVM) RUSTC=$(VIP_RUSTC) BINDGEN=$(VIP_BINDGEN)
 
 .PHONY: all module setup kernel userland test test-userland test-vm test-vm-debug test-vm-debug-all demo \
 	shell bench lint clean test-detectors fuzz soak install install-module install-userland test-install \
-	install-dkms
+	install-dkms deb
 
 all: module
 
@@ -134,6 +134,17 @@ install-module:
 	  kver=$$(cat $$kdir/include/config/kernel.release) && \
 	  install -D -m 0644 vip.ko $(DESTDIR)/lib/modules/$$kver/extra/vip.ko && \
 	  depmod $${DESTDIR:+-b $(DESTDIR)} $$kver
+
+# The userland's Debian package (cargo-deb, into $(VIP_CACHE)/tools on first use) from what
+# install-userland lays out: userland/target/debian/vip_VERSION-1_ARCH.deb.
+CARGO_DEB_VERSION = 3.8.0
+CARGO_DEB = $(VIP_CACHE)/tools/bin/cargo-deb
+deb: userland
+	@$(CARGO_DEB) --version 2>/dev/null | grep -q ' $(CARGO_DEB_VERSION)$$' || \
+	  cargo install --quiet --locked --root $(VIP_CACHE)/tools --version $(CARGO_DEB_VERSION) cargo-deb
+	rm -rf userland/target/deb-root userland/target/debian
+	$(MAKE) --no-print-directory install-userland DESTDIR=$(ROOT)/userland/target/deb-root PREFIX=/usr
+	cd userland && $(CARGO_DEB) -p vipd --no-build --locked --quiet -o target/debian/
 
 # The module's source for DKMS (dkms.conf at its top), as /usr/src/vip-VERSION.
 DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(ROOT)/dkms.conf)

@@ -2,11 +2,12 @@
 # `make install` into a scratch DESTDIR, on the host (no VM): every file where a Linux
 # networking tool puts it, with its mode; the module's aliases known to depmod, so that
 # `ip link add ... type vip` and vipd's first netlink request load it; the unit pointing at
-# the installed daemon; man pages and completions that render and parse.
+# the installed daemon; man pages and completions that render and parse. Then the module's
+# DKMS build against the test kernel, and the userland's Debian package (`make deb`).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/lib/tap.sh"
-tap_plan 11
+tap_plan 14
 dest=$(mktemp -d)
 at_exit rm -rf "$dest"
 if out=$(make -s -C "$ROOT" install DESTDIR="$dest" 2>&1); then
@@ -66,3 +67,31 @@ else
   not_ok "dkms builds the module against the test kernel's tree ($kver), with its aliases"
   _tap_show "$out$(cat "$dkms_dir/tree/vip/$version/build/make.log" 2>/dev/null | tail -5)"
 fi
+
+# The Debian package (cargo-deb): the files `make install` lays out, with the configuration
+# as a conffile, and a unit that is installed but neither enabled nor started.
+deb_out=$(make -s -C "$ROOT" deb 2>&1); deb_rc=$?
+debs=("$ROOT"/userland/target/debian/vip_*.deb)
+deb=${debs[0]}
+if [ $deb_rc = 0 ] && [ ${#debs[@]} = 1 ] && [ -f "$deb" ]; then
+  ok "make deb builds one package ($(basename "$deb"))"
+else
+  not_ok "make deb builds one package"; _tap_show "$deb_out"
+fi
+field() { dpkg-deb -f "$deb" "$1" 2>/dev/null; }
+check "it is package vip, section net, depending on libc6 and iproute2, /etc/vipd/vipd.toml a conffile" bash -c \
+  "[ '$(field Package)' = vip ] && [ '$(field Section)' = net ] &&
+   grep -q libc6 <<< '$(field Depends)' && grep -q iproute2 <<< '$(field Depends)' &&
+   dpkg-deb --ctrl-tarfile '$deb' | tar -xO ./conffiles | grep -qx /etc/vipd/vipd.toml"
+# Every file install-userland put in the package's staging tree is in the package.
+listed=$(dpkg-deb -c "$deb" 2>/dev/null | awk '{ print $6 }' | sed 's|^\./|/|')
+staged=$(cd "$ROOT/userland/target/deb-root" 2>/dev/null && find . -type f | sed 's|^\./|/|' | sort)
+missing=$(comm -23 <(echo "$staged") <(echo "$listed" | sort))
+check "it holds every file make install lays out (unit, man pages, completions, docs), none missing${missing:+: $missing}" \
+  test -n "$staged" -a -z "$missing"
+unpacked=$(mktemp -d)
+at_exit rm -rf "$unpacked"
+check "unpacked, its vipd and vipctl run, and its scripts enable or start nothing" bash -c \
+  "dpkg-deb -x '$deb' '$unpacked' && '$unpacked/usr/sbin/vipd' --version && '$unpacked/usr/bin/vipctl' --version &&
+   ! dpkg-deb --ctrl-tarfile '$deb' | tar -xO --wildcards './post*' './pre*' 2>/dev/null |
+     grep -E 'systemctl (--no-block )?(enable|start)|deb-systemd-invoke (start|restart)|deb-systemd-helper enable'"
