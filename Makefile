@@ -10,8 +10,8 @@
 #   make demo      boot the VM and run the demo topology
 #   make shell     a shell in the VM, with the module and tools built
 #   make bench     the protocol's CPU cost on the host, then the data path, ESP (against
-#                  WireGuard and plain ESP), lookups, switching and partner benchmarks in
-#                  the VM (ratios side by side)
+#                  WireGuard and plain ESP), lookups, switching (and beside WireGuard's
+#                  roaming) and partner benchmarks in the VM (ratios side by side)
 #   make fuzz      the cargo-fuzz targets of the wire format and the protocol engine
 #   make soak      hosts move every few seconds for SOAK_SECONDS (600) under TCP, UDP and
 #                  ping, vipd restarting twice; streams intact, no growth (tests/soak.sh)
@@ -108,7 +108,7 @@ shell: module userland
 	$(VM)/run --kernel $(KERNEL) --shell
 
 # BENCH_SCRIPTS picks some of them, for example `make bench BENCH_SCRIPTS=esp`.
-BENCH_SCRIPTS ?= datapath esp lookup switching partners
+BENCH_SCRIPTS ?= datapath esp lookup switching roaming partners
 # The guest's job directory is deleted when the VM exits: the switching benchmark prints
 # its samples into the log, and the plot is drawn here from bench-out/bench.log.
 bench: module userland
