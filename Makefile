@@ -144,7 +144,7 @@ deb: userland
 	  cargo install --quiet --locked --root $(VIP_CACHE)/tools --version $(CARGO_DEB_VERSION) cargo-deb
 	rm -rf userland/target/deb-root userland/target/debian
 	$(MAKE) --no-print-directory install-userland DESTDIR=$(ROOT)/userland/target/deb-root PREFIX=/usr
-	cd userland && $(CARGO_DEB) -p vipd --no-build --locked --quiet -o target/debian/
+	cd userland && $(CARGO_DEB) -p vipd --no-build --locked --strip --quiet -o target/debian/
 
 # The module's source for DKMS (dkms.conf at its top), as /usr/src/vip-VERSION.
 DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(ROOT)/dkms.conf)
