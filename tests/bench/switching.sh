@@ -34,16 +34,7 @@ tap_plan $((2 + ${#CONFIGS[@]} * 4))
 vip_unload; vip_load
 at_exit vip_unload
 topo_create a:1 b:2 dns
-dns_start "a b"
-started=1
-vipd_start a || started=0
-vipd_start b || started=0
-on a ping -c2 -i0.2 -W2 "b.$DNS_ZONE" > /dev/null || started=0
-on b ping -c2 -i0.2 -W2 "a.$DNS_ZONE" > /dev/null || started=0
-if ((started)); then ok "BIND and vipd on A and B started, each reaches the other by name"
-else not_ok "BIND and vipd on A and B started, each reaches the other by name"; fi
-VIP_OF_B=$(on a getent ahostsv4 "b.$DNS_ZONE" | awk 'NR == 1 { print $1 }')
-VIP_OF_A=$(on b getent ahostsv4 "a.$DNS_ZONE" | awk 'NR == 1 { print $1 }')
+vipd_pair_ab
 diag "A calls B $VIP_OF_B, B calls A $VIP_OF_A"
 W=/tmp/switching
 rm -rf "$W"; mkdir -p "$W"

@@ -146,3 +146,18 @@ vipd_stat_value() { vipd_stat "$1" "$2" | cut -d= -f2; }
 vipd_stat_above() { local v; v=$(vipd_stat_value "$1" "$2"); echo "$2=$v"; ((v > $3)); }
 vipd_stat_max() { local v; v=$(vipd_stat_value "$1" "$2"); echo "$2=$v"; ((v <= $3)); }
 in_vip_range() { [[ $1 =~ ^2(4[0-9]|5[0-5])\.[0-9]+\.[0-9]+\.[0-9]+$ ]]; }
+
+# vipd_pair_ab: BIND for A and B, vipd on both, each reaching the other by name (one case);
+# sets VIP_OF_B (A's VIP for B) and VIP_OF_A (B's VIP for A). For the benchmarks.
+vipd_pair_ab() {
+  local started=1
+  dns_start "a b"
+  vipd_start a || started=0
+  vipd_start b || started=0
+  on a ping -c2 -i0.2 -W2 "b.$DNS_ZONE" > /dev/null || started=0
+  on b ping -c2 -i0.2 -W2 "a.$DNS_ZONE" > /dev/null || started=0
+  VIP_OF_B=$(on a getent ahostsv4 "b.$DNS_ZONE" | awk 'NR == 1 { print $1 }')
+  VIP_OF_A=$(on b getent ahostsv4 "a.$DNS_ZONE" | awk 'NR == 1 { print $1 }')
+  if ((started)); then ok "BIND and vipd on A and B started, each reaches the other by name"
+  else not_ok "BIND and vipd on A and B started, each reaches the other by name"; fi
+}
