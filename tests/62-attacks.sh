@@ -116,7 +116,7 @@ cookies_to_flood=$(($(vipd_stat_value b cookies_sent) + $(vipd_stat_value b door
 check "B answered the flood with cookies ($cookies_to_flood)" test "$cookies_to_flood" -gt 1000
 check "B's pending handshakes stayed bounded (at most $max_pending seen, limit 1024)" test "$max_pending" -le 1024
 rss_after=$(rss)
-diag "B's vipd: VmRSS ${rss_before} kB before the flood, ${rss_after} kB after; $(vipd_stat b partners pending sessions initiations_dropped cookies_sent garbage door_shed door_cookies initiations_proven)"
+diag "B's vipd: VmRSS ${rss_before} kB before the flood, ${rss_after} kB after; $(vipd_stat b partners pending sessions initiations_dropped cookies_sent garbage door_shed door_cookies door_behind initiations_proven)"
 check "B's memory stayed bounded (grew by less than 32 MiB)" test $((rss_after - rss_before)) -lt 32768
 check "B's kernel holds only its real partners (A, D, F)" test "$(table_of b | wc -l)" = 3
 

@@ -85,6 +85,19 @@ pub const DATAGRAM_QUEUE: usize = 256;
 /// a flood of them the wait stays far below an initiator's retransmission timeout (a long
 /// queue would make every answer late), and nothing else waits behind them.
 pub const INITIATION_QUEUE: usize = 128;
+/// Datagrams read in a row without once finding the socket empty, past which the reader
+/// counts itself behind: datagrams are waiting in the kernel, and an initiation's
+/// Diffie-Hellman would make them wait longer. Behind, initiations without our cookie are
+/// answered with one from here and never reach the engine, as WireGuard's "under load" is
+/// a queue's length and not a rate (a flood of valid-`mac1` initiations slower than the
+/// engine's load threshold, but faster than it can run Diffie-Hellman, once filled the
+/// 4-MiB socket buffer with 10 s of datagrams: every answer came late). About half a
+/// second of reading under emulation, a few milliseconds on real hardware.
+pub const BACKLOG: u32 = 256;
+/// The reader lets the runtime's other tasks run every this many datagrams: reads that
+/// never find the socket empty never wait, so they never yield by themselves.
+const READS_PER_YIELD: u32 = 64;
+
 /// Initiations that carry our cookie for their source wait in a queue of their own,
 /// served before the other initiations (the per-source rate keeps one sender from
 /// filling it): a flood of forged initiations cannot shed a real sender's retry.
@@ -108,6 +121,29 @@ pub struct Door {
     pub garbage: AtomicU64,
     /// Cookie replies sent to shed initiations.
     pub cookies: AtomicU64,
+    /// Initiations without our cookie kept from the engine because the reader was behind
+    /// ([`BACKLOG`]); each is answered with a cookie (counted in `cookies` too).
+    pub behind: AtomicU64,
+}
+
+/// Whether the reader is behind: how many datagrams it has read since it last found the
+/// socket empty.
+#[derive(Default)]
+struct Backlog {
+    streak: u32,
+}
+
+impl Backlog {
+    /// A datagram was read; true once [`BACKLOG`] have been read in a row.
+    fn read(&mut self) -> bool {
+        self.streak = self.streak.saturating_add(1);
+        self.streak > BACKLOG
+    }
+
+    /// The socket was found empty.
+    fn emptied(&mut self) {
+        self.streak = 0;
+    }
 }
 
 impl Door {
@@ -233,6 +269,7 @@ pub async fn run(
                     door_shed = io.door.shed.load(Ordering::Relaxed),
                     door_garbage = io.door.garbage.load(Ordering::Relaxed),
                     door_cookies = io.door.cookies.load(Ordering::Relaxed),
+                    door_behind = io.door.behind.load(Ordering::Relaxed),
                     initiations_proven = io.door.proven.load(Ordering::Relaxed),
                     "stats"
                 );
@@ -421,9 +458,11 @@ pub struct LaneSenders {
 
 /// Reads datagrams for the engine forever and never waits for the engine: what does not
 /// parse is dropped at once; initiations go to their lanes (see [`INITIATION_QUEUE`],
-/// [`PROVEN_QUEUE`]; `admission` sorts them by cookie), everything else to [`DATAGRAM_QUEUE`]. A full queue sheds
-/// (counted in `door`), so that the kernel's socket buffer never overflows behind us; a
-/// shed initiation gets a cookie reply from here (`Admission::cookie_for_shed`).
+/// [`PROVEN_QUEUE`]; `admission` sorts them by cookie), everything else to
+/// [`DATAGRAM_QUEUE`]. A full queue sheds (counted in `door`), so that the kernel's socket
+/// buffer never overflows behind us; a shed initiation gets a cookie reply from here
+/// (`Admission::cookie_for_shed`), and so does every initiation without our cookie while
+/// the reader is behind ([`BACKLOG`]).
 pub async fn receive(
     socket: Arc<UdpSocket>,
     mut admission: Admission,
@@ -431,8 +470,23 @@ pub async fn receive(
     door: Arc<Door>,
 ) -> Result<()> {
     let mut buf = vec![0u8; vip_proto::wire::MAX_MESSAGE + 1];
+    let mut backlog = Backlog::default();
+    let mut reads = 0u32;
     loop {
-        let (n, from) = socket.recv_from(&mut buf).await?;
+        let (n, from) = match socket.try_recv_from(&mut buf) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                backlog.emptied();
+                socket.readable().await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let behind = backlog.read();
+        reads = reads.wrapping_add(1);
+        if reads.is_multiple_of(READS_PER_YIELD) {
+            tokio::task::yield_now().await;
+        }
         let SocketAddr::V4(from) = from else { continue };
         let Some(bytes) = buf.get(..n) else { continue };
         let lane = if vip_proto::wire::is_initiation(bytes) {
@@ -444,6 +498,11 @@ pub async fn receive(
         };
         let queue = match lane {
             Lane::Proven => &lanes.proven,
+            Lane::Unproven if behind => {
+                Door::count(&door.behind);
+                send_door_cookie(&socket, &mut admission, bytes, from, &door);
+                continue;
+            }
             Lane::Unproven => &lanes.unproven,
             Lane::Other => &lanes.datagrams,
             Lane::Drop => {
@@ -462,13 +521,137 @@ pub async fn receive(
                 Door::count(&door.shed);
                 // The engine is behind: the cookie it would send under load goes from
                 // here, so that a real initiator's retry can pass the flood.
-                if lane == Lane::Unproven
-                    && let Some(reply) = admission.cookie_for_shed(bytes, from, Instant::now())
-                    && socket.try_send_to(&reply, from.into()).is_ok()
-                {
-                    Door::count(&door.cookies);
+                if lane == Lane::Unproven {
+                    send_door_cookie(&socket, &mut admission, bytes, from, &door);
                 }
             }
         }
+    }
+}
+
+/// Answers an initiation the engine will not see with a cookie reply, if it deserves one
+/// (`Admission::cookie_for_shed`: a valid `mac1`, within the rate).
+fn send_door_cookie(
+    socket: &UdpSocket,
+    admission: &mut Admission,
+    bytes: &[u8],
+    from: SocketAddrV4,
+    door: &Door,
+) {
+    if let Some(reply) = admission.cookie_for_shed(bytes, from, Instant::now())
+        && socket.try_send_to(&reply, from.into()).is_ok()
+    {
+        Door::count(&door.cookies);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use vip_proto::{
+        Identity, engine::Partners, handshake, wire::EspOffer, wire::InitiationPayload,
+    };
+
+    fn initiation(initiator: &Identity, responder: &[u8; 32], index: u32) -> Vec<u8> {
+        let payload = InitiationPayload {
+            counter: u64::from(index) + 1,
+            requester: "e.vip.test".parse().unwrap(),
+            responder: "b.vip.test".parse().unwrap(),
+            round: 1,
+            accept: true,
+            esp: EspOffer::default(),
+            requester_vip: Ipv4Addr::new(240, 9, 9, 9),
+            responder_vip: Ipv4Addr::new(240, 0, 0, 2),
+        };
+        handshake::initiate(&initiator.secret_bytes(), responder, index, &payload, None)
+            .unwrap()
+            .1
+    }
+
+    /// More initiations than BACKLOG wait in the socket before the reader starts: the
+    /// first BACKLOG go to the engine's lane, the rest are answered with cookies and kept
+    /// from it; once the socket has been found empty, the next initiation is queued again.
+    #[tokio::test]
+    async fn a_reader_that_is_behind_answers_initiations_with_cookies_instead_of_queuing_them() {
+        use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+        let b = Identity::from_secret_bytes([2; 32]);
+        let b_public = b.public_key();
+        let engine = Engine::new(
+            EngineConfig::new("b.vip.test".parse().unwrap(), Ipv4Addr::new(240, 0, 0, 2)),
+            b,
+            Partners::default(),
+            HashMap::new(),
+            1,
+            Ipv4Addr::LOCALHOST,
+        );
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Room for them all (as root, past net.core.rmem_max, as vipd's own socket).
+        let _ = setsockopt(&socket, sockopt::RcvBufForce, &(4usize << 20));
+        assert!(
+            getsockopt(&socket, sockopt::RcvBuf).unwrap() >= 1 << 20,
+            "the test needs a 1-MiB receive buffer (run as root)"
+        );
+        socket.set_nonblocking(true).unwrap();
+        let socket = Arc::new(UdpSocket::from_std(socket).unwrap());
+        let to = socket.local_addr().unwrap();
+        let e = Identity::from_secret_bytes([5; 32]);
+        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let extra = 100;
+        for i in 0..BACKLOG + extra {
+            sender
+                .send_to(&initiation(&e, &b_public, i), to)
+                .await
+                .unwrap();
+        }
+        let (proven, _proven_rx) = mpsc::channel(1024);
+        let (datagrams, _datagrams_rx) = mpsc::channel(1024);
+        let (unproven, mut unproven_rx) = mpsc::channel(1024);
+        let door = Arc::new(Door::default());
+        let lanes = LaneSenders {
+            proven,
+            datagrams,
+            unproven,
+        };
+        let reader = tokio::spawn(receive(socket, engine.admission(), lanes, door.clone()));
+        let mut cookies = 0;
+        let mut buf = [0u8; 256];
+        while cookies < extra {
+            tokio::time::timeout(Duration::from_secs(5), sender.recv_from(&mut buf))
+                .await
+                .expect("a cookie reply for every initiation past the backlog")
+                .unwrap();
+            cookies += 1;
+        }
+        assert_eq!(door.behind.load(Ordering::Relaxed), u64::from(extra));
+        assert_eq!(door.cookies.load(Ordering::Relaxed), u64::from(extra));
+        assert_eq!(door.shed.load(Ordering::Relaxed), 0);
+        assert_eq!(unproven_rx.len(), BACKLOG as usize);
+
+        // The socket is empty now: the next initiation is the engine's again.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sender
+            .send_to(&initiation(&e, &b_public, BACKLOG + extra), to)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while unproven_rx.len() <= BACKLOG as usize {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("queued for the engine");
+        assert_eq!(door.behind.load(Ordering::Relaxed), u64::from(extra));
+        while unproven_rx.try_recv().is_ok() {}
+        reader.abort();
+    }
+
+    #[test]
+    fn the_backlog_counts_reads_since_the_socket_was_last_empty() {
+        let mut backlog = Backlog::default();
+        assert!((0..BACKLOG).all(|_| !backlog.read()));
+        assert!(backlog.read());
+        backlog.emptied();
+        assert!(!backlog.read());
     }
 }
