@@ -75,7 +75,11 @@ reresolve_start() {
     done' reresolve "${WG_PUB[$p]}" "$p.$DNS_ZONE" "$TOPO_DNS_ADDR" "$RERESOLVE" "$2" &
   RESOLVERS+=($!)
 }
-reresolve_stop() { ((${#RESOLVERS[@]})) && kill "${RESOLVERS[@]}" 2>/dev/null; wait "${RESOLVERS[@]}" 2>/dev/null; RESOLVERS=(); }
+# (An empty list must not reach `wait`: with no arguments it waits for every child, vipd too.)
+reresolve_stop() {
+  ((${#RESOLVERS[@]})) || return 0
+  kill "${RESOLVERS[@]}" 2>/dev/null; wait "${RESOLVERS[@]}" 2>/dev/null; RESOLVERS=()
+}
 at_exit reresolve_stop
 
 W=/tmp/roaming
