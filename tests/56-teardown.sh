@@ -19,13 +19,11 @@ setup() {
 }
 # flood: pings and datagrams both ways through vip0, in the background; FLOOD holds their
 # pids (started without the `on` function, so that the pids are the flooding processes).
-# They run at the lowest priority: they take whatever CPU is left, and the commands under
-# test (on the debug kernel, each a few seconds of emulated CPU) are not starved by them.
 flood() {
   FLOOD=()
-  nice -n 19 ip netns exec vip-a ping -f -q 240.0.0.2 >/dev/null 2>&1 & FLOOD+=($!)
-  nice -n 19 ip netns exec vip-b ping -f -q 240.0.0.1 >/dev/null 2>&1 & FLOOD+=($!)
-  nice -n 19 ip netns exec vip-a python3 -c '
+  ip netns exec vip-a ping -f -q 240.0.0.2 >/dev/null 2>&1 & FLOOD+=($!)
+  ip netns exec vip-b ping -f -q 240.0.0.1 >/dev/null 2>&1 & FLOOD+=($!)
+  ip netns exec vip-a python3 -c '
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 while True:
@@ -37,8 +35,8 @@ while True:
 flood_running() { local p; for p in "${FLOOD[@]}"; do kill -0 "$p" 2>/dev/null || return 1; done; }
 stop_flood() { kill "${FLOOD[@]}" 2>/dev/null; wait "${FLOOD[@]}" 2>/dev/null; }
 tx_of() { on a vipctl -j map get "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tx_packets"])'; }
-# flowing VIP: A's packets to VIP go out through vip0 (its mapping's counter moves). At
-# the lowest priority a flood can take seconds to start on the debug kernel: waited for.
+# flowing VIP: A's packets to VIP go out through vip0 (its mapping's counter moves); a
+# flood can take seconds to start under emulation, so this is waited for.
 flowing() { before=$(tx_of "$1") && sleep 0.5 && after=$(tx_of "$1") && ((after > before)); }
 
 # 1. rmmod under a flood.
@@ -90,7 +88,7 @@ diag "the namespace costs its creator $(( (made - base) / 1024 )) KiB of kernel 
 check "... charged to its creator (at least 64 KiB)" test $((made - base)) -ge $((64 * 1024))
 check "A reaches the doomed namespace by VIP" on a ping -c1 -W2 240.0.0.99
 FLOOD=()
-nice -n 19 ip netns exec vip-a ping -f -q 240.0.0.99 >/dev/null 2>&1 & FLOOD+=($!)
+ip netns exec vip-a ping -f -q 240.0.0.99 >/dev/null 2>&1 & FLOOD+=($!)
 check "a flood runs into it" eventually 60 flowing 240.0.0.99
 check "deleting it under the flood succeeds" ip netns del vip-doomed
 check "... the flood was still running when it did" flood_running
