@@ -15,7 +15,15 @@
 #     every period       the endpoint set from DNS every RERESOLVE s whatever the handshake.
 # WireGuard's endpoint names resolve at the DNS server itself (vipd updates the same A
 # records on every move); its endpoints are reset between moves so that each move starts
-# from a working tunnel. MPTCP (TCP) is not measured yet.
+# from a working tunnel.
+# TCP: VIP beside MPTCP (the kernel's in-kernel path manager) in the same moves, paced
+# streams both ways (tcp-send/tcp-recv through VIP, as switching.sh; over MPTCP between the
+# physical addresses, both connections opened by A, the mover, as MPTCP expects of a mobile
+# client). MPTCP gets what mptcpd would do on address events, inside the move's own ip
+# batch (tests/lib/moves.sh, MOVE_MPTCP): the old address's endpoint deleted, which closes
+# its subflows, and the new address's added, which opens a subflow from it to B (A) or
+# announces it (B). Series: one-sided break-before-make; one-sided make-before-break (the
+# new address and route up MAKE_OVERLAP s before the old address goes); two-sided.
 # timeout: 1800
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/topology.sh"
@@ -27,7 +35,10 @@ INTERVAL=${BENCH_INTERVAL:-5}     # ms between datagrams, on each of four stream
 RERESOLVE=${BENCH_WG_RERESOLVE:-5}
 AFTER_ONE=2.5                     # seconds the streams run on after a one-sided move
 AFTER_TWO=$((RERESOLVE * 2 + 3))  # ... after a two-sided one: two re-resolve periods and more
-tap_plan 5
+AFTER_TCP=${BENCH_AFTER_TCP:-6}   # ... after a TCP move (TCP's retransmission backoff)
+TCP_CHUNK=${BENCH_TCP_CHUNK:-1000}
+PARTS=${BENCH_ROAMING_PARTS:-udp tcp} # either or both
+tap_plan 7
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -85,8 +96,32 @@ at_exit reresolve_stop
 W=/tmp/roaming
 rm -rf "$W"; mkdir -p "$W"
 RUN=0
-declare -A SAMPLES=() NOT_RESUMED=()
-VIP_FAILED=0
+declare -A SAMPLES=() NOT_RESUMED=() FIRST=()
+VIP_FAILED=0 ROUND=0
+# record KEY GAP RESUMED: a series' first move (ROUND 0, after the streams were idle) goes
+# to FIRST, the others to SAMPLES or NOT_RESUMED.
+record() {
+  local key=$1 gap=$2 resumed=$3
+  ((resumed)) || [[ $key != *"|vip|"* ]] || VIP_FAILED=1
+  if ((ROUND == 0)); then FIRST[$key]=$( ((resumed)) && echo "$gap" || echo lost)
+  elif ((resumed)); then SAMPLES[$key]+="$gap "
+  else NOT_RESUMED[$key]=$((${NOT_RESUMED[$key]:-0} + 1)); fi
+}
+# stop_streams STOP PID...: the streams told to stop at END; those still running 5 s later
+# (a sender blocked on a connection that never recovered) are killed.
+stop_streams() {
+  local stop=$1 i p alive; shift
+  END=$EPOCHREALTIME
+  touch "$stop"
+  for ((i = 0; i < 50; i++)); do
+    alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  kill "$@" 2>/dev/null
+  wait "$@" 2>/dev/null
+}
 # measure SERIES SCENARIO AFTER: one move with four streams; gaps appended to SAMPLES.
 measure() {
   local series=$1 scen=$2 after=$3 port=$((7000 + RUN * 4)) i
@@ -110,29 +145,82 @@ measure() {
   sleep 0.5
   move "$dir" "$scen"
   sleep "$after"
-  touch "$stop"
-  wait "${pids[@]}" 2>/dev/null
+  stop_streams "$stop" "${pids[@]}"
   local line="run $RUN ($series):"
   for i in "${!streams[@]}"; do
     read -r name _ <<<"${streams[$i]}"
-    read -r gap _ _ _ _ resumed _ <<<"$(python3 "$HELP" analyze udp "$dir/$i.txt" "$T0" "$T1" "$INTERVAL" 2>/dev/null || echo "nan 0 0 0 0 0 0 0")"
-    local key="$series|${name%%:*}|${name#*:}"
-    if ((resumed)); then SAMPLES[$key]+="$gap "
-    else NOT_RESUMED[$key]=$((${NOT_RESUMED[$key]:-0} + 1)); [ "${name%%:*}" = vip ] && VIP_FAILED=1; fi
+    read -r gap _ _ _ _ resumed _ <<<"$(python3 "$HELP" analyze udp "$dir/$i.txt" "$T0" "$T1" "$INTERVAL" "$END" 2>/dev/null || echo "nan 0 0 0 0 0 0 0")"
+    record "$series|${name%%:*}|${name#*:}" "$gap" "$resumed"
     line+=" $name $( ((resumed)) && echo "$gap ms" || echo "not resumed in ${after} s")"
   done
   diag "$line"
 }
 
-for ((r = 0; r < ROUNDS; r++)); do measure one-sided one "$AFTER_ONE"; done
+SERIES=0
+if [[ $PARTS == *udp* ]]; then
+SERIES=$((SERIES + 3))
+for ((ROUND = 0; ROUND < ROUNDS; ROUND++)); do measure one-sided one "$AFTER_ONE"; done
 for variant in contrib always; do
   reresolve_start a $variant; reresolve_start b $variant
-  for ((r = 0; r < ROUNDS; r++)); do
+  for ((ROUND = 0; ROUND < ROUNDS; ROUND++)); do
     measure "two-sided, re-resolve: $variant" two "$AFTER_TWO"
     wg_endpoints # the next move starts from a working tunnel
   done
   reresolve_stop
 done
+fi
+
+# mib HOST COUNTER: a counter of HOST's namespace (nstat: absolute, zeroes included).
+mib() { on "$1" nstat -az "$2" | awk -v c="$2" '$1 == c { print $2 }'; }
+# measure_tcp SERIES SCENARIO AFTER: as measure, with TCP through VIP and over MPTCP.
+measure_tcp() {
+  local series=$1 scen=$2 after=$3 port=$((7000 + RUN * 4)) i
+  RUN=$((RUN + 1))
+  local dir="$W/run$RUN" stop B_ADDR
+  mkdir -p "$dir"; stop="$dir/stop"; B_ADDR=$(topo_addr b)
+  local -a names=("vip:A->B" "vip:B->A" "mptcp:A->B" "mptcp:B->A") pids=()
+  local capable joins
+  capable=$(mib a MPTcpExtMPCapableSYNACKRX) joins=$(mib a MPTcpExtMPJoinSynAckRx)
+  # The listening side of each stream, then the connecting side.
+  on b python3 "$HELP" tcp-recv "$port" 90 "$dir/0.txt" "$dir/ready0" "$stop" & pids+=($!)
+  on a python3 "$HELP" tcp-recv $((port + 1)) 90 "$dir/1.txt" "$dir/ready1" "$stop" & pids+=($!)
+  on b python3 "$HELP" tcp-recv $((port + 2)) 90 "$dir/2.txt" "$dir/ready2" "$stop" mptcp & pids+=($!)
+  on b timeout 90 python3 "$HELP" tcp-serve $((port + 3)) "$TCP_CHUNK" "$INTERVAL" 80 "$stop" "$dir/ready3" "$dir/started3" mptcp & pids+=($!)
+  for i in 0 1 2 3; do eventually 30 test -e "$dir/ready$i"; done
+  on a timeout 90 python3 "$HELP" tcp-send "$VIP_OF_B" "$port" "$TCP_CHUNK" "$INTERVAL" 80 "$stop" "$dir/started0" & pids+=($!)
+  on b timeout 90 python3 "$HELP" tcp-send "$VIP_OF_A" $((port + 1)) "$TCP_CHUNK" "$INTERVAL" 80 "$stop" "$dir/started1" & pids+=($!)
+  on a timeout 90 python3 "$HELP" tcp-send "$B_ADDR" $((port + 2)) "$TCP_CHUNK" "$INTERVAL" 80 "$stop" "$dir/started2" mptcp & pids+=($!)
+  on a python3 "$HELP" tcp-fetch "$B_ADDR" $((port + 3)) 90 "$dir/3.txt" "$stop" mptcp & pids+=($!)
+  for i in 0 1 2 3; do eventually 30 test -e "$dir/started$i"; done
+  sleep 0.5
+  move "$dir" "$scen"
+  sleep "$after"
+  stop_streams "$stop" "${pids[@]}"
+  # Both MPTCP connections negotiated MPTCP (A got MP_CAPABLE in the SYN/ACK), no fallback.
+  MPTCP_CONNS=$((MPTCP_CONNS + $(mib a MPTcpExtMPCapableSYNACKRX) - capable))
+  joins=$(($(mib a MPTcpExtMPJoinSynAckRx) - joins))
+  MPTCP_JOINS=$((MPTCP_JOINS + joins))
+  local line="run $RUN ($series):" name gap resumed
+  for i in 0 1 2 3; do
+    name=${names[$i]}
+    read -r gap _ _ _ _ resumed _ <<<"$(python3 "$HELP" analyze tcp "$dir/$i.txt" "$T0" "$T1" "$INTERVAL" "$END" 2>/dev/null || echo "nan 0 0 0 0 0 0 0")"
+    record "$series|${name%%:*}|${name#*:}" "$gap" "$resumed"
+    line+=" $name $( ((resumed)) && echo "$gap ms" || echo "not resumed in ${after} s")"
+  done
+  diag "$line (MPTCP subflows joined: $joins)"
+}
+
+MPTCP_CONNS=0 MPTCP_JOINS=0
+TCP_SERIES=("TCP one-sided" "TCP one-sided, make-before-break" "TCP two-sided")
+if [[ $PARTS == *tcp* ]]; then
+SERIES=$((SERIES + 3))
+MOVE_MPTCP=1
+mptcp_endpoints a b
+for ((ROUND = 0; ROUND < ROUNDS; ROUND++)); do measure_tcp "TCP one-sided" one "$AFTER_TCP"; done
+for ((ROUND = 0; ROUND < ROUNDS; ROUND++)); do measure_tcp "TCP one-sided, make-before-break" make "$AFTER_TCP"; done
+for ((ROUND = 0; ROUND < ROUNDS; ROUND++)); do measure_tcp "TCP two-sided" two "$AFTER_TCP"; done
+unset MOVE_MPTCP
+fi
 
 stats() { python3 -c '
 import statistics, sys
@@ -141,18 +229,34 @@ print("%.1f (%.1f-%.1f)" % (statistics.median(v), min(v), max(v)) if v else "-")
 median() { python3 -c 'import statistics, sys; v = [float(x) for x in sys.argv[1:]]; print(statistics.median(v) if v else "nan")' $1; }
 ratio() { python3 -c "a, b = float('$1'), float('$2'); print('%.2fx' % (a / b) if a == a and b == b and b > 0 else '-')"; }
 diag ""
-diag "Switching gap (ms, median (min-max) of the moves that recovered, $ROUNDS moves a series; link"
-diag "and DNS RTT about 1 ms; re-resolve every $RERESOLVE s; 'lost' counts moves after which the"
-diag "stream did not resume within the window: $AFTER_ONE s one-sided, $AFTER_TWO s two-sided)"
-diag "$(printf '%-34s %-5s %-20s %-6s %-20s %-6s %s' series dir VIP lost WireGuard lost VIP/WG)"
-for series in one-sided "two-sided, re-resolve: contrib" "two-sided, re-resolve: always"; do
-  for d in "A->B" "B->A"; do
-    v=${SAMPLES["$series|vip|$d"]:-} w=${SAMPLES["$series|wg|$d"]:-}
-    diag "$(printf '%-34s %-5s %-20s %-6s %-20s %-6s %s' "$series" "$d" "$(stats "$v")" "${NOT_RESUMED["$series|vip|$d"]:-0}" \
-      "$(stats "$w")" "${NOT_RESUMED["$series|wg|$d"]:-0}" "$(ratio "$(median "$v")" "$(median "$w")")")"
+diag "Switching gap (ms; 'first': a series' first move, its streams idle before; then the median"
+diag "(min-max) of the other $((ROUNDS - 1)) moves that recovered and 'lost', those after which the stream"
+diag "did not resume within the window: $AFTER_ONE s one-sided, $AFTER_TWO s two-sided); link and DNS RTT"
+diag "about 1 ms; WireGuard re-resolves every $RERESOLVE s)"
+table() { # PEER PEER_LABEL SERIES...
+  local peer=$1 label=$2 series d v w; shift 2
+  local f='%-32s %-4s | %-7s %-20s %-4s | %-7s %-20s %-4s | %s'
+  diag "$(printf "$f" series dir "VIP" "" "" "$label" "" "" "")"
+  diag "$(printf "$f" "" "" first "median (min-max)" lost first "median (min-max)" lost "VIP/$label")"
+  for series in "$@"; do
+    for d in "A->B" "B->A"; do
+      v=${SAMPLES["$series|vip|$d"]:-} w=${SAMPLES["$series|$peer|$d"]:-}
+      diag "$(printf "$f" "$series" "$d" "${FIRST["$series|vip|$d"]:--}" "$(stats "$v")" "${NOT_RESUMED["$series|vip|$d"]:-0}" \
+        "${FIRST["$series|$peer|$d"]:--}" "$(stats "$w")" "${NOT_RESUMED["$series|$peer|$d"]:-0}" "$(ratio "$(median "$v")" "$(median "$w")")")"
+    done
   done
-done
+}
+table wg WireGuard one-sided "two-sided, re-resolve: contrib" "two-sided, re-resolve: always"
+diag ""
+diag "TCP: the longest silence at the receiver (ms), 'lost' as above within $AFTER_TCP s"
+table mptcp MPTCP "${TCP_SERIES[@]}"
 diag "one-sided: A moves (A->B is from the mover, B->A toward it). The VM emulates its CPU (TCG)."
 check "VIP's streams resumed after every move" test "$VIP_FAILED" = 0
-check "every series measured ($RUN moves)" test "$RUN" = $((ROUNDS * 3))
+check "every series measured ($RUN moves, parts: $PARTS)" test "$RUN" = $((ROUNDS * SERIES))
+if [[ $PARTS == *tcp* ]]; then
+  check "the MPTCP streams negotiated MPTCP, 2 a move ($MPTCP_CONNS of $((ROUNDS * 3 * 2)))" test "$MPTCP_CONNS" -ge $((ROUNDS * 3 * 2))
+  check "MPTCP opened subflows from A's new addresses ($MPTCP_JOINS)" test "$MPTCP_JOINS" -gt 0
+else
+  ok "MPTCP negotiated # SKIP BENCH_ROAMING_PARTS=$PARTS"; ok "MPTCP subflows # SKIP BENCH_ROAMING_PARTS=$PARTS"
+fi
 check "vipd still reaches B by name" on a ping -c2 -i0.2 -W2 "b.$DNS_ZONE"

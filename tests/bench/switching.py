@@ -7,9 +7,12 @@ Streams run until the file STOP exists (SECONDS at most); STARTED and READY are 
 once a sender has sent and a receiver listens.
   udp-send VIP PORT INTERVAL_MS SECONDS STOP STARTED         datagrams "seq send_time"
   udp-recv PORT SECONDS OUT READY STOP       OUT: "arrival seq send_time" per datagram
-  tcp-send VIP PORT CHUNK INTERVAL_MS SECONDS STOP STARTED   CHUNK bytes per interval
-  tcp-recv PORT SECONDS OUT READY STOP       OUT: "arrival cumulative_bytes" per read
-  analyze KIND FILE T0 T1 INTERVAL_MS             gap around a move (KIND udp or tcp)
+  tcp-send VIP PORT CHUNK INTERVAL_MS SECONDS STOP STARTED [mptcp]  CHUNK bytes per interval
+  tcp-recv PORT SECONDS OUT READY STOP [mptcp]  OUT: "arrival cumulative_bytes" per read
+  tcp-serve PORT CHUNK INTERVAL_MS SECONDS STOP READY STARTED [mptcp]   the server sends
+  tcp-fetch ADDR PORT SECONDS OUT STOP [mptcp]   ... to the client, which records as tcp-recv
+  (mptcp: the socket is IPPROTO_MPTCP)
+  analyze KIND FILE T0 T1 INTERVAL_MS [END]       gap around a move (KIND udp or tcp)
   logtimes T1                                     vipd log lines (stdin) as "+ms message"
   export T1 LABEL FILE...                         samples near a move as CSV rows (stdout)
   plot LOG OUTDIR                                 CSV block of a bench log -> switching.png
@@ -79,18 +82,51 @@ def udp_recv(port, seconds, out, ready, stop):
         f.writelines(rows)
 
 
-def tcp_send(vip, port, chunk, interval_ms, seconds, stop, started):
-    data = b"x" * int(chunk)
-    s = None
+# IPPROTO_MPTCP (Python has the name from 3.10 on).
+IPPROTO_MPTCP = getattr(socket, "IPPROTO_MPTCP", 262)
+
+
+def tcp_socket(proto):
+    """A stream socket: plain TCP, or MPTCP if proto is "mptcp"."""
+    return socket.socket(socket.AF_INET, socket.SOCK_STREAM,
+                         IPPROTO_MPTCP if proto == "mptcp" else 0)
+
+
+def tcp_connect(addr, port, proto):
     for _ in range(50):
+        s = tcp_socket(proto)
         try:
-            s = socket.create_connection((vip, int(port)), timeout=5)
-            break
+            s.settimeout(5)
+            s.connect((addr, int(port)))
+            s.settimeout(None)
+            return s
         except OSError:
+            s.close()
             time.sleep(0.1)
-    if s is None:
-        sys.exit("tcp-send: cannot connect")
-    s.settimeout(None)
+    sys.exit("tcp: cannot connect")
+
+
+# Listeners stay open for the whole stream: MPTCP's additional subflows (MP_JOIN) arrive
+# at the listening port.
+LISTENERS = []
+
+
+def tcp_accept(port, seconds, ready, proto):
+    ls = tcp_socket(proto)
+    LISTENERS.append(ls)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("0.0.0.0", int(port)))
+    ls.listen(1)
+    open(ready, "w").close()
+    ls.settimeout(float(seconds))
+    try:
+        return ls.accept()[0]
+    except socket.timeout:
+        return None
+
+
+def send_paced(s, chunk, interval_ms, seconds, stop, started):
+    data = b"x" * int(chunk)
     try:
         for n in paced(float(interval_ms) / 1000, float(seconds), stop):
             s.sendall(data)
@@ -101,16 +137,10 @@ def tcp_send(vip, port, chunk, interval_ms, seconds, stop, started):
     s.close()
 
 
-def tcp_recv(port, seconds, out, ready, stop):
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("0.0.0.0", int(port)))
-    ls.listen(1)
-    open(ready, "w").close()
-    ls.settimeout(float(seconds))
+def record_reads(c, seconds, out, stop):
+    """Writes "arrival cumulative_bytes" per read from c until stop (see receive_until)."""
     rows, total = [], [0]
-    try:
-        c, _ = ls.accept()
+    if c is not None:
         c.settimeout(0.05)
 
         def one():
@@ -123,10 +153,28 @@ def tcp_recv(port, seconds, out, ready, stop):
             total[0] += len(b)
             rows.append("%.6f %d\n" % (time.time(), total[0]))
         receive_until(stop, seconds, one)
-    except socket.timeout:
-        pass
     with open(out, "w") as f:
         f.writelines(rows)
+
+
+def tcp_send(vip, port, chunk, interval_ms, seconds, stop, started, proto="tcp"):
+    send_paced(tcp_connect(vip, port, proto), chunk, interval_ms, seconds, stop, started)
+
+
+def tcp_recv(port, seconds, out, ready, stop, proto="tcp"):
+    record_reads(tcp_accept(port, seconds, ready, proto), seconds, out, stop)
+
+
+def tcp_serve(port, chunk, interval_ms, seconds, stop, ready, started, proto="tcp"):
+    """The server sends: for data toward the host that opened the connection."""
+    c = tcp_accept(port, seconds, ready, proto)
+    if c is not None:
+        send_paced(c, chunk, interval_ms, seconds, stop, started)
+
+
+def tcp_fetch(addr, port, seconds, out, stop, proto="tcp"):
+    """The client receives what tcp-serve sends."""
+    record_reads(tcp_connect(addr, port, proto), seconds, out, stop)
 
 
 def load(path):
@@ -139,15 +187,17 @@ def load(path):
     return rows
 
 
-def analyze(kind, path, t0, t1, interval_ms):
+def analyze(kind, path, t0, t1, interval_ms, end=None):
     """Prints: gap_ms gap_start gap_end baseline_ms received resumed (times in ms from t1).
     The gap is the longest silence at the receiver that ends after the move began, minus
-    the send interval; baseline is the longest one in the second before the move."""
+    the send interval; baseline is the longest one in the second before the move. END, the
+    time the streams were told to stop, bounds the last silence: a stream silent from the
+    move to END did not resume, whatever arrived in flight just after the move."""
     t0, t1, interval = float(t0), float(t1), float(interval_ms) / 1000
     rows = load(path)
-    if kind == "tcp":  # a read that brought no new bytes cannot happen; keep them all
-        pass
     times = [r[0] for r in rows]
+    if end is not None and times:
+        times.append(float(end))  # the silence after the last read, up to END
     best, start, stop, base = 0.0, t1, t1, 0.0
     for a, b in zip(times, times[1:]):
         if b > t0 and a < t1 + 1.5 and b - a > best:
@@ -156,8 +206,12 @@ def analyze(kind, path, t0, t1, interval_ms):
             base = max(base, b - a)
     if kind == "udp":  # resumed: a datagram sent after the move arrived
         resumed = any(r[2] > t1 for r in rows)
-    else:  # resumed: bytes kept arriving after the stall
+    else:  # resumed: bytes kept arriving after the stall, until END if given
         resumed = bool(rows) and rows[-1][0] > stop and rows[-1][1] > rows[0][1]
+        if end is not None:
+            resumed = resumed and rows[-1][0] >= float(end) - 0.5
+    if end is not None and times:
+        times.pop()
     ms = lambda x: 1000 * x
     first, last = (times[0], times[-1]) if times else (t1, t1)
     print("%.1f %.1f %.1f %.1f %d %d %.0f %.0f" % (
@@ -252,4 +306,4 @@ def plot(log, outdir):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"udp-send": udp_send, "udp-recv": udp_recv, "tcp-send": tcp_send, "tcp-recv": tcp_recv,
-     "analyze": analyze, "logtimes": logtimes, "export": export, "plot": plot}[cmd](*args)
+     "tcp-serve": tcp_serve, "tcp-fetch": tcp_fetch, "analyze": analyze, "logtimes": logtimes, "export": export, "plot": plot}[cmd](*args)

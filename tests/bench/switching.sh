@@ -104,13 +104,14 @@ measure() {
   if [ "$proto" = tcp ]; then
     diag "  TCP after the move: A $(on a ss -tin "dport = :$port" | grep -o 'rto:[0-9.]*\|retrans:[0-9/]*\|backoff:[0-9]*' | tr '\n' ' ')| B $(on b ss -tin "dport = :$((port + 1))" | grep -o 'rto:[0-9.]*\|retrans:[0-9/]*\|backoff:[0-9]*' | tr '\n' ' ')"
   fi
+  local end=$EPOCHREALTIME
   touch "$stop"
   wait $sa $sb 2>/dev/null
   wait $rb $ra 2>/dev/null
   local ok_both=1 label
   diag "run $RUN: $proto, $( [ "$scen" = one ] && echo "one-sided (A moves)" || echo "two-sided (A and B move)"), link RTT ~$link ms, DNS RTT ~$dns ms; the ip batch ran within $(calc "1000 * ($T1 - $T0)") ms"
   for d in A_to_B B_to_A; do
-    read -r gap gs ge base n resumed first last <<<"$(python3 "$HELP" analyze "$proto" "$dir/$d.txt" "$T0" "$T1" "$INTERVAL" 2>/dev/null || echo "nan 0 0 0 0 0 0 0")"
+    read -r gap gs ge base n resumed first last <<<"$(python3 "$HELP" analyze "$proto" "$dir/$d.txt" "$T0" "$T1" "$INTERVAL" "$end" 2>/dev/null || echo "nan 0 0 0 0 0 0 0")"
     ((resumed)) || ok_both=0
     local who target met paper rto
     if [ "$scen" = one ]; then
@@ -139,7 +140,7 @@ measure() {
     if [ "$proto" = udp ]; then ylabel="datagrams received (sequence)"; else ylabel="KiB received (cumulative)"; fi
     [ "$scen" = one ] && title="one-sided move (A moves)" || title="two-sided move (A and B)"
     title+=" / ${proto^^} / link RTT $RTT_LINK ms / DNS RTT $RTT_DNS ms"
-    read -r gap gs ge _ <<<"$(python3 "$HELP" analyze "$proto" "$dir/$main.txt" "$T0" "$T1" "$INTERVAL")"
+    read -r gap gs ge _ <<<"$(python3 "$HELP" analyze "$proto" "$dir/$main.txt" "$T0" "$T1" "$INTERVAL" "$end")"
     {
       echo "#panel,$label,$title,$(calc "1000 * ($T0 - $T1)" 2),$gs,$ge,$ylabel"
       python3 "$HELP" export "$T1" "$label" "$dir/A_to_B.txt" "$dir/B_to_A.txt"
