@@ -111,8 +111,9 @@ shell: module userland
 
 # BENCH_SCRIPTS picks some of them, for example `make bench BENCH_SCRIPTS=esp`.
 BENCH_SCRIPTS ?= datapath esp lookup switching roaming partners
-# The guest's job directory is deleted when the VM exits: the switching benchmark prints
-# its samples into the log, and the plot is drawn here from bench-out/bench.log.
+# The guest's job directory is deleted when the VM exits: the switching and roaming
+# benchmarks print their samples into the log, and the plots (switching.png, roaming.png)
+# are drawn here from bench-out/bench.log.
 bench: module userland
 	@mkdir -p $(ROOT)/bench-out
 	cd userland && cargo run --release --locked -q -p vip-proto --example cost | tee $(ROOT)/bench-out/cost.log
@@ -120,6 +121,8 @@ bench: module userland
 	  | tee $(ROOT)/bench-out/bench.log; \
 	  rc=$$?; $(if $(filter switching,$(BENCH_SCRIPTS)),/usr/bin/python3 $(ROOT)/tests/bench/switching.py \
 	    plot $(ROOT)/bench-out/bench.log $(ROOT)/bench-out || rc=1;) \
+	  $(if $(filter roaming,$(BENCH_SCRIPTS)),/usr/bin/python3 $(ROOT)/tests/bench/switching.py \
+	    plot-roaming $(ROOT)/bench-out/bench.log $(ROOT)/bench-out || rc=1;) \
 	  exit $$rc
 
 PREFIX ?= /usr

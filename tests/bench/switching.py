@@ -16,6 +16,7 @@ once a sender has sent and a receiver listens.
   logtimes T1                                     vipd log lines (stdin) as "+ms message"
   export T1 LABEL FILE...                         samples near a move as CSV rows (stdout)
   plot LOG OUTDIR                                 CSV block of a bench log -> switching.png
+  plot-roaming LOG OUTDIR                         roaming.sh's run lines -> roaming.png
 """
 import os
 import socket
@@ -303,7 +304,85 @@ def plot(log, outdir):
     print(png)
 
 
+def roaming_runs(log):
+    """roaming.sh's per-move lines in a bench log, as {(series, tool, direction): [gap_ms
+    or None (not resumed)], in move order}."""
+    import re
+    line_re = re.compile(r"run \d+ \(([^)]+)\): (.*)")
+    item_re = re.compile(r"(\w+):(A->B|B->A) (?:([\d.]+) ms|not resumed)")
+    runs = {}
+    for line in open(log, errors="replace"):
+        m = line_re.search(line)
+        if not m:
+            continue
+        for tool, direction, gap in item_re.findall(m.group(2)):
+            runs.setdefault((m.group(1), tool, direction), []).append(
+                float(gap) if gap else None)
+    return runs
+
+
+def plot_roaming(log, outdir):
+    """Grouped bars: per series and direction, VIP beside its peer (WireGuard for UDP,
+    MPTCP for TCP): the median of the moves after a series' first, whiskers min-max, and
+    "never" where no move of the series recovered."""
+    import os
+    import statistics
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = roaming_runs(log)
+    if not runs:
+        sys.exit(f"plot-roaming: no roaming runs in {log}")
+    series = list(dict.fromkeys(k[0] for k in runs))
+    families = [("UDP: VIP and WireGuard", [s for s in series if not s.startswith("TCP")]),
+                ("TCP: VIP and MPTCP", [s for s in series if s.startswith("TCP")])]
+    families = [f for f in families if f[1]]
+    colours = {"vip": "tab:blue", "wg": "tab:orange", "mptcp": "tab:green"}
+    names = {"vip": "VIP", "wg": "WireGuard", "mptcp": "MPTCP"}
+    fig, axes = plt.subplots(1, len(families), figsize=(7.5 * len(families), 5.2), squeeze=False)
+    for ax, (title, fam) in zip(axes[0], families):
+        groups = [(s, d) for s in fam for d in ("A->B", "B->A")]
+        tools = [t for t in ("vip", "wg", "mptcp") if any((s, t, d) in runs for s, d in groups)]
+        width = 0.8 / len(tools)
+        for i, tool in enumerate(tools):
+            for g, (s, d) in enumerate(groups):
+                gaps = runs.get((s, tool, d), [])[1:]  # the series' first move is apart
+                x = g + (i - (len(tools) - 1) / 2) * width
+                done = [v for v in gaps if v is not None]
+                if not done:
+                    if gaps:  # at the top of the panel (x in data, y in axes fraction)
+                        ax.text(x, 0.97, "never recovered", rotation=90, ha="center", va="top",
+                                fontsize=7, color=colours[tool], transform=ax.get_xaxis_transform())
+                    continue
+                med = statistics.median(done)
+                ax.bar(x, med, width, color=colours[tool], label=names[tool])
+                ax.errorbar(x, med, yerr=[[med - min(done)], [max(done) - med]], fmt="none",
+                            ecolor="black", capsize=2, linewidth=0.8)
+                lost = len(gaps) - len(done)
+                if lost:
+                    ax.text(x, max(done), " %d lost" % lost, rotation=90, fontsize=6, va="bottom")
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(["%s\n%s" % (s.replace("TCP ", "").replace(", ", ",\n"), d)
+                            for s, d in groups], fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("gap at the receiver (ms, log scale)")
+        ax.set_title(title, fontsize=10)
+        handles, labels = ax.get_legend_handles_labels()
+        seen = {}
+        for h, l in zip(handles, labels):
+            seen.setdefault(l, h)
+        ax.legend(seen.values(), seen.keys(), fontsize=8, loc="upper left")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Switching gap per move: median of the moves after each series' first, "
+                 "min-max whiskers (TCG)", fontsize=10)
+    fig.tight_layout()
+    os.makedirs(outdir, exist_ok=True)
+    png = os.path.join(outdir, "roaming.png")
+    fig.savefig(png, dpi=120)
+    print(png)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"udp-send": udp_send, "udp-recv": udp_recv, "tcp-send": tcp_send, "tcp-recv": tcp_recv,
-     "tcp-serve": tcp_serve, "tcp-fetch": tcp_fetch, "analyze": analyze, "logtimes": logtimes, "export": export, "plot": plot}[cmd](*args)
+     "tcp-serve": tcp_serve, "tcp-fetch": tcp_fetch, "plot-roaming": plot_roaming, "analyze": analyze, "logtimes": logtimes, "export": export, "plot": plot}[cmd](*args)
