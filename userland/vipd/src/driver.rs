@@ -396,51 +396,6 @@ fn mapping_change(engine: &Engine, op: &KernelOp) -> Option<control::Reply> {
     })
 }
 
-/// Sends `bytes` to `to` from `source` while it is ours (IP_PKTINFO). A partner moves our
-/// mapping to the source of an authenticated packet, and while an old address lingers (a
-/// make-before-break move) the kernel picks it toward a destination on the old link: the
-/// partner would follow us to an address about to vanish, and with traffic only toward
-/// us nothing would tell it otherwise. The soak found pairs stuck so for 5-35 s after
-/// two-sided make-before-break moves. Once `source` is not ours, the kernel chooses.
-async fn send_from(
-    socket: &UdpSocket,
-    bytes: &[u8],
-    to: SocketAddrV4,
-    source: Ipv4Addr,
-) -> std::io::Result<()> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
-    use std::os::fd::AsRawFd;
-    if !source.is_unspecified() {
-        let info = nix::libc::in_pktinfo {
-            ipi_ifindex: 0,
-            ipi_spec_dst: nix::libc::in_addr {
-                s_addr: u32::from(source).to_be(),
-            },
-            ipi_addr: nix::libc::in_addr { s_addr: 0 },
-        };
-        let dest = SockaddrIn::from(to);
-        let sent = socket
-            .async_io(tokio::io::Interest::WRITABLE, || {
-                sendmsg(
-                    socket.as_raw_fd(),
-                    &[std::io::IoSlice::new(bytes)],
-                    &[ControlMessage::Ipv4PacketInfo(&info)],
-                    MsgFlags::empty(),
-                    Some(&dest),
-                )
-                .map_err(std::io::Error::from)
-            })
-            .await;
-        match sent {
-            Ok(_) => return Ok(()),
-            // Not ours (any more): the address watcher will tell the engine what is.
-            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    socket.send_to(bytes, SocketAddr::V4(to)).await.map(|_| ())
-}
-
 /// Does what the engine asked.
 async fn drain(
     engine: &mut Engine,
@@ -450,7 +405,7 @@ async fn drain(
     while let Some(output) = engine.poll_output() {
         match output {
             Output::Send { to, bytes } => {
-                if let Err(e) = send_from(&io.socket, &bytes, to, engine.address()).await {
+                if let Err(e) = io.socket.send_to(&bytes, SocketAddr::V4(to)).await {
                     debug!(%to, "send: {e}");
                 }
             }

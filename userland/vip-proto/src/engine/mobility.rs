@@ -96,10 +96,6 @@ impl State {
         }
     }
 
-    pub(super) fn address(&self) -> Ipv4Addr {
-        self.address
-    }
-
     /// Hints sent and not acknowledged yet.
     #[cfg(test)]
     pub(super) fn hints_unacked(&self) -> usize {

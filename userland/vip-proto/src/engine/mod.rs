@@ -588,12 +588,6 @@ impl Engine {
         self.out.pop_front()
     }
 
-    /// Our address as we publish it: what partners must see as our datagrams' source,
-    /// since they follow the source of an authenticated packet.
-    pub fn address(&self) -> Ipv4Addr {
-        self.mobility.address()
-    }
-
     /// The partner table.
     pub fn partners(&self) -> &Partners {
         &self.partners
