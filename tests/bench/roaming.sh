@@ -107,6 +107,20 @@ record() {
   elif ((resumed)); then SAMPLES[$key]+="$gap "
   else NOT_RESUMED[$key]=$((${NOT_RESUMED[$key]:-0} + 1)); fi
 }
+# report KIND SERIES DIR AFTER SUFFIX NAME...: each stream's gap (stream i's receiver
+# wrote DIR/i.txt) recorded, and the move's line ("run N (SERIES): NAME GAP ms ... SUFFIX")
+# printed. (Not to be called in a command substitution: record sets globals.)
+report() {
+  local kind=$1 series=$2 dir=$3 after=$4 suffix=$5 i=0 name gap resumed line; shift 5
+  line="run $RUN ($series):"
+  for name in "$@"; do
+    read -r gap _ _ _ _ resumed _ <<<"$(python3 "$HELP" analyze "$kind" "$dir/$i.txt" "$T0" "$T1" "$INTERVAL" "$END" 2>/dev/null || echo "nan 0 0 0 0 0 0 0")"
+    record "$series|${name%%:*}|${name#*:}" "$gap" "$resumed"
+    line+=" $name $( ((resumed)) && echo "$gap ms" || echo "not resumed in ${after} s")"
+    i=$((i + 1))
+  done
+  diag "$line${suffix:+ $suffix}"
+}
 # stop_streams STOP PID...: the streams told to stop at END; those still running 5 s later
 # (a sender blocked on a connection that never recovered) are killed.
 stop_streams() {
@@ -146,14 +160,9 @@ measure() {
   move "$dir" "$scen"
   sleep "$after"
   stop_streams "$stop" "${pids[@]}"
-  local line="run $RUN ($series):"
-  for i in "${!streams[@]}"; do
-    read -r name _ <<<"${streams[$i]}"
-    read -r gap _ _ _ _ resumed _ <<<"$(python3 "$HELP" analyze udp "$dir/$i.txt" "$T0" "$T1" "$INTERVAL" "$END" 2>/dev/null || echo "nan 0 0 0 0 0 0 0")"
-    record "$series|${name%%:*}|${name#*:}" "$gap" "$resumed"
-    line+=" $name $( ((resumed)) && echo "$gap ms" || echo "not resumed in ${after} s")"
-  done
-  diag "$line"
+  local names=() s
+  for s in "${streams[@]}"; do names+=("${s%% *}"); done
+  report udp "$series" "$dir" "$after" "" "${names[@]}"
 }
 
 SERIES=0
@@ -200,14 +209,7 @@ measure_tcp() {
   MPTCP_CONNS=$((MPTCP_CONNS + $(mib a MPTcpExtMPCapableSYNACKRX) - capable))
   joins=$(($(mib a MPTcpExtMPJoinSynAckRx) - joins))
   MPTCP_JOINS=$((MPTCP_JOINS + joins))
-  local line="run $RUN ($series):" name gap resumed
-  for i in 0 1 2 3; do
-    name=${names[$i]}
-    read -r gap _ _ _ _ resumed _ <<<"$(python3 "$HELP" analyze tcp "$dir/$i.txt" "$T0" "$T1" "$INTERVAL" "$END" 2>/dev/null || echo "nan 0 0 0 0 0 0 0")"
-    record "$series|${name%%:*}|${name#*:}" "$gap" "$resumed"
-    line+=" $name $( ((resumed)) && echo "$gap ms" || echo "not resumed in ${after} s")"
-  done
-  diag "$line (MPTCP subflows joined: $joins)"
+  report tcp "$series" "$dir" "$after" "(MPTCP subflows joined: $joins)" "${names[@]}"
 }
 
 MPTCP_CONNS=0 MPTCP_JOINS=0

@@ -197,10 +197,10 @@ def analyze(kind, path, t0, t1, interval_ms, end=None):
     t0, t1, interval = float(t0), float(t1), float(interval_ms) / 1000
     rows = load(path)
     times = [r[0] for r in rows]
-    if end is not None and times:
-        times.append(float(end))  # the silence after the last read, up to END
+    # With END, the silence after the last read counts too, up to END.
+    edges = times + [float(end)] if end is not None and times else times
     best, start, stop, base = 0.0, t1, t1, 0.0
-    for a, b in zip(times, times[1:]):
+    for a, b in zip(edges, edges[1:]):
         if b > t0 and a < t1 + 1.5 and b - a > best:
             best, start, stop = b - a, a, b
         if b <= t0 and a >= t0 - 1.0:
@@ -211,8 +211,6 @@ def analyze(kind, path, t0, t1, interval_ms, end=None):
         resumed = bool(rows) and rows[-1][0] > stop and rows[-1][1] > rows[0][1]
         if end is not None:
             resumed = resumed and rows[-1][0] >= float(end) - 0.5
-    if end is not None and times:
-        times.pop()
     ms = lambda x: 1000 * x
     first, last = (times[0], times[-1]) if times else (t1, t1)
     print("%.1f %.1f %.1f %.1f %d %d %.0f %.0f" % (
