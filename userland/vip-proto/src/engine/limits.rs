@@ -28,6 +28,10 @@ const INITIATIONS_PER_SOURCE: u32 = 20;
 /// Initiations from everyone, a second, before the responder counts itself under load and
 /// asks for cookies.
 const INITIATIONS_BEFORE_LOAD: u32 = 100;
+/// How long the responder stays under load after the rate was last exceeded, as
+/// WireGuard's `last_under_load`: a flood's gaps must not let an uncookied initiation
+/// through to the Diffie-Hellman now and then.
+const LOAD_LINGERS: Duration = Duration::from_secs(1);
 /// NAK cues to one address, a second.
 const CUES_PER_DESTINATION: u32 = 1;
 /// NAK cues in all, a second.
@@ -68,6 +72,7 @@ pub(crate) struct Limits {
     cues: Direct,
     logs: [Direct; 4],
     last_sweep: Option<Instant>,
+    last_overload: Option<Instant>,
 }
 
 impl Limits {
@@ -97,6 +102,7 @@ impl Limits {
             clock,
             last: None,
             last_sweep: None,
+            last_overload: None,
         }
     }
 
@@ -125,9 +131,18 @@ impl Limits {
         self.initiations_per_source.check_key(&source).is_ok()
     }
 
-    /// Counts an initiation toward the global rate; false when over it (under load).
-    pub(crate) fn initiation_within_load(&self) -> bool {
-        self.initiations.check().is_ok()
+    /// Counts an initiation toward the global rate; false when over it, or when it was
+    /// over it less than `LOAD_LINGERS` ago (under load).
+    pub(crate) fn initiation_within_load(&mut self) -> bool {
+        let now = self.last;
+        if self.initiations.check().is_err() {
+            self.last_overload = now;
+            return false;
+        }
+        match (self.last_overload, now) {
+            (Some(overload), Some(now)) => now.saturating_duration_since(overload) >= LOAD_LINGERS,
+            _ => true,
+        }
     }
 
     /// Whether a NAK cue may go to `destination` now.

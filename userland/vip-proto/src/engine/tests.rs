@@ -1249,6 +1249,59 @@ fn a_flood_of_initiations_stays_bounded_and_a_real_one_gets_through() {
     assert_eq!(lanes, [Lane::Unproven, Lane::Proven]);
 }
 
+/// Under a flood above the load rate, every uncookied initiation gets a cookie, even one
+/// that arrives just after a pause long enough for the rate to let one through; a second
+/// after the flood ends, initiations get the handshake again (WireGuard's
+/// `last_under_load`). Without the linger, a real first contact during a flood reached the
+/// Diffie-Hellman now and then, and an attacker's did too.
+#[test]
+fn load_lingers_a_second_after_the_rate_was_last_exceeded() {
+    let (mut net, _a, b) = two();
+    let e = Identity::from_secret_bytes([66; 32]);
+    let mut index = 0u32;
+    let mut initiate = |net: &mut Net, b: usize| {
+        index += 1;
+        let bytes = b_initiation(
+            &e.secret_bytes(),
+            &net.hosts[b].key,
+            &format!("e{}.vip.test", index % 500),
+            u64::from(index),
+            index,
+        );
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + index), PORT);
+        let before = net.hosts[b].engine.stats().cookies_sent;
+        net.hosts[b].engine.handle_datagram(net.now, from, &bytes);
+        // DNS answers at once that no such name has a key: no handshake stays pending.
+        net.settle();
+        net.hosts[b].engine.stats().cookies_sent > before
+    };
+    // 300 a second for 2 s: three times the load rate.
+    let mut cookied = 0;
+    for _ in 0..600 {
+        cookied += usize::from(initiate(&mut net, b));
+        net.now += Duration::from_micros(3_333);
+    }
+    // The bucket (a second's worth) lasts half a second at that rate; then every one.
+    assert!(
+        cookied > 400,
+        "the flood was asked for cookies ({cookied} of 600)"
+    );
+    // A gap that refills the rate's bucket by a few tokens: still under load.
+    net.now += Duration::from_millis(50);
+    assert!(
+        initiate(&mut net, b),
+        "an initiation 50 ms into a pause got a cookie"
+    );
+    net.now += Duration::from_millis(500);
+    assert!(initiate(&mut net, b), "... and one 550 ms into it");
+    // A second and more after the rate was last exceeded: no longer under load.
+    net.now += Duration::from_millis(1_100);
+    assert!(
+        !initiate(&mut net, b),
+        "an initiation after the load went got the handshake"
+    );
+}
+
 /// A flood keeps B loaded (it asks every sender for a cookie) and holds every datagram to
 /// B in a queue for 2.5 s, longer than A's retransmission timeout: the cookie reply to one
 /// initiation and the retry it allows each wait their turn, and the first contact still
