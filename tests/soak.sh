@@ -3,8 +3,7 @@
 # SOAK_INTERVAL seconds (4), one- and two-sided, break- and make-before, while TCP, UDP and
 # a ping run from A to B and vipd restarts twice; the streams stay intact within generous
 # bounds and neither the daemons nor the mapping slab grow (tests/lib/soak.sh says what is
-# checked). Not in the suite's tests/[0-9]*.sh yet (see README); `make soak SOAK_SECONDS=60`
-# is the short version.
+# checked). `make test` runs the short version, tests/90-soak.sh (60 s).
 # timeout: 900
 # (`make soak` sets VIP_SCRIPT_TIMEOUT to SOAK_SECONDS + 300, overriding this.)
 SOAK_SECONDS=${SOAK_SECONDS:-600}

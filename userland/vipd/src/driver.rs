@@ -52,6 +52,8 @@ pub enum Input {
     KernelEvent(KernelEvent),
     /// Our address changed.
     Address(Ipv4Addr),
+    /// One of our addresses was removed (after `Address` for the same change).
+    AddressRemoved,
     /// A DNS update is done.
     UpdateDone { id: Id, ok: bool },
     /// Log the engine's counters (SIGUSR1).
@@ -298,6 +300,7 @@ pub async fn run(
             Some(Input::KernelDump { id, mappings }) => engine.kernel_dump(now, id, mappings),
             Some(Input::KernelEvent(event)) => engine.kernel_event(now, event),
             Some(Input::Address(addr)) => engine.address_changed(now, addr),
+            Some(Input::AddressRemoved) => engine.local_address_removed(now),
             Some(Input::UpdateDone { id, ok }) => engine.update_done(now, id, ok),
         }
         drain(&mut engine, &io, &mut lookups).await;

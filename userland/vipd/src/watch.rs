@@ -35,17 +35,33 @@ pub async fn addresses(server: SocketAddr, handle: Handle) -> Result<()> {
     ])
     .context("rtnetlink multicast socket")?;
     tokio::spawn(connection);
-    while messages.next().await.is_some() {
+    while let Some((first, _)) = messages.next().await {
         // An address and its routes arrive as a burst; look once it has passed.
         tokio::time::sleep(Duration::from_millis(2)).await;
-        while messages.try_recv().is_ok() {}
+        let mut removed = is_address_removal(&first.payload);
+        while let Ok((message, _)) = messages.try_recv() {
+            removed |= is_address_removal(&message.payload);
+        }
         match source_toward(server) {
             Ok(addr) => handle.send(Input::Address(addr)).await,
             // Between an old address going and a new one's route (break-before-make).
             Err(e) => debug!("no usable address right now: {e:#}"),
         }
+        // A partner may have followed the address that went (see
+        // `Engine::local_address_removed`), even when the one we publish stays.
+        if removed {
+            handle.send(Input::AddressRemoved).await;
+        }
     }
     anyhow::bail!("the rtnetlink stream ended")
+}
+
+/// Whether `payload` reports an IPv4 address removed (the only addresses subscribed to).
+fn is_address_removal(payload: &NetlinkPayload<RouteNetlinkMessage>) -> bool {
+    matches!(
+        payload,
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(_))
+    )
 }
 
 /// Ends, with an error that says why, when the vip device `ifindex` goes: deleted with

@@ -135,6 +135,28 @@ impl Engine {
         self.purposes.insert(id, Purpose::Dump(DumpFor::Move));
     }
 
+    /// One of our addresses went. A partner may have followed it (it was the source of an
+    /// authenticated packet: an old address lingering on its link after a
+    /// make-before-break move, which the kernel picked toward a partner on that link), and
+    /// while only the partner sends, nothing else would re-point it: hint the active
+    /// partners again, from the addresses we have left. A burst of removals costs one
+    /// dump; a partner that already follows us just acks.
+    pub fn local_address_removed(&mut self, now: Instant) {
+        self.limits.advance(now);
+        let dumping = self.purposes.values().any(|p| {
+            matches!(
+                p,
+                Purpose::Dump(DumpFor::Move) | Purpose::Dump(DumpFor::AddressGone)
+            )
+        });
+        if dumping {
+            return;
+        }
+        let id = self.kernel(KernelOp::Dump);
+        self.purposes
+            .insert(id, Purpose::Dump(DumpFor::AddressGone));
+    }
+
     fn publish_address(&mut self) {
         let id = self.new_id();
         let address = self.mobility.address;
@@ -173,17 +195,7 @@ impl Engine {
     /// After a move, with the kernel's table: hint every partner that exchanged packets
     /// with us within the active window (the Active Partner List).
     pub(super) fn hint_active(&mut self, now: Instant, mappings: &[KernelMapping]) {
-        let active = self.cfg.active;
-        let recent: Vec<Fqdn> = mappings
-            .iter()
-            .filter(|m| {
-                m.last_rx
-                    .into_iter()
-                    .chain(m.last_tx)
-                    .any(|age| age < active)
-            })
-            .filter_map(|m| self.partners.by_vip(m.peer_vip).map(|p| p.fqdn.clone()))
-            .collect();
+        let recent = self.active_partners(mappings);
         let burst = recent.len();
         self.mobility.burst = Some(Burst {
             started: now,
@@ -195,6 +207,41 @@ impl Engine {
             self.hint(now, &fqdn, burst);
         }
         self.burst_progress(now, None, false);
+    }
+
+    /// Hints the active partners that no hint is on its way to already (its retransmissions
+    /// leave from where we are now), outside any move's burst.
+    pub(super) fn hint_again(&mut self, now: Instant, mappings: &[KernelMapping]) {
+        let recent: Vec<Fqdn> = self
+            .active_partners(mappings)
+            .into_iter()
+            .filter(|fqdn| !self.mobility.hint_pending(fqdn))
+            .collect();
+        if !recent.is_empty() {
+            info!(
+                partners = recent.len(),
+                "an address of ours went: hinting the active partners again"
+            );
+        }
+        let count = recent.len();
+        for fqdn in recent {
+            self.hint(now, &fqdn, count);
+        }
+    }
+
+    /// The partners whose mappings carried a packet within `active`.
+    fn active_partners(&self, mappings: &[KernelMapping]) -> Vec<Fqdn> {
+        let active = self.cfg.active;
+        mappings
+            .iter()
+            .filter(|m| {
+                m.last_rx
+                    .into_iter()
+                    .chain(m.last_tx)
+                    .any(|age| age < active)
+            })
+            .filter_map(|m| self.partners.by_vip(m.peer_vip).map(|p| p.fqdn.clone()))
+            .collect()
     }
 
     /// One partner of the move's burst is done (`acked`, or given up on); the last one

@@ -444,6 +444,8 @@ enum After {
 enum DumpFor {
     /// We moved: hint the active partners.
     Move,
+    /// One of our addresses went: hint the active partners again.
+    AddressGone,
     /// The periodic look at activity: leases, garbage collection, rekeys.
     Housekeeping,
     /// Events were lost: reinstall what the kernel lacks.
@@ -930,6 +932,7 @@ impl Engine {
         self.limits.advance(now);
         match self.purposes.remove(&id) {
             Some(Purpose::Dump(DumpFor::Move)) => self.hint_active(now, &mappings),
+            Some(Purpose::Dump(DumpFor::AddressGone)) => self.hint_again(now, &mappings),
             Some(Purpose::Dump(DumpFor::Housekeeping)) => self.housekeeping(now, &mappings),
             Some(Purpose::Dump(DumpFor::Resync)) => self.resync(&mappings),
             _ => {}

@@ -69,6 +69,9 @@ struct Host {
     counter_next: u64,
     /// When set, kernel changes wait here (a slow kernel worker) until released.
     held_kernel: Option<Vec<Output>>,
+    /// When set, datagrams leave from this address rather than `addr`: an old address
+    /// that lingers on its link, which the kernel picks toward a partner on that link.
+    lingering: Option<Ipv4Addr>,
 }
 
 /// A datagram on the wire.
@@ -143,6 +146,7 @@ impl Net {
             home_vip,
             counter_next: 1 + COUNTER_BLOCK,
             held_kernel: None,
+            lingering: None,
         });
         self.hosts.len() - 1
     }
@@ -228,8 +232,9 @@ impl Net {
         }
         match output {
             Output::Send { to, bytes } => {
+                let source = self.hosts[i].lingering.unwrap_or(self.hosts[i].addr);
                 let d = Datagram {
-                    from: SocketAddrV4::new(self.hosts[i].addr, PORT),
+                    from: SocketAddrV4::new(source, PORT),
                     to,
                     bytes,
                 };
@@ -1094,6 +1099,50 @@ fn a_hint_follows_the_partner_to_the_address_its_authenticated_packets_come_from
         "B's hint went to where A's hint came from, and was acked"
     );
     assert_eq!(net.hosts[b].engine.mobility.hints_unacked(), 0);
+}
+
+/// Both move make-before-break: A's new address is published, but its old one lingers on
+/// the old link, where B's new address is, so A's ack to B's hint leaves from the old
+/// address and B follows it there (the source of an authenticated packet). When the old
+/// address goes, A hints its partners again from the address it has left, and B follows.
+/// Without that, B kept sending to the vanished address for as long as only B sent (the
+/// soak's 5-38 s stalls).
+#[test]
+fn partners_are_hinted_again_when_a_local_address_goes() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.traffic(a, b);
+    let old_a = net.hosts[a].addr;
+    let new_a = Ipv4Addr::from([203, 0, 113, 10]);
+    net.move_host(a, new_a.octets());
+    net.run_for(Duration::from_secs(3));
+    assert!(paired(&net, a, b));
+    net.hosts[a].lingering = Some(old_a);
+    net.move_host(b, [192, 0, 2, 20]);
+    net.run_for(Duration::from_secs(3));
+    net.traffic(b, a);
+    let b_maps_a = |net: &Net| {
+        net.hosts[b]
+            .engine
+            .partners()
+            .get(&net.hosts[a].name)
+            .map(|p| p.addr)
+    };
+    assert_eq!(
+        b_maps_a(&net),
+        Some(old_a),
+        "B followed A's ack to the lingering address"
+    );
+    // The old address goes; the address A is reached at stays the one it published.
+    net.hosts[a].lingering = None;
+    let now = net.now;
+    net.hosts[a].engine.address_changed(now, new_a);
+    net.hosts[a].engine.local_address_removed(now);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(b_maps_a(&net), Some(new_a), "B follows A's new hint");
+    assert!(paired(&net, a, b));
+    assert_eq!(net.hosts[a].engine.mobility.hints_unacked(), 0);
 }
 
 #[test]
