@@ -36,7 +36,7 @@ KARGS = M=$(ROOT) LLVM=$(VIP_LLVM) RUSTC=$(VIP_RUSTC) BINDGEN=$(VIP_BINDGEN)
 
 .PHONY: all module setup kernel userland test test-userland test-vm test-vm-debug test-vm-debug-all demo \
 	shell bench lint clean test-detectors fuzz soak install install-module install-userland test-install \
-	install-dkms deb
+	install-dkms deb deb-dkms
 
 all: module
 
@@ -147,9 +147,26 @@ CARGO_DEB = $(VIP_CACHE)/tools/bin/cargo-deb
 deb: userland
 	@$(CARGO_DEB) --version 2>/dev/null | grep -q ' $(CARGO_DEB_VERSION)$$' || \
 	  cargo install --quiet --locked --root $(VIP_CACHE)/tools --version $(CARGO_DEB_VERSION) cargo-deb
-	rm -rf userland/target/deb-root userland/target/debian
+	rm -rf userland/target/deb-root && rm -f userland/target/debian/vip_*.deb
 	$(MAKE) --no-print-directory install-userland DESTDIR=$(ROOT)/userland/target/deb-root PREFIX=/usr
 	cd userland && $(CARGO_DEB) -p vipd --no-build --locked --strip --quiet -o target/debian/
+
+# The module's source as a Debian package for DKMS (vip-dkms, as wireguard-dkms was), laid
+# out by install-dkms; maintainer scripts as dh_dkms writes them (packaging/vip-dkms).
+DKMS_DEB_ROOT = $(ROOT)/userland/target/dkms-root
+deb-dkms:
+	rm -rf $(DKMS_DEB_ROOT) && mkdir -p $(ROOT)/userland/target/debian
+	$(MAKE) --no-print-directory install-dkms DESTDIR=$(DKMS_DEB_ROOT)
+	install -d $(DKMS_DEB_ROOT)/DEBIAN $(DKMS_DEB_ROOT)/usr/share/doc/vip-dkms
+	install -m 0644 $(ROOT)/README.md $(DKMS_DEB_ROOT)/usr/share/doc/vip-dkms/
+	sed 's/@VERSION@/$(DKMS_VERSION)/g; s/@SIZE@/'"$$(du -sk --exclude=DEBIAN $(DKMS_DEB_ROOT) | cut -f1)"'/' \
+	  $(ROOT)/packaging/vip-dkms/control.in > $(DKMS_DEB_ROOT)/DEBIAN/control
+	for s in postinst prerm; do \
+	  sed 's/@VERSION@/$(DKMS_VERSION)/g' $(ROOT)/packaging/vip-dkms/$$s > $(DKMS_DEB_ROOT)/DEBIAN/$$s && \
+	  chmod 0755 $(DKMS_DEB_ROOT)/DEBIAN/$$s || exit 1; \
+	done
+	dpkg-deb --root-owner-group -Zxz --build $(DKMS_DEB_ROOT) \
+	  $(ROOT)/userland/target/debian/vip-dkms_$(DKMS_VERSION)_all.deb >/dev/null
 
 # The module's source for DKMS (dkms.conf at its top), as /usr/src/vip-VERSION.
 DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(ROOT)/dkms.conf)

@@ -3,11 +3,12 @@
 # networking tool puts it, with its mode; the module's aliases known to depmod, so that
 # `ip link add ... type vip` and vipd's first netlink request load it; the unit pointing at
 # the installed daemon; man pages and completions that render and parse. Then the module's
-# DKMS build against the test kernel, and the userland's Debian package (`make deb`).
+# DKMS build against the test kernel from its Debian package (`make deb-dkms`), and the
+# userland's Debian package (`make deb`).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/tests/lib/tap.sh"
-tap_plan 15
+tap_plan 20
 dest=$(mktemp -d)
 at_exit rm -rf "$dest"
 if out=$(make -s -C "$ROOT" install DESTDIR="$dest" 2>&1); then
@@ -52,21 +53,55 @@ check "make install-dkms lays out the module's source with dkms.conf in /usr/src
   "make -s -C '$ROOT' install-dkms DESTDIR='$dkms_dir/root' >/dev/null && [ -f '$src/dkms.conf' ] && [ -f '$src/Kbuild' ] &&
    [ -f '$src/vip_mod/xmit.rs' ] && [ -f '$src/include/uapi/linux/vip.h' ] &&
    [ -z \"\$(find '$src' -name '*.o' -o -name '*.ko' -o -name bindings_generated.rs)\" ]"
+# The same source as a Debian package (vip-dkms): DKMS builds from the unpacked package.
+dkms_deb=$ROOT/userland/target/debian/vip-dkms_${version}_all.deb
+rm -f "$dkms_deb"
+if out=$(make -s -C "$ROOT" deb-dkms 2>&1) && [ -f "$dkms_deb" ]; then
+  ok "make deb-dkms builds $(basename "$dkms_deb")"
+else
+  not_ok "make deb-dkms builds vip-dkms_${version}_all.deb"; _tap_show "$out"
+fi
+dkms_field() { dpkg-deb -f "$dkms_deb" "$1" 2>/dev/null; }
+check "it is package vip-dkms, architecture all, depending on dkms" bash -c \
+  "[ '$(dkms_field Package)' = vip-dkms ] && [ '$(dkms_field Architecture)' = all ] &&
+   grep -q '^dkms' <<< '$(dkms_field Depends)'"
+dpkg-deb -x "$dkms_deb" "$dkms_dir/pkg" 2>/dev/null
+in_package=$(cd "$dkms_dir/pkg/usr/src" 2>/dev/null && find . -type f | sort)
+laid_out=$(cd "$dkms_dir/root/usr/src" && find . -type f | sort)
+check "its /usr/src/vip-$version is exactly what make install-dkms lays out ($(wc -l <<< "$in_package") files)" \
+  test -n "$laid_out" -a "$in_package" = "$laid_out"
+scripts=$(mktemp -d)
+at_exit rm -rf "$scripts"
+check "its postinst hands vip $version to DKMS's common.postinst on configure, its prerm removes it, both sh" bash -c \
+  "dpkg-deb -e '$dkms_deb' '$scripts' && sh -n '$scripts/postinst' && sh -n '$scripts/prerm' &&
+   grep -q '^DKMS_NAME=vip$' '$scripts/postinst' && grep -q '^DKMS_VERSION=$version$' '$scripts/postinst' &&
+   grep -q 'common.postinst \"\$DKMS_NAME\" \"\$DKMS_VERSION\"' '$scripts/postinst' &&
+   grep -q '^DKMS_VERSION=$version$' '$scripts/prerm' &&
+   grep -q 'dkms remove -m \"\$DKMS_NAME\" -v \"\$DKMS_VERSION\" --all' '$scripts/prerm'"
 mkdir -p "$dkms_dir/tree" "$dkms_dir/bin"
 ln -s "$(command -v clang$VIP_LLVM)" "$dkms_dir/bin/clang"
 ln -s "$(command -v ld.lld$VIP_LLVM)" "$dkms_dir/bin/ld.lld"
-trees=(--sourcetree "$dkms_dir/root/usr/src" --dkmstree "$dkms_dir/tree")
+trees=(--sourcetree "$dkms_dir/pkg/usr/src" --dkmstree "$dkms_dir/tree")
 built=$dkms_dir/tree/vip/$version/$kver/x86_64/module/vip.ko
 if out=$(dkms add -m vip -v "$version" "${trees[@]}" 2>&1 &&
   PATH=$dkms_dir/bin:$PATH VIP_LLVM=$VIP_LLVM VIP_RUSTC=$VIP_RUSTC VIP_BINDGEN=$VIP_BINDGEN \
     dkms build -m vip -v "$version" -k "$kver" --kernelsourcedir "$kdir" "${trees[@]}" 2>&1) &&
   [ "$(modinfo -F vermagic "$built" 2>/dev/null | cut -d' ' -f1)" = "$kver" ] &&
   modinfo -F alias "$built" | grep -qx rtnl-link-vip; then
-  ok "dkms builds the module against the test kernel's tree ($kver), with its aliases"
+  ok "dkms builds the package's module against the test kernel's tree ($kver), with its aliases"
 else
-  not_ok "dkms builds the module against the test kernel's tree ($kver), with its aliases"
+  not_ok "dkms builds the package's module against the test kernel's tree ($kver), with its aliases"
   _tap_show "$out$(cat "$dkms_dir/tree/vip/$version/build/make.log" 2>/dev/null | tail -5)"
 fi
+
+# A kernel without Rust (a distribution's usual one) is skipped, not failed: DKMS's exit
+# status 77, which its kernel hooks and common.postinst take as "not for this kernel".
+mkdir -p "$dkms_dir/norust"
+printf 'CONFIG_X86_64=y\n' > "$dkms_dir/norust/.config"
+out=$(dkms build -m vip -v "$version" -k 6.1.0-norust --kernelsourcedir "$dkms_dir/norust" "${trees[@]}" 2>&1)
+rc=$?
+check "it skips a kernel without Rust (CONFIG_RUST unset): exit 77, no build (got $rc)" \
+  test $rc = 77 -a ! -e "$dkms_dir/tree/vip/$version/6.1.0-norust/x86_64/module/vip.ko"
 
 # The Debian package (cargo-deb): the files `make install` lays out, with the configuration
 # as a conffile, and a unit that is installed but neither enabled nor started.
