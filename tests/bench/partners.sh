@@ -2,22 +2,24 @@
 # Mobility at scale: how long A's vipd takes to re-point 500 partners after one move
 # (target < 100 ms; VNAT took 24.7 s for 500 connections). The partners are one vip-sim
 # process on host B impersonating p1..pN.vip.test, each with its own key and its own
-# address (10.200.0.0/22 on a dummy interface of B, routed to B by the router), acting as
+# address (10.200.0.0/19 on a dummy interface of B, routed to B by the router), acting as
 # the responder of the real protocol engine (handshakes, confirmations, hint acks). A resolves all N names through
 # its stub (N negotiations), sends one datagram to each VIP (so that every mapping was used
 # recently), moves to LAN2, and its vipd hints all N partners and waits for the acks.
 # Reported: vipd's own figure (address change noticed -> last hint task done) and the time
 # from the move command to that log line; timings are reported, not asserted. The whole
-# run is repeated on a fresh topology for each size in SIZES, to show how it scales.
-# timeout: 900
+# run is repeated on a fresh topology for each size in SIZES (BENCH_PARTNER_SIZES, default
+# 50 500 5000), to show how it scales; targets: 500 within 100 ms, 5,000 within 1 s.
+# timeout: 2400
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/topology.sh"
 source "$(dirname "$0")/../lib/dns.sh"
-SIZES=(50 500)
+read -ra SIZES <<< "${BENCH_PARTNER_SIZES:-50 500 5000}"
 tap_plan $((2 * ${#SIZES[@]} + 1))
-FIRST=10.200.0.1 # p1's address; pi has FIRST + i - 1 (at most 1022 hosts fit the /22)
+FIRST=10.200.0.1 # p1's address; pi has FIRST + i - 1 (at most 8190 hosts fit the /19)
 VNAT_MS=24700
-SUMMARY=() LAST_MS=
+SUMMARY=()
+declare -A VIPD_MS
 
 # In A: look names p1..pN up through the stub (16 at a time), then send one datagram to
 # each VIP. Prints the number of VIP answers and the seconds the lookups took.
@@ -67,7 +69,7 @@ run_size() {
   SIM_DIR=/tmp/vip-sim; rm -rf "$SIM_DIR"; mkdir -p "$SIM_DIR"
   vip-sim zone -n "$n" --first-addr "$FIRST" --keys "$SIM_DIR/sim.keys" > "$SIM_DIR/sim.zone"
   awk '$1 ~ /^p[0-9]+$/ { print "address add " $4 "/32 dev sim0" }' "$SIM_DIR/sim.zone" | on b ip -batch -
-  on r ip route add 10.200.0.0/22 via "$(topo_addr b)"
+  on r ip route add 10.200.0.0/19 via "$(topo_addr b)"
 
   # BIND with A's update key (dns_start), then once more with the simulated hosts' address,
   # magic and key records in the zone file (nothing has updated the zone yet: no journal).
@@ -112,16 +114,19 @@ run_size() {
   [ -n "$ms" ] && ms=$(printf '%.1f' "$ms")
   total_ms=$(log_since_move "$line")
   noticed_ms=$(log_since_move "$changed")
+  local hinting dump_ms
+  hinting=$(grep "hinting the active partners" "$log" | tail -1)
+  dump_ms=$(sed -n 's/.* after_ms=\([0-9.]*\).*/\1/p' <<<"$hinting")
   sleep 0.5
   kill "$sim"; wait "$sim" 2>/dev/null
   diag "partners=${partners:-?} acked=${acked:-?}; vipd: address change noticed -> all hint tasks done: ${ms:-?} ms"
-  diag "move command -> address change noticed: ${noticed_ms:-?} ms; -> all hinted: ${total_ms:-?} ms"
+  diag "move command -> address change noticed: ${noticed_ms:-?} ms (the command's own start-up included); noticed -> first hint sent (the kernel table read): ${dump_ms:-?} ms; -> all hinted: ${total_ms:-?} ms"
   diag "$(tail -1 "$DNS_DIR/sim.log")"
   diag "vipd's UDP socket on A: $(on a ss -uamn 'sport = :4877' | grep -o 'skmem:([^)]*)') (d = datagrams dropped, receive buffer full)"
   diag "hints acked at attempt (count attempt): $(sed -n 's/.*hint acked.*attempt=\([0-9]*\).*/\1/p' "$log" | sort -n | uniq -c | tr -s ' \n' ' ')"
   diag "after the move, A's vipd: $(awk '/our address changed/ { go = 1 } go' "$log" | grep -c 'upstream query failed') DNS queries timed out, $(grep -c 'no ack to our hints' "$log") partners never acked; A's UDP: $(on a nstat -s | awk '/UdpRcvbufErrors|UdpInDatagrams/ { printf "%s=%s ", $1, $2 }')"
   SUMMARY+=("$(printf '%4d partners: acked %4s, vipd %8s ms, from the move command %8s ms' "$n" "${acked:-?}" "${ms:-?}" "${total_ms:-?}")")
-  LAST_MS=$ms
+  VIPD_MS[$n]=$ms
   if [ "${partners:-}" = "$n" ] && [ "${acked:-}" = "$n" ]; then ok "$n: the move hinted all $n partners and all acked"
   else not_ok "$n: the move hinted all $n partners and all acked"; fi
 
@@ -133,10 +138,15 @@ at_exit vip_unload
 at_exit topo_destroy
 for n in "${SIZES[@]}"; do run_size "$n"; done
 for s in "${SUMMARY[@]}"; do diag "$s"; done
-[ -n "$LAST_MS" ] && diag "$(python3 -c '
+for n in "${SIZES[@]}"; do
+  [ -n "${VIPD_MS[$n]:-}" ] && diag "$(python3 -c '
 import sys
-n, ms, vnat = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-verdict = "met" if ms < 100 else "NOT met"
-print(f"{n} partners: {ms:.1f} ms, {vnat / ms:.1f}x faster than VNAT (24.7 s for 500 connections); target < 100 ms {verdict}")
-' "${SIZES[-1]}" "$LAST_MS" "$VNAT_MS")"
+n, ms, vnat = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+target = {500: 100, 5000: 1000}.get(n)
+status = "met" if target is not None and ms < target else "NOT met"
+verdict = "" if target is None else f"; target < {target} ms {status}"
+vs = f", {vnat / ms:.1f}x faster than VNAT (24.7 s for 500 connections)" if n == 500 else ""
+print(f"{n} partners: {ms:.1f} ms{vs}{verdict}")
+' "$n" "${VIPD_MS[$n]}" "$VNAT_MS")"
+done
 ok "benchmark ran"
