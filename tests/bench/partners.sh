@@ -9,12 +9,14 @@
 # Reported: vipd's own figure (address change noticed -> last hint task done) and the time
 # from the move command to that log line; timings are reported, not asserted. The whole
 # run is repeated on a fresh topology for each size in SIZES (BENCH_PARTNER_SIZES, default
-# 50 500 5000), to show how it scales; targets: 500 within 100 ms, 5,000 within 1 s.
+# 50 500), to show how it scales; targets: 500 within 100 ms, 5,000 within 1 s. 5,000 is
+# not in the default: under TCG its set-up had not reached the move after 20 minutes
+# (2026-12-07).
 # timeout: 2400
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/topology.sh"
 source "$(dirname "$0")/../lib/dns.sh"
-read -ra SIZES <<< "${BENCH_PARTNER_SIZES:-50 500 5000}"
+read -ra SIZES <<< "${BENCH_PARTNER_SIZES:-50 500}"
 tap_plan $((2 * ${#SIZES[@]} + 1))
 FIRST=10.200.0.1 # p1's address; pi has FIRST + i - 1 (at most 8190 hosts fit the /19)
 VNAT_MS=24700
@@ -86,10 +88,17 @@ run_size() {
   local a_key
   a_key=$(on dns dig +short +tries=3 +timeout=1 "@$TOPO_DNS_ADDR" "_vipkey.a.$DNS_ZONE" TXT)
   # Not through `on`: $! must be vip-sim itself, which prints its counters on SIGTERM.
-  ip netns exec "${TOPO_PREFIX}b" vip-sim serve -n "$n" --first-addr "$FIRST" --keys "$SIM_DIR/sim.keys" \
-    --pin "a.$DNS_ZONE=$a_key" > "$DNS_DIR/sim.log" 2>&1 &
+  # One socket per simulated host: more than the default 1,024 descriptors for 5,000.
+  (ulimit -n $((n + 256)) && exec ip netns exec "${TOPO_PREFIX}b" vip-sim serve -n "$n" --first-addr "$FIRST" \
+    --keys "$SIM_DIR/sim.keys" --pin "a.$DNS_ZONE=$a_key") > "$DNS_DIR/sim.log" 2>&1 &
   local sim=$!
-  eventually 20 grep -q "vip-sim ready" "$DNS_DIR/sim.log" || diag "vip-sim: $(cat "$DNS_DIR/sim.log")"
+  if ! eventually 60 grep -q "vip-sim ready" "$DNS_DIR/sim.log"; then
+    diag "vip-sim: $(cat "$DNS_DIR/sim.log")"
+    not_ok "$n: A negotiated VIPs with all $n simulated partners"
+    not_ok "$n: the move hinted all $n partners and all acked"
+    kill "$sim" 2>/dev/null; dns_stop; topo_destroy
+    return
+  fi
 
   local nvips lookup_s
   read -r nvips lookup_s <<<"$(on a python3 -c "$LOOKUP_PY" "$n" "$DNS_ZONE")"

@@ -41,14 +41,17 @@ pub async fn addresses(server: SocketAddr, handle: Handle) -> Result<()> {
             removed |= is_address_removal(&message.payload);
         }
         match source_toward(server) {
-            Ok(addr) => handle.send(Input::Address(addr)).await,
-            // Between an old address going and a new one's route (break-before-make).
+            Ok(addr) => {
+                handle.send(Input::Address(addr)).await;
+                // A partner may have followed the address that went (see
+                // `Engine::local_address_removed`), even when the one we publish stays.
+                if removed {
+                    handle.send(Input::AddressRemoved).await;
+                }
+            }
+            // Between an old address going and a new one's route (break-before-make): the
+            // move, once we have an address again, hints every active partner anyway.
             Err(e) => debug!("no usable address right now: {e:#}"),
-        }
-        // A partner may have followed the address that went (see
-        // `Engine::local_address_removed`), even when the one we publish stays.
-        if removed {
-            handle.send(Input::AddressRemoved).await;
         }
     }
     anyhow::bail!("the rtnetlink stream ended")

@@ -198,11 +198,14 @@ impl Engine {
         let recent = self.active_partners(mappings);
         let burst = recent.len();
         // How long the kernel's table took to read: the hints wait for it.
-        let ms = self
-            .mobility
-            .moved_at
-            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64() * 1e3);
-        info!(partners = burst, after_ms = ms, "hinting the active partners");
+        let ms = self.mobility.moved_at.map_or(0.0, |t| {
+            now.saturating_duration_since(t).as_secs_f64() * 1e3
+        });
+        info!(
+            partners = burst,
+            after_ms = ms,
+            "hinting the active partners"
+        );
         self.mobility.burst = Some(Burst {
             started: now,
             partners: burst,
