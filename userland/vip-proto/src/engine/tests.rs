@@ -547,6 +547,15 @@ fn two() -> (Net, usize, usize) {
     (net, a, b)
 }
 
+/// `two()`, paired by A's lookup of B, with packets both ways (active partners).
+fn two_in_use() -> (Net, usize, usize) {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.traffic(a, b);
+    (net, a, b)
+}
+
 fn kinds(net: &Net, from: Ipv4Addr) -> Vec<u8> {
     net.wire
         .iter()
@@ -776,10 +785,7 @@ fn a_lost_confirmation_is_retried_and_without_an_answer_the_pair_is_taken_back()
 
 #[test]
 fn replays_change_nothing_even_after_a_restart() {
-    let (mut net, a, b) = two();
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
-    net.traffic(a, b);
+    let (mut net, a, b) = two_in_use();
     net.move_host(a, [198, 51, 100, 10]);
     net.run_for(Duration::from_secs(3));
     assert!(paired(&net, a, b));
@@ -807,10 +813,7 @@ fn replays_change_nothing_even_after_a_restart() {
 
 #[test]
 fn a_hint_moves_the_mapping_to_its_source_not_to_what_it_claims() {
-    let (mut net, a, b) = two();
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
-    net.traffic(a, b);
+    let (mut net, a, b) = two_in_use();
     // A moves; its hint reaches B from the new address.
     net.move_host(a, [198, 51, 100, 10]);
     assert!(paired(&net, a, b), "B re-pointed at A's new address");
@@ -1017,10 +1020,7 @@ fn a_reinstalled_host_is_refused_until_its_pin_is_dropped() {
 
 #[test]
 fn two_sided_moves_meet_through_dns() {
-    let (mut net, a, b) = two();
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
-    net.traffic(a, b);
+    let (mut net, a, b) = two_in_use();
     // Both move at once: each one's hint goes to the other's old address.
     move_both(&mut net, a, b);
     net.run_for(Duration::from_secs(5));
@@ -1036,10 +1036,7 @@ fn two_sided_moves_meet_through_dns() {
 
 #[test]
 fn two_sided_moves_meet_through_dns_that_learns_late() {
-    let (mut net, a, b) = two();
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
-    net.traffic(a, b);
+    let (mut net, a, b) = two_in_use();
     // Both move while DNS is unreachable: each one's hints go to the other's old address
     // and its first questions to DNS fail; DNS comes back 3 s later.
     net.dns_down = true;
@@ -1055,10 +1052,7 @@ fn two_sided_moves_meet_through_dns_that_learns_late() {
 
 #[test]
 fn a_restarted_host_and_its_partner_both_move_and_meet_through_dns() {
-    let (mut net, a, b) = two();
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
-    net.traffic(a, b);
+    let (mut net, a, b) = two_in_use();
     net.run_for(Duration::from_secs(2));
     assert!(net.hosts[b].saved.is_some(), "B saved its partners");
     // B's daemon restarts (the pair survives, its sessions do not); then both move. A's
@@ -1074,10 +1068,7 @@ fn a_restarted_host_and_its_partner_both_move_and_meet_through_dns() {
 
 #[test]
 fn a_hint_follows_the_partner_to_the_address_its_authenticated_packets_come_from() {
-    let (mut net, a, b) = two();
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
-    net.traffic(a, b);
+    let (mut net, a, b) = two_in_use();
     // Both move, and A's daemon notices 700 ms late: meanwhile B's hints go to A's old
     // address and DNS still names it. Then A's hint, sent where DNS says B is now, is
     // the first sign of where A went.
@@ -1109,10 +1100,7 @@ fn a_hint_follows_the_partner_to_the_address_its_authenticated_packets_come_from
 /// soak's 5-38 s stalls).
 #[test]
 fn partners_are_hinted_again_when_a_local_address_goes() {
-    let (mut net, a, b) = two();
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
-    net.traffic(a, b);
+    let (mut net, a, b) = two_in_use();
     let old_a = net.hosts[a].addr;
     let new_a = Ipv4Addr::from([203, 0, 113, 10]);
     net.move_host(a, new_a.octets());
