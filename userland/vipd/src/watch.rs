@@ -34,8 +34,8 @@ pub async fn addresses(server: SocketAddr, handle: Handle) -> Result<()> {
     tokio::spawn(connection);
     while let Some((first, _)) = messages.next().await {
         // What of a burst (an address, then its routes) has arrived already is looked at
-        // at once, together; what comes later brings a look of its own. No wait: the hints
-        // leave only after this look (a 2-ms settle cost 3-5 ms under emulation).
+        // at once, together; what comes later brings a look of its own. No settling
+        // delay: a move's hints leave only after this look.
         let mut removed = is_address_removal(&first.payload);
         while let Ok((message, _)) = messages.try_recv() {
             removed |= is_address_removal(&message.payload);
