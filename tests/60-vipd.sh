@@ -181,7 +181,7 @@ d_trust() {
 import json, sys
 print([p["trust"] for p in json.load(sys.stdin) if p["name"] == sys.argv[1]][0])' "d.$DNS_ZONE"
 }
-check "... vipctl peers shows D's key as not pinned ($(d_trust))" test "$(d_trust)" = unpinned
+check "... vipctl peers shows D's key as new, not pinned ($(d_trust))" test "$(d_trust)" = new
 # vipd rewrites the file at its next pin or unpin: from the file as read again, not from
 # the text it had before (which held D's line).
 vctl a unpin b.$DNS_ZONE >/dev/null

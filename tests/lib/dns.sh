@@ -3,8 +3,20 @@
 #   dns_start "a b" "c"    named serving vip.test: hosts a and b get a TSIG key each and may
 #                          update their own A record, their magic record and their key
 #                          record; c is a legacy host with a static A record. Stopped at exit.
+#   dns_start "a b" "" signed   the same, DNSSEC-signed (dnssec-policy default: one CSK,
+#                          ECDSAP256SHA256, NSEC; inline-signing no, so each update is signed
+#                          in its own transaction); returns once the SOA is signed, and exports
+#                          DNS_ANCHOR, a file of the zone's DNSKEY (zone-file syntax, taken
+#                          out of band from the key directory): vipd's [dnssec] trust_anchor
+#   key_signed a           the zone's server answers _vipkey.a.vip.test TXT with an RRSIG
+#   dns_validates NAME TYPE [SERVER]   delv, from the anchor alone, proves the answer of
+#                          SERVER (default: the zone's server); BIND's validator, to cross-check vipd's
+#   dns_start_forged e "b IN A 192.0.2.50"   an attacker's named on e, at e's address:
+#                          an unsigned vip.test of the zone's head (SOA, NS, legacy hosts) and
+#                          the given record lines (in $DNS_DIR/forged-e). Stopped at exit.
 #   vipd_start a [EXTRA]   vipd on a (config in $DNS_DIR/a/vipd.toml, EXTRA appended to it;
 #                          log in $DNS_DIR/a/vipd.log); a's resolv.conf points at its stub
+#   VIPD_UPSTREAM[a]=ADDR:53   a's vipd asks ADDR, not the zone's server (updates still go there)
 #   vipd_stop a            SIGTERM, wait
 #   vipd_log a             the log so far
 #   vctl a ARGS            vipctl on a, with a's vipd's control socket
@@ -17,7 +29,8 @@ MAGIC_PREFIX=vip105067072021-
 declare -A VIPD_PID=()
 
 dns_start() {
-  local vip_hosts=$1 legacy_hosts=${2:-} h
+  local vip_hosts=$1 legacy_hosts=${2:-} signed=${3:-} h
+  DNS_LEGACY_HOSTS=$legacy_hosts
   rm -rf "$DNS_DIR"
   mkdir -p "$DNS_DIR/named"
   {
@@ -41,15 +54,14 @@ dns_start() {
       echo "    grant $h-key name _vipkey.$h.$DNS_ZONE. TXT;"
     done
     echo "  };"
+    if [ -n "$signed" ]; then
+      echo "  dnssec-policy default;"
+      echo "  inline-signing no;"
+      echo "  key-directory \"$DNS_DIR/named\";"
+    fi
     echo "};"
   } > "$DNS_DIR/named.conf"
-  {
-    echo "\$TTL 30"
-    echo "@ IN SOA ns.$DNS_ZONE. hostmaster.$DNS_ZONE. 1 60 60 600 5"
-    echo "@ IN NS ns.$DNS_ZONE."
-    echo "ns IN A $TOPO_DNS_ADDR"
-    for h in $legacy_hosts; do echo "$h IN A $(topo_addr "$h")"; done
-  } > "$DNS_DIR/named/$DNS_ZONE.db"
+  _dns_zone_head > "$DNS_DIR/named/$DNS_ZONE.db"
   for h in $vip_hosts $legacy_hosts; do
     mkdir -p "/etc/netns/$TOPO_PREFIX$h"
     echo "nameserver $TOPO_DNS_ADDR" > "/etc/netns/$TOPO_PREFIX$h/resolv.conf"
@@ -57,7 +69,79 @@ dns_start() {
   ip netns exec "${TOPO_PREFIX}dns" named -g -c "$DNS_DIR/named.conf" > "$DNS_DIR/named.log" 2>&1 &
   DNS_NAMED_PID=$!
   at_exit dns_stop
+  [ -n "$signed" ] && { _dns_wait_signed; return; }
   eventually 20 on dns dig +short +tries=1 +timeout=1 "@$TOPO_DNS_ADDR" "$DNS_ZONE" SOA >/dev/null
+}
+
+# The zone file's head: SOA, NS and the legacy hosts' A records (also the forged zone's).
+_dns_zone_head() {
+  local h
+  echo "\$TTL 30"
+  echo "@ IN SOA ns.$DNS_ZONE. hostmaster.$DNS_ZONE. 1 60 60 600 5"
+  echo "@ IN NS ns.$DNS_ZONE."
+  echo "ns IN A $TOPO_DNS_ADDR"
+  for h in ${DNS_LEGACY_HOSTS:-}; do echo "$h IN A $(topo_addr "$h")"; done
+}
+
+# The zone's server answers NAME TYPE with an RRSIG over it.
+_dns_rrsig() {
+  on dns dig +dnssec +norec +noall +answer +tries=1 +timeout=2 "@$TOPO_DNS_ADDR" "$1" "$2" |
+    grep -qE "[[:space:]]RRSIG[[:space:]]+$2[[:space:]]"
+}
+dns_signed() { _dns_rrsig "$DNS_ZONE" SOA; }
+key_signed() { _dns_rrsig "_vipkey.$1.$DNS_ZONE" TXT; }
+dns_validates() {
+  on dns timeout 20 delv -a "$DNS_DIR/trust-anchor.conf" "+root=$DNS_ZONE" "@${3:-$TOPO_DNS_ADDR}" "$1" "$2" 2>&1 |
+    grep -q "^; fully validated"
+}
+
+# named makes the key and signs the zone after loading it: 0.1 s natively, about 2 s under
+# TCG (2026-12-07). Then the anchor: the zone's DNSKEY lines, from the key directory.
+_dns_wait_signed() {
+  local t0 ms
+  t0=$(_uptime_cs)
+  if ! eventually 60 dns_signed; then
+    diag "named did not sign $DNS_ZONE within 60 s"
+    return 1
+  fi
+  ms=$((($(_uptime_cs) - t0) * 10))
+  grep -h ' DNSKEY ' "$DNS_DIR/named/K$DNS_ZONE".+013+*.key > "$DNS_DIR/trust-anchor.key" || return 1
+  export DNS_ANCHOR=$DNS_DIR/trust-anchor.key
+  # The same keys as delv reads them (named.conf syntax, base64 in one piece).
+  awk '{ k = ""; for (i = 8; i <= NF; i++) k = k $i
+         printf "trust-anchors { %s static-key %s %s %s \"%s\"; };\n", $1, $5, $6, $7, k }' \
+    "$DNS_ANCHOR" > "$DNS_DIR/trust-anchor.conf"
+  diag "named signed $DNS_ZONE ${ms} ms after it started; anchor: $(cut -c1-60 "$DNS_ANCHOR")..."
+}
+
+# dns_start_forged HOST RECORDS: an attacker's unsigned vip.test on HOST (after dns_start,
+# which empties $DNS_DIR): as if HOST controlled or stripped a resolver.
+declare -A DNS_FORGED_PID=()
+dns_start_forged() {
+  local host=$1 records=$2 dir=$DNS_DIR/forged-$1 addr
+  addr=$(topo_addr "$host")
+  mkdir -p "$dir"
+  cat > "$dir/named.conf" <<EOF
+options {
+  directory "$dir";
+  pid-file "$dir/named.pid";
+  session-keyfile "$dir/session.key";
+  listen-on { $addr; }; listen-on-v6 { none; };
+  recursion no; dnssec-validation no; notify no;
+};
+zone "$DNS_ZONE" { type primary; file "$dir/$DNS_ZONE.db"; };
+EOF
+  { _dns_zone_head; printf '%s\n' "$records"; } > "$dir/$DNS_ZONE.db"
+  ip netns exec "$TOPO_PREFIX$host" named -g -c "$dir/named.conf" > "$dir/named.log" 2>&1 &
+  DNS_FORGED_PID[$host]=$!
+  at_exit dns_stop_forged "$host"
+  eventually 20 on "$host" dig +short +tries=1 +timeout=1 "@$addr" "$DNS_ZONE" SOA >/dev/null
+}
+dns_stop_forged() {
+  local pid=${DNS_FORGED_PID[$1]:-}
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  unset "DNS_FORGED_PID[$1]"
+  return 0
 }
 
 dns_stop() {
@@ -73,8 +157,12 @@ dns_server_dig() { local host=$1; shift; on "$host" dig +short +tries=2 +timeout
 
 dns_dig() { local host=$1; shift; on "$host" dig +short +tries=1 +timeout=15 "$@"; }
 
+# VIPD_UPSTREAM[a]=ADDR:53 before vipd_start a: a's vipd asks ADDR (a forged resolver, say)
+# instead of the zone's server, and still sends its updates to the zone's server.
+declare -A VIPD_UPSTREAM=()
 vipd_config() {
-  local h=$1
+  local h=$1 update_server=
+  [ -n "${VIPD_UPSTREAM[$1]:-}" ] && update_server="server = \"$TOPO_DNS_ADDR:53\""$'\n'
   cat <<EOF
 fqdn = "$h.$DNS_ZONE"
 state_dir = "$DNS_DIR/$h/state"
@@ -84,12 +172,12 @@ control_socket = "$DNS_DIR/$h/control.sock"
 listen = ["127.0.0.53:53"]
 
 [upstream]
-servers = ["$TOPO_DNS_ADDR:53"]
+servers = ["${VIPD_UPSTREAM[$h]:-$TOPO_DNS_ADDR:53}"]
 timeout_ms = 1000
 
 [update]
 key_file = "$DNS_DIR/$h/$h.key"
-ttl = 5
+${update_server}ttl = 5
 
 [negotiation]
 retransmit_ms = 300

@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use vip_proto::engine::{
-    Config, DnsAnswer, Engine, KernelMapping, KernelOp, Output, Partners, Query,
+    Config, DnsAnswer, Engine, KernelMapping, KernelOp, KeyProof, Output, Partners, Query,
 };
 use vip_proto::wire::InitiationPayload;
 use vip_proto::{Fqdn, Identity, handshake};
@@ -73,7 +73,10 @@ impl Pair {
             );
             dns.insert(
                 Query::Key(fqdn),
-                DnsAnswer::Keys(vec![identity.public_key()]),
+                DnsAnswer::Keys {
+                    keys: vec![identity.public_key()],
+                    proof: KeyProof::Unvalidated,
+                },
             );
             Host {
                 engine: Engine::new(

@@ -62,10 +62,13 @@ pub enum ChangeKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Trust {
+    /// Vouched for by DNSSEC, validated up to a configured trust anchor (and pinned).
+    Dnssec,
     /// Pinned on first contact (trust on first use, as SSH's `known_hosts`).
     Pinned,
-    /// Not pinned (unpinned since): DNS's key is taken at the next first contact.
-    Unpinned,
+    /// Nothing vouches for it: not pinned (unpinned since), so the next first contact
+    /// takes the key DNS publishes.
+    New,
 }
 
 /// One partner.

@@ -292,7 +292,7 @@ fn main() -> Result<()> {
 mod tests {
     use super::*;
     use std::time::Instant;
-    use vip_proto::engine::{DnsAnswer, LookupAnswer, Query};
+    use vip_proto::engine::{DnsAnswer, KeyProof, LookupAnswer, Query};
 
     /// A real engine ("a", the initiator) against one simulated host on loopback: a
     /// negotiation through to the confirmation, then a move, a hint and its ack.
@@ -353,8 +353,13 @@ mod tests {
             Query::Magic(p1.magic().unwrap()),
             DnsAnswer::Addresses(vec![home]),
         );
-        a.dns
-            .insert(Query::Key(p1.clone()), DnsAnswer::Keys(vec![sim_key]));
+        a.dns.insert(
+            Query::Key(p1.clone()),
+            DnsAnswer::Keys {
+                keys: vec![sim_key],
+                proof: KeyProof::Unvalidated,
+            },
+        );
         local
             .run_until(async {
                 a.engine.lookup(Instant::now(), 1, p1);

@@ -413,8 +413,9 @@ struct PeerView<'a> {
 
 fn peer_lines(peer: &Peer) -> String {
     let trust = match peer.trust {
+        Trust::Dnssec => "vouched by DNSSEC",
         Trust::Pinned => "pinned",
-        Trust::Unpinned => "not pinned",
+        Trust::New => "new (not pinned)",
     };
     let session = peer
         .session_age_secs

@@ -48,6 +48,20 @@ pub struct Config {
     pub mobility: Mobility,
     #[serde(default)]
     pub ipsec: Ipsec,
+    #[serde(default)]
+    pub dnssec: Dnssec,
+}
+
+/// DNSSEC-vouched keys (paper section 3.4).
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dnssec {
+    /// A file of the DNSKEY records of the zones our peers' key records are in (every key
+    /// of each zone, as BIND's `K<zone>.+013+<tag>.key`). Their key records must then
+    /// validate: a peer's key is taken without trust on first use, a validated new key
+    /// replaces the pinned one, and a record that does not validate is refused. Without
+    /// it, keys are pinned on first use.
+    pub trust_anchor: Option<PathBuf>,
 }
 
 /// ESP between VIPs (issue 11).
@@ -371,6 +385,7 @@ impl Config {
             ("stub", self.stub != new.stub),
             ("upstream", self.upstream != new.upstream),
             ("update", self.update != new.update),
+            ("dnssec", self.dnssec != new.dnssec),
             (
                 "ipsec.sa_lifetime_secs",
                 self.ipsec.sa_lifetime_secs != new.ipsec.sa_lifetime_secs,
@@ -406,6 +421,7 @@ impl Config {
                 IpsecMode::Off => vip_proto::engine::EspMode::Off,
             },
             aes_hardware: crate::xfrm::aes_hardware(),
+            dnssec: self.dnssec.trust_anchor.is_some(),
         }
     }
 }
@@ -455,6 +471,20 @@ key_file = "/etc/vipd/a.key"
         );
         let err = Config::parse(&format!("{MINIMAL}\n[ipsec]\nmode = \"optional\"\n")).unwrap_err();
         assert!(format!("{err:#}").contains("optional"), "{err:#}");
+    }
+
+    #[test]
+    fn dnssec_is_on_with_a_trust_anchor_and_needs_a_restart() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert!(!c.engine(Ipv4Addr::new(240, 0, 0, 1)).dnssec);
+        let signed = Config::parse(&format!(
+            "{MINIMAL}\n[dnssec]\ntrust_anchor = \"/etc/vipd/z.key\"\n"
+        ))
+        .unwrap();
+        assert!(signed.engine(Ipv4Addr::new(240, 0, 0, 1)).dnssec);
+        assert_eq!(c.need_restart(&signed), ["dnssec"]);
+        let err = Config::parse(&format!("{MINIMAL}\n[dnssec]\nanchor = \"x\"\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("anchor"), "{err:#}");
     }
 
     #[test]

@@ -8,11 +8,13 @@ use futures::StreamExt;
 use hickory_net::{
     DnsError, NetError,
     client::Client,
+    dnssec::DnssecDnsHandle,
     runtime::TokioRuntimeProvider,
     udp::UdpClientStream,
     xfer::{DnsHandle, FirstAnswer, RetryDnsHandle},
 };
 use hickory_proto::{
+    dnssec::TrustAnchors,
     op::{
         DnsRequest, DnsRequestOptions, DnsResponse, Message, OpCode, Query, ResponseCode,
         UpdateMessage,
@@ -21,14 +23,19 @@ use hickory_proto::{
         DNSClass, Name, RData, Record, RecordType,
         rdata::{A, TXT},
     },
+    serialize::txt::trust_anchor::{Entry, Parser as AnchorParser},
 };
 use hickory_resolver::{
     NameServerPool, PoolContext, TlsConfig, TokioResolver,
     config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts},
 };
-use std::{net::Ipv4Addr, net::SocketAddr, sync::Arc, time::Duration};
-use tracing::debug;
-use vip_proto::{Fqdn, engine::DnsAnswer, fqdn::parse_key_record};
+use std::{net::Ipv4Addr, net::SocketAddr, path::Path, str::FromStr, sync::Arc, time::Duration};
+use tracing::{debug, warn};
+use vip_proto::{
+    Fqdn,
+    engine::{DnsAnswer, KeyProof},
+    fqdn::parse_key_record,
+};
 
 /// The magic name of `fqdn` (paper section 3.1: its A record holds the VIP its owner
 /// proposes for itself).
@@ -71,7 +78,81 @@ pub struct Upstream {
     /// servers' answer of now will do; a DNSSEC client wants the signatures, which the
     /// cache does not keep.
     pool: RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>,
+    /// Validates key records in the zones a trust anchor covers (paper section 3.4).
+    validator: Option<Validator>,
 }
+
+/// The zone keys DNSSEC validation starts from: DNSKEY records in zone-file syntax, as
+/// BIND writes them to `K<zone>.+<alg>+<tag>.key`. Zone anchors only, never the root: a
+/// key record outside the zones listed is trusted on first use, as without DNSSEC.
+#[derive(Clone)]
+pub struct Anchors {
+    zones: Vec<Name>,
+    keys: Arc<TrustAnchors>,
+}
+
+impl Anchors {
+    /// Reads the anchors in `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the trust anchor file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in the trust anchor file {}", path.display()))
+    }
+
+    /// Parses DNSKEY records; anything else, no record at all, or a root key is refused.
+    pub fn parse(text: &str) -> Result<Self> {
+        let entries = AnchorParser::new(text).parse().map_err(|e| {
+            anyhow!("not a list of DNSKEY records (DS records are not supported): {e}")
+        })?;
+        let mut zones: Vec<Name> = Vec::new();
+        for entry in &entries {
+            let Entry::DNSKEY(record) = entry else {
+                bail!("only DNSKEY records belong here");
+            };
+            let zone = record.name();
+            if zone.is_root() {
+                bail!("a root key: only the keys of the zones that publish VIP hosts belong here");
+            }
+            if !record.data().zone_key() || record.data().revoke() {
+                bail!("{zone}: a DNSKEY that is not a zone key, or is revoked");
+            }
+            if !zones.contains(zone) {
+                zones.push(zone.clone());
+            }
+        }
+        if zones.is_empty() {
+            bail!("no DNSKEY record");
+        }
+        let keys = TrustAnchors::from_str(text).map_err(|e| anyhow!("{e}"))?;
+        Ok(Self {
+            zones,
+            keys: Arc::new(keys),
+        })
+    }
+
+    /// The zones the anchors are for.
+    pub fn zones(&self) -> &[Name] {
+        &self.zones
+    }
+
+    /// Whether `name` lies in a zone an anchor is for.
+    pub fn cover(&self, name: &Name) -> bool {
+        self.zones.iter().any(|zone| zone.zone_of(name))
+    }
+}
+
+/// hickory's validating handle over the upstream pool.
+#[derive(Clone)]
+struct Validator {
+    anchors: Anchors,
+    handle: DnssecDnsHandle<RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>>,
+    /// How long one validation (the record, then the zone's keys) may take.
+    timeout: Duration,
+}
+
+/// Validation queries one answer may need (the record, the zone's DNSKEY set, and a
+/// walk toward the anchor when a record is unsigned): hickory's default is 26.
+const MAX_VALIDATION_DEPTH: usize = 8;
 
 /// Upstream's answer to a relayed question.
 #[derive(Debug, Default)]
@@ -134,7 +215,23 @@ impl Upstream {
             ),
             attempts,
         );
-        Ok(Self { cached, pool })
+        Ok(Self {
+            cached,
+            pool,
+            validator: None,
+        })
+    }
+
+    /// Validates the key records in the zones `anchors` cover; `timeout` is one query's.
+    pub fn validating(mut self, anchors: Anchors, timeout: Duration) -> Self {
+        let handle = DnssecDnsHandle::with_trust_anchor(self.pool.clone(), anchors.keys.clone());
+        self.validator = Some(Validator {
+            anchors,
+            handle,
+            // The record and the zone's DNSKEY set, each perhaps retried once.
+            timeout: timeout * 4,
+        });
+        self
     }
 
     /// The servers' answer to `query` now, from no cache. A negative answer (NXDOMAIN, no
@@ -198,13 +295,19 @@ impl Upstream {
         use vip_proto::engine::Query as Q;
         let result = match query {
             Q::Address(fqdn) | Q::Magic(fqdn) => self.lookup_a(fqdn).await.map(addresses),
-            Q::Key(fqdn) => self.lookup_keys(fqdn).await.map(|k| {
-                if k.is_empty() {
-                    DnsAnswer::NoRecord
-                } else {
-                    DnsAnswer::Keys(k)
-                }
-            }),
+            Q::Key(fqdn) => match self.covering(fqdn) {
+                Some((validator, name)) => return validator.keys(name).await,
+                None => self.lookup_keys(fqdn).await.map(|keys| {
+                    if keys.is_empty() {
+                        DnsAnswer::NoRecord
+                    } else {
+                        DnsAnswer::Keys {
+                            keys,
+                            proof: KeyProof::Unvalidated,
+                        }
+                    }
+                }),
+            },
             Q::Reverse(addr) => self.lookup_ptr(*addr).await.map(|n| {
                 if n.is_empty() {
                     DnsAnswer::NoRecord
@@ -219,26 +322,20 @@ impl Upstream {
         })
     }
 
+    /// The validator and the key record's name, when an anchor covers `fqdn`'s key record.
+    fn covering(&self, fqdn: &Fqdn) -> Option<(&Validator, Name)> {
+        let validator = self.validator.as_ref()?;
+        let name = key_record_name(fqdn).ok()?;
+        validator.anchors.cover(&name).then_some((validator, name))
+    }
+
     /// The public keys `fqdn`'s key record publishes (records that do not parse are
     /// skipped).
     pub async fn lookup_keys(&self, fqdn: &Fqdn) -> Result<Vec<[u8; 32]>> {
-        let name = Name::from_ascii(format!("{}.", fqdn.key_record()))?;
-        let response = self.query(name, DNSClass::IN, RecordType::TXT).await?;
-        Ok(response
-            .answers
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(txt) => {
-                    let text: String = txt
-                        .txt_data
-                        .iter()
-                        .map(|part| String::from_utf8_lossy(part).into_owned())
-                        .collect();
-                    parse_key_record(&text)
-                }
-                _ => None,
-            })
-            .collect())
+        let response = self
+            .query(key_record_name(fqdn)?, DNSClass::IN, RecordType::TXT)
+            .await?;
+        Ok(published_keys(response.answers.iter()))
     }
 
     /// The names a reverse lookup of `addr` gives.
@@ -255,6 +352,102 @@ impl Upstream {
             })
             .collect())
     }
+}
+
+impl Validator {
+    /// The keys the record `name` publishes, and whether they validate. A record whose
+    /// signatures do not lead to an anchor is `Bogus`, whatever keys it claims; so is a
+    /// denial of its existence that does not validate (hickory's handle turns a negative
+    /// answer into a response only when its NSEC proof is secure, an `Nsec` error
+    /// otherwise).
+    async fn keys(&self, name: Name) -> DnsAnswer {
+        let mut options = DnsRequestOptions::default();
+        options.max_request_depth = MAX_VALIDATION_DEPTH;
+        let lookup = self
+            .handle
+            .lookup(Query::query(name.clone(), RecordType::TXT), options)
+            .first_answer();
+        let result = match tokio::time::timeout(self.timeout, lookup).await {
+            Ok(result) => result,
+            Err(_) => {
+                debug!(%name, "key record validation timed out");
+                return DnsAnswer::Failed;
+            }
+        };
+        match result {
+            Ok(response) => {
+                let records: Vec<&Record> = response
+                    .answers
+                    .iter()
+                    .filter(|r| r.name == name && r.record_type() == RecordType::TXT)
+                    .collect();
+                if records.is_empty() {
+                    // hickory returns a denial as an error unless its proof is secure.
+                    debug!(%name, "no key record (the denial validated)");
+                    return DnsAnswer::NoRecord;
+                }
+                let keys = published_keys(records.iter().copied());
+                let secure = records.iter().all(|r| r.proof.is_secure());
+                debug!(%name, proofs = ?records.iter().map(|r| r.proof).collect::<Vec<_>>(), "key record validated");
+                if keys.is_empty() && secure {
+                    return DnsAnswer::NoRecord;
+                }
+                if !secure {
+                    warn!(%name, "the key record does not validate (DNSSEC)");
+                }
+                DnsAnswer::Keys {
+                    keys,
+                    proof: if secure {
+                        KeyProof::Secure
+                    } else {
+                        KeyProof::Bogus
+                    },
+                }
+            }
+            Err(NetError::Dns(DnsError::Nsec { proof, .. })) if !proof.is_bogus() => {
+                debug!(%name, ?proof, "no key record (DNSSEC denial)");
+                DnsAnswer::NoRecord
+            }
+            Err(NetError::Dns(e @ (DnsError::Nsec { .. } | DnsError::DnssecBogus))) => {
+                warn!(%name, "the key record's answer does not validate (DNSSEC): {e}");
+                bogus()
+            }
+            Err(e) => {
+                debug!(%name, "key record validation failed: {e}");
+                DnsAnswer::Failed
+            }
+        }
+    }
+}
+
+/// An answer that should have validated and did not: no key in it counts.
+fn bogus() -> DnsAnswer {
+    DnsAnswer::Keys {
+        keys: Vec::new(),
+        proof: KeyProof::Bogus,
+    }
+}
+
+/// The name of `fqdn`'s key record.
+fn key_record_name(fqdn: &Fqdn) -> Result<Name> {
+    Ok(Name::from_ascii(format!("{}.", fqdn.key_record()))?)
+}
+
+/// The keys TXT records publish (those that do not parse are skipped).
+fn published_keys<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<[u8; 32]> {
+    records
+        .filter_map(|r| match &r.data {
+            RData::TXT(txt) => {
+                let text: String = txt
+                    .txt_data
+                    .iter()
+                    .map(|part| String::from_utf8_lossy(part).into_owned())
+                    .collect();
+                parse_key_record(&text)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A relayed answer in the stub's terms: what a server said, negative answers included;
@@ -383,6 +576,38 @@ impl Updater {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A BIND key file (`dnssec-keygen -a ECDSAP256SHA256 -f KSK vip.test`).
+    const ANCHOR: &str = "; This is a key-signing key, keyid 30435, for vip.test.
+vip.test. IN DNSKEY 257 3 13 eUv1SxmKHEzTYY/1WqiNylfDI7KojnAHI3BoWrNgynhm22b4y6Qpqm+1 kK0j9Ypn8Xyk5R/zNl78eE2VeKvDnQ==
+";
+
+    #[test]
+    fn a_zone_key_file_is_an_anchor_for_its_zone_only() {
+        let anchors = Anchors::parse(ANCHOR).unwrap();
+        assert_eq!(anchors.zones(), [Name::from_ascii("vip.test.").unwrap()]);
+        let covered = |name: &str| anchors.cover(&Name::from_ascii(name).unwrap());
+        assert!(covered("_vipkey.a.vip.test."));
+        assert!(covered("vip.test."));
+        assert!(!covered("_vipkey.a.other.test."));
+        assert!(!covered("xvip.test."));
+    }
+
+    #[test]
+    fn anchors_that_cannot_be_used_are_refused_with_the_reason() {
+        let refused = |text: &str| format!("{:#}", Anchors::parse(text).err().expect(text));
+        assert!(refused("").contains("no DNSKEY"));
+        assert!(refused("; nothing\n").contains("no DNSKEY"));
+        assert!(
+            refused("vip.test. IN DS 30435 13 2 18C2C20265E5E0A5857F17397BF0C766087EBB80CEA511527B5588B20DE00EA1\n")
+                .contains("DS records are not supported")
+        );
+        let root = ANCHOR.replace("vip.test. IN", ". IN");
+        assert!(refused(&root).contains("root key"));
+        let not_a_zone_key = ANCHOR.replace(" 257 ", " 1 ");
+        assert!(refused(&not_a_zone_key).contains("not a zone key"));
+        assert!(refused("vip.test. IN DNSKEY 257 3 13 !!!\n").contains("DNSKEY"));
+    }
 
     #[test]
     fn magic_name_prefixes_the_first_label() {

@@ -114,6 +114,10 @@ async fn run(cli: Cli) -> Result<()> {
         key.signer()?;
     }
     let zone = config.zone()?;
+    let anchors = match &config.dnssec.trust_anchor {
+        Some(path) => Some(dns::Anchors::load(path).context("dnssec.trust_anchor")?),
+        None => None,
+    };
     if cli.check {
         println!("{}: configuration is valid", cli.config.display());
         return Ok(());
@@ -194,6 +198,14 @@ async fn run(cli: Cli) -> Result<()> {
         config.upstream_timeout(),
         config.upstream.cache_size,
     )?;
+    let upstream = match anchors {
+        Some(anchors) => {
+            let zones: Vec<String> = anchors.zones().iter().map(|z| z.to_string()).collect();
+            info!(?zones, "key records in these zones must validate (DNSSEC)");
+            upstream.validating(anchors, config.upstream_timeout())
+        }
+        None => upstream,
+    };
     let pins: HashMap<_, _> = known.iter().map(|(f, k)| (f.clone(), *k)).collect();
     let engine = Engine::new(
         config.engine(home_vip),

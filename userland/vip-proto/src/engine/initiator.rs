@@ -13,8 +13,8 @@ use tracing::{debug, info, warn};
 
 use super::limits::LogKind;
 use super::{
-    After, Claim, DnsAnswer, Engine, Id, KernelOp, LookupAnswer, Output, PairSas, Partner, Purpose,
-    Query,
+    After, Claim, DnsAnswer, Engine, Id, KernelOp, KeyVerdict, LookupAnswer, Output, PairSas,
+    Partner, Purpose, Query,
 };
 use crate::esp::{Aead, EspSa};
 use crate::fqdn::Fqdn;
@@ -106,6 +106,8 @@ pub(super) struct Negotiation {
     accept: bool,
     addr: Ipv4Addr,
     key: [u8; 32],
+    /// DNSSEC vouched for `key`.
+    vouched: bool,
     cookie: Option<([u8; MAC_LEN], Instant)>,
     /// The partner entry before this negotiation, if any.
     previous: Option<Partner>,
@@ -186,6 +188,7 @@ impl Engine {
             accept: partner.is_some(),
             addr,
             key,
+            vouched: partner.as_ref().is_some_and(|p| p.vouched),
             cookie: None,
             previous: partner,
         };
@@ -288,12 +291,9 @@ impl Engine {
                 return self.finish(fqdn, LookupAnswer::Upstream);
             }
         };
-        let published = match key {
-            DnsAnswer::Keys(keys) => keys.first().copied(),
-            _ => None,
-        };
-        let responder_key = match (self.pins.get(fqdn).copied(), published) {
-            (Some(pinned), Some(dns)) if pinned != dns => {
+        let (responder_key, vouched) = match self.judge_key(fqdn, &key, None) {
+            KeyVerdict::Use { key, vouched } => (key, vouched),
+            KeyVerdict::PinMismatch => {
                 if self.limits.log(LogKind::KeyRefused) {
                     tracing::error!(
                         peer = %fqdn,
@@ -303,21 +303,34 @@ impl Engine {
                 }
                 return self.finish(fqdn, LookupAnswer::Failed);
             }
-            (Some(pinned), _) => pinned,
-            (None, Some(dns)) => dns,
-            (None, None) => {
+            KeyVerdict::Bogus => {
+                self.stats.keys_bogus += 1;
+                if self.limits.log(LogKind::KeyRefused) {
+                    tracing::error!(
+                        peer = %fqdn,
+                        "REFUSED: the key record for {fqdn} does not validate (DNSSEC): \
+                         unsigned, stripped or forged, or the resolver drops signatures"
+                    );
+                }
+                return self.finish(fqdn, LookupAnswer::Failed);
+            }
+            KeyVerdict::NotPublished => {
                 if self.limits.log(LogKind::Peer) {
                     warn!(peer = %fqdn, "publishes a VIP but no key: answering with its physical address");
                 }
                 return self.finish(fqdn, LookupAnswer::Upstream);
             }
         };
+        if vouched && matches!(key, DnsAnswer::Keys { .. }) {
+            self.stats.keys_vouched += 1;
+        }
         let previous = self.partners.get(fqdn).cloned();
         let Some(neg) = self.negs.get_mut(fqdn) else {
             return;
         };
         neg.addr = addr;
         neg.key = responder_key;
+        neg.vouched = vouched;
         if previous.is_none() || neg.goal == Goal::Lookup {
             neg.peer_vip = proposed;
         }
@@ -759,12 +772,13 @@ impl Engine {
             addr: neg.addr,
             key: neg.key,
             last_counter: neg.previous.as_ref().map_or(0, |p| p.last_counter),
+            vouched: neg.vouched,
         };
         let old = self.partners.insert(partner);
         if let Some(old) = old.filter(|o| o.peer_vip != neg.peer_vip) {
             self.invalidate(&old);
         }
-        self.pin(fqdn, neg.key);
+        self.pin(fqdn, neg.key, neg.vouched);
         self.dirty = true;
         let index = session.local_index;
         self.attach_session(fqdn, session);

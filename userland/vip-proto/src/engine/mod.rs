@@ -96,6 +96,9 @@ pub struct Config {
     pub esp: EspMode,
     /// This host has AES hardware (the pair's AEAD is AES-GCM where both ends do).
     pub aes_hardware: bool,
+    /// Key records may come vouched by DNSSEC: a handshake whose key differs from the one
+    /// pinned is then checked in DNS (a validated rotation) instead of refused at once.
+    pub dnssec: bool,
 }
 
 impl Config {
@@ -116,6 +119,7 @@ impl Config {
             max_pending: 1024,
             esp: EspMode::Required,
             aes_hardware: false,
+            dnssec: false,
         }
     }
 }
@@ -139,13 +143,44 @@ pub enum DnsAnswer {
     /// A records.
     Addresses(Vec<Ipv4Addr>),
     /// Public keys from key records.
-    Keys(Vec<[u8; 32]>),
+    Keys {
+        /// The keys.
+        keys: Vec<[u8; 32]>,
+        /// How far DNSSEC vouches for them.
+        proof: KeyProof,
+    },
     /// Names from PTR records.
     Names(Vec<Fqdn>),
     /// The name has no such record (NXDOMAIN or no data).
     NoRecord,
     /// No answer could be had (timeout, SERVFAIL).
     Failed,
+}
+
+/// How far DNSSEC vouches for a key record (paper section 3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProof {
+    /// Validated up to a configured trust anchor: the zone's owner published this key.
+    Secure,
+    /// No trust anchor covers the name: trust on first use, as without DNSSEC.
+    Unvalidated,
+    /// A trust anchor covers the name and the answer did not validate (unsigned, stripped,
+    /// forged or expired signatures): worth nothing, and a sign of an attack or a
+    /// misconfigured resolver.
+    Bogus,
+}
+
+/// What [`Engine::judge_key`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyVerdict {
+    /// Authenticate the peer with this key; whether DNSSEC vouches for it.
+    Use { key: [u8; 32], vouched: bool },
+    /// DNS publishes no usable key (the responder: not the initiator's).
+    NotPublished,
+    /// DNS publishes, without DNSSEC, another key than the one pinned.
+    PinMismatch,
+    /// A trust anchor covers the key record and its answer did not validate; nothing is pinned.
+    Bogus,
 }
 
 /// How to answer a local application's A query.
@@ -378,6 +413,12 @@ pub struct Stats {
     pub initiations_dropped: u64,
     /// Datagrams that did not parse or authenticate.
     pub garbage: u64,
+    /// Peers' keys DNSSEC vouched for (key record answers that validated and were used).
+    pub keys_vouched: u64,
+    /// Key record answers refused because they should have validated and did not.
+    pub keys_bogus: u64,
+    /// Pinned keys replaced by one DNSSEC vouched for.
+    pub key_rotations: u64,
     /// Now: partners.
     pub partners: u64,
     /// Now: handshakes answered and waiting for their confirmation (or a DNS check).
@@ -995,15 +1036,86 @@ impl Engine {
         *srtt = (*srtt * 7 + sample) / 8;
     }
 
-    /// Pins `key` for `fqdn` if nothing is pinned for it yet.
-    fn pin(&mut self, fqdn: &Fqdn, key: [u8; 32]) {
-        if !self.pins.contains_key(fqdn) {
-            tracing::info!(peer = %fqdn, "pinned the peer's key on first contact");
-            self.pins.insert(fqdn.clone(), key);
-            self.out.push_back(Output::Pin {
-                fqdn: fqdn.clone(),
+    /// Pins `key` for `fqdn` if nothing is pinned for it yet; replaces a different pin only
+    /// when DNSSEC `vouched` for `key` (a validated rotation, paper section 3.4).
+    fn pin(&mut self, fqdn: &Fqdn, key: [u8; 32], vouched: bool) {
+        match self.pins.get(fqdn) {
+            Some(pinned) if *pinned == key => return,
+            Some(_) if !vouched => return,
+            Some(_) => {
+                tracing::warn!(peer = %fqdn, "key rotation vouched by DNSSEC: {fqdn} has a new key, pinned instead of the old one");
+                self.stats.key_rotations += 1;
+                self.out.push_back(Output::Unpin { fqdn: fqdn.clone() });
+            }
+            None if vouched => {
+                tracing::info!(peer = %fqdn, "the peer's key is vouched by DNSSEC: pinned without trust on first use");
+            }
+            None => tracing::info!(peer = %fqdn, "pinned the peer's key on first contact"),
+        }
+        self.pins.insert(fqdn.clone(), key);
+        self.out.push_back(Output::Pin {
+            fqdn: fqdn.clone(),
+            key,
+        });
+    }
+
+    /// What a key record's answer says of the key to use with `fqdn`, given its pin. The
+    /// initiator passes `offered` = `None` and takes what DNS publishes; the responder
+    /// passes the key the initiator authenticated with.
+    ///
+    /// | answer | no pin | pin P |
+    /// |---|---|---|
+    /// | Secure K | a key of K, vouched | P if in K, vouched; else a rotation to K |
+    /// | Bogus | refused | P, as if DNS had not answered |
+    /// | Unvalidated K, none | K (trust on first use) | P unless K publishes another key |
+    fn judge_key(&self, fqdn: &Fqdn, answer: &DnsAnswer, offered: Option<[u8; 32]>) -> KeyVerdict {
+        let pinned = self.pins.get(fqdn).copied();
+        let (keys, proof) = match answer {
+            DnsAnswer::Keys { keys, proof } => (keys.as_slice(), *proof),
+            _ => (&[][..], KeyProof::Unvalidated),
+        };
+        if proof == KeyProof::Secure {
+            let key = match (offered, pinned) {
+                (Some(offered), _) => keys.contains(&offered).then_some(offered),
+                (None, Some(pinned)) if keys.contains(&pinned) => Some(pinned),
+                // A first contact, or a pin DNSSEC no longer vouches for: the owner rotated.
+                (None, _) => keys.first().copied(),
+            };
+            return key.map_or(KeyVerdict::NotPublished, |key| KeyVerdict::Use {
                 key,
+                vouched: true,
             });
+        }
+        // The partner's earlier verdict holds while its key stays the same.
+        let vouched_before = |key: [u8; 32]| {
+            self.partners
+                .get(fqdn)
+                .is_some_and(|p| p.vouched && p.key == key)
+        };
+        match (pinned, offered) {
+            (Some(pinned), Some(offered)) if offered != pinned => KeyVerdict::PinMismatch,
+            // An answer that does not validate says nothing, not even that the pin is stale.
+            (Some(pinned), _)
+                if proof == KeyProof::Bogus || keys.is_empty() || keys.contains(&pinned) =>
+            {
+                KeyVerdict::Use {
+                    key: pinned,
+                    vouched: vouched_before(pinned),
+                }
+            }
+            (Some(_), _) => KeyVerdict::PinMismatch,
+            (None, _) if proof == KeyProof::Bogus => KeyVerdict::Bogus,
+            (None, Some(offered)) if keys.contains(&offered) => KeyVerdict::Use {
+                key: offered,
+                vouched: false,
+            },
+            (None, Some(_)) => KeyVerdict::NotPublished,
+            (None, None) => keys
+                .first()
+                .map_or(KeyVerdict::NotPublished, |key| KeyVerdict::Use {
+                    key: *key,
+                    vouched: false,
+                }),
         }
     }
 
@@ -1025,6 +1137,7 @@ impl Engine {
         if new.esp != self.cfg.esp {
             need_restart.push("ipsec.mode");
         }
+        // `dnssec` goes with the daemon's validator, which a restart sets up.
         self.cfg = Config {
             me: self.cfg.me.clone(),
             vip_range: self.cfg.vip_range,
@@ -1032,6 +1145,7 @@ impl Engine {
             port: self.cfg.port,
             esp: self.cfg.esp,
             aes_hardware: self.cfg.aes_hardware,
+            dnssec: self.cfg.dnssec,
             ..new
         };
         need_restart
@@ -1078,10 +1192,12 @@ impl Engine {
                 local_vip: p.local_vip,
                 address: p.addr,
                 key: crate::fqdn::key_record_text(&p.key),
-                trust: if self.pins.contains_key(&p.fqdn) {
+                trust: if p.vouched && self.pins.get(&p.fqdn) == Some(&p.key) {
+                    Trust::Dnssec
+                } else if self.pins.contains_key(&p.fqdn) {
                     Trust::Pinned
                 } else {
-                    Trust::Unpinned
+                    Trust::New
                 },
                 session_age_secs: self.usable_session(&p.fqdn, now).and_then(|index| {
                     let slot = self.sessions.get(&index)?;

@@ -28,6 +28,9 @@ pub struct Partner {
     /// The greatest initiation counter accepted from it: older initiations are replays.
     #[serde(default)]
     pub last_counter: u64,
+    /// DNSSEC vouched for its key (rather than trust on first use).
+    #[serde(default)]
+    pub vouched: bool,
 }
 
 mod key_base64 {
@@ -245,6 +248,7 @@ mod tests {
             addr: [192, 0, 2, 10].into(),
             key: [3; 32],
             last_counter: 0,
+            vouched: false,
         }
     }
 

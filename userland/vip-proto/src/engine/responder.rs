@@ -14,8 +14,8 @@ use tracing::{debug, error, warn};
 
 use super::limits::LogKind;
 use super::{
-    After, Claim, DnsAnswer, Engine, Id, KernelOp, Output, Owner, PairSas, Partner, Purpose, Query,
-    Slot, random_bytes,
+    After, Claim, DnsAnswer, Engine, Id, KernelOp, KeyVerdict, Output, Owner, PairSas, Partner,
+    Purpose, Query, Slot, random_bytes,
 };
 use crate::esp::Aead;
 use crate::fqdn::Fqdn;
@@ -66,6 +66,8 @@ pub(super) struct Pending {
     round: u8,
     /// The pair's ESP, once decided (in the response).
     esp: Option<Aead>,
+    /// DNSSEC vouched for `key`.
+    vouched: bool,
     stage: Stage,
 }
 
@@ -207,16 +209,23 @@ impl Engine {
             key,
             counter,
             esp: None,
+            vouched: false,
             round,
             stage,
         };
         match self.pins.get(&requester) {
             Some(pinned) if *pinned == key => {
-                self.pends
-                    .insert(index, pending(Stage::Responded { agreed: None }));
+                let vouched = self
+                    .partners
+                    .get(&requester)
+                    .is_some_and(|p| p.vouched && p.key == key);
+                let mut pend = pending(Stage::Responded { agreed: None });
+                pend.vouched = vouched;
+                self.pends.insert(index, pend);
                 self.decide(now, index, responder);
             }
-            Some(_) => {
+            // Without DNSSEC nothing could vouch for a new key: refused at once.
+            Some(_) if !self.cfg.dnssec => {
                 self.stats.initiations_dropped += 1;
                 if self.limits.log(LogKind::KeyRefused) {
                     error!(
@@ -226,7 +235,8 @@ impl Engine {
                     );
                 }
             }
-            None => {
+            // Unpinned, or (with DNSSEC) perhaps a rotation its zone vouches for: DNS decides.
+            _ => {
                 if self.refused_keys.contains_key(&(requester.clone(), key)) {
                     return;
                 }
@@ -256,22 +266,40 @@ impl Engine {
         };
         match std::mem::replace(&mut pend.stage, Stage::Responded { agreed: None }) {
             Stage::CheckingKey(query, responder) if query == id => {
-                let published =
-                    matches!(&answer, DnsAnswer::Keys(keys) if keys.contains(&pend.key));
-                if !published {
-                    self.stats.initiations_dropped += 1;
-                    let (requester, key, from) = (pend.requester.clone(), pend.key, pend.from);
-                    if self.limits.log(LogKind::KeyRefused) {
-                        warn!(peer = %requester, %from, "handshake refused: the key is not the one DNS publishes for the name");
+                let (requester, key, from) = (pend.requester.clone(), pend.key, pend.from);
+                match self.judge_key(&requester, &answer, Some(key)) {
+                    KeyVerdict::Use { vouched, .. } => {
+                        if vouched {
+                            self.stats.keys_vouched += 1;
+                        }
+                        if let Some(pend) = self.pends.get_mut(&index) {
+                            pend.vouched = vouched;
+                        }
+                        self.decide(now, index, *responder);
+                        return;
                     }
-                    if self.refused_keys.len() >= MAX_REFUSED {
-                        self.refused_keys.clear();
+                    KeyVerdict::Bogus => {
+                        self.stats.keys_bogus += 1;
+                        if self.limits.log(LogKind::KeyRefused) {
+                            error!(
+                                peer = %requester, %from,
+                                "REFUSED: the key record for {requester} does not validate (DNSSEC): \
+                                 unsigned, stripped or forged, or the resolver drops signatures"
+                            );
+                        }
                     }
-                    self.refused_keys.insert((requester, key), now);
-                    self.drop_pending(index);
-                    return;
+                    KeyVerdict::PinMismatch | KeyVerdict::NotPublished => {
+                        if self.limits.log(LogKind::KeyRefused) {
+                            warn!(peer = %requester, %from, "handshake refused: the key is not the one DNS publishes for the name");
+                        }
+                    }
                 }
-                self.decide(now, index, *responder);
+                self.stats.initiations_dropped += 1;
+                if self.refused_keys.len() >= MAX_REFUSED {
+                    self.refused_keys.clear();
+                }
+                self.refused_keys.insert((requester, key), now);
+                self.drop_pending(index);
             }
             Stage::CheckingReverse(query, responder) if query == id => {
                 let accept =
@@ -479,6 +507,7 @@ impl Engine {
             addr: *to.ip(),
             key: pend.key,
             last_counter: pend.counter,
+            vouched: pend.vouched,
         };
         let old = self.partners.insert(partner);
         let first = old.is_none();
@@ -489,7 +518,7 @@ impl Engine {
             tracing::info!(peer = %requester, %peer_vip, local_vip = %my_vip, addr = %to.ip(), "mapping established");
         }
         self.stats.pairs_confirmed += 1;
-        self.pin(&requester, pend.key);
+        self.pin(&requester, pend.key, pend.vouched);
         self.dirty = true;
         self.attach_session(&requester, slot.session);
         self.send_in(index, to, &Control::ConfirmAck { round: pend.round });

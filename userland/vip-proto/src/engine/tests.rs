@@ -89,6 +89,10 @@ struct Net {
     a: HashMap<Fqdn, Ipv4Addr>,
     magic: HashMap<Fqdn, Ipv4Addr>,
     keys: HashMap<Fqdn, [u8; 32]>,
+    /// How DNSSEC judges a name's key record (`Unvalidated` when not listed).
+    key_proofs: HashMap<Fqdn, KeyProof>,
+    /// The engines are told key records may be vouched by DNSSEC.
+    dnssec: bool,
     dns_down: bool,
     /// Everything sent, for replays and inspection.
     wire: Vec<Datagram>,
@@ -105,6 +109,8 @@ impl Net {
             a: HashMap::new(),
             magic: HashMap::new(),
             keys: HashMap::new(),
+            key_proofs: HashMap::new(),
+            dnssec: false,
             dns_down: false,
             wire: Vec::new(),
             filter: Box::new(|_| true),
@@ -123,7 +129,10 @@ impl Net {
         self.magic.insert(name.clone(), home_vip);
         self.keys.insert(name.clone(), key);
         let engine = Engine::new(
-            config(name.as_str(), home_vip),
+            Config {
+                dnssec: self.dnssec,
+                ..config(name.as_str(), home_vip)
+            },
             identity,
             Partners::new(home_vip),
             HashMap::new(),
@@ -170,7 +179,10 @@ impl Net {
         let counter = h.counter_next;
         h.counter_next += COUNTER_BLOCK;
         h.engine = Engine::new(
-            config(h.name.as_str(), h.home_vip),
+            Config {
+                dnssec: self.dnssec,
+                ..config(h.name.as_str(), h.home_vip)
+            },
             Identity::from_secret_bytes(h.secret),
             partners,
             h.pins.clone(),
@@ -202,7 +214,14 @@ impl Net {
             Query::Key(n) => self
                 .keys
                 .get(n)
-                .map_or(DnsAnswer::NoRecord, |k| DnsAnswer::Keys(vec![*k])),
+                .map_or(DnsAnswer::NoRecord, |k| DnsAnswer::Keys {
+                    keys: vec![*k],
+                    proof: self
+                        .key_proofs
+                        .get(n)
+                        .copied()
+                        .unwrap_or(KeyProof::Unvalidated),
+                }),
             Query::Reverse(_) => DnsAnswer::NoRecord,
         }
     }
@@ -910,7 +929,7 @@ fn peers_are_listed_and_a_pin_can_be_dropped() {
         !net.hosts[a].pins.contains_key(&name),
         "the known-peers file is told"
     );
-    assert_eq!(net.hosts[a].engine.peers(net.now)[0].trust, Trust::Unpinned);
+    assert_eq!(net.hosts[a].engine.peers(net.now)[0].trust, Trust::New);
     assert!(!net.hosts[a].engine.unpin(&name), "nothing left to unpin");
 }
 
@@ -970,6 +989,172 @@ fn a_reinstalled_host_is_taken_once_its_pin_is_edited_out_and_reloaded() {
     pins = net.hosts[a].pins.clone();
     pins.insert(fqdn("b.vip.test"), [8; 32]);
     assert_eq!(net.hosts[a].engine.set_pins(pins).changed, 1);
+}
+
+/// `two()` with DNSSEC on both engines and every key record answered as `proof`.
+fn two_signed(proof: KeyProof) -> (Net, usize, usize) {
+    let mut net = Net::new();
+    net.dnssec = true;
+    let a = net.host("a.vip.test", [192, 0, 2, 10], 1, [240, 0, 0, 1]);
+    let b = net.host("b.vip.test", [198, 51, 100, 20], 2, [240, 0, 0, 2]);
+    for name in ["a.vip.test", "b.vip.test"] {
+        net.key_proofs.insert(fqdn(name), proof);
+    }
+    (net, a, b)
+}
+
+#[test]
+fn a_vouched_key_is_taken_on_first_contact_without_tofu() {
+    use crate::control::Trust;
+    let (mut net, a, b) = two_signed(KeyProof::Secure);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+    // Both sides validated: the initiator its lookup, the responder the initiator's key.
+    assert_eq!(net.hosts[a].engine.peers(net.now)[0].trust, Trust::Dnssec);
+    assert_eq!(net.hosts[b].engine.peers(net.now)[0].trust, Trust::Dnssec);
+    for (i, j) in [(a, b), (b, a)] {
+        assert_eq!(net.hosts[i].engine.stats().keys_vouched, 1);
+        assert_eq!(
+            net.hosts[i].pins.get(&net.hosts[j].name),
+            Some(&net.hosts[j].key)
+        );
+    }
+    // The verdict is kept across a restart (peers.json).
+    net.run_for(Duration::from_secs(2));
+    net.restart(b, false);
+    assert!(
+        net.hosts[b]
+            .engine
+            .partners()
+            .get(&fqdn("a.vip.test"))
+            .unwrap()
+            .vouched
+    );
+    assert_eq!(net.hosts[b].engine.peers(net.now)[0].trust, Trust::Dnssec);
+}
+
+#[test]
+fn a_bogus_key_record_is_refused_without_a_pin() {
+    let (mut net, a, b) = two_signed(KeyProof::Bogus);
+    // The initiator: SERVFAIL, and not a single packet toward the published address.
+    let id = net.lookup(a, "b.vip.test");
+    assert_eq!(net.answer(a, id), Some(LookupAnswer::Failed));
+    assert!(net.wire.is_empty(), "{:?}", net.wire);
+    assert_eq!(net.hosts[a].engine.stats().keys_bogus, 1);
+    assert!(net.hosts[a].pins.is_empty());
+    // The responder: an authentic initiation whose name's key record is bogus gets
+    // nothing, no state and no pin.
+    let init = b_initiation(&[1; 32], &net.hosts[b].key, "a.vip.test", 7, 3);
+    let (from, to) = (
+        SocketAddrV4::new(net.hosts[a].addr, PORT),
+        SocketAddrV4::new(net.hosts[b].addr, PORT),
+    );
+    net.inject(from, to, init);
+    assert!(!kinds(&net, net.hosts[b].addr).contains(&(MessageType::Response as u8)));
+    assert_eq!(net.hosts[b].engine.stats().keys_bogus, 1);
+    assert!(net.hosts[b].pins.is_empty());
+    assert!(net.hosts[b].engine.partners().is_empty());
+    assert!(net.hosts[b].engine.pends.is_empty());
+}
+
+#[test]
+fn an_unvalidated_mismatch_is_still_refused() {
+    for proof in [KeyProof::Unvalidated, KeyProof::Bogus] {
+        let (mut net, a, b) = two_signed(proof);
+        net.key_proofs.clear();
+        reinstalled_and_refused(&mut net, a, b);
+        // The new key, however DNS answers it short of validating, is refused.
+        net.key_proofs.insert(fqdn("b.vip.test"), proof);
+        let id = net.lookup(b, "a.vip.test");
+        net.run_for(Duration::from_secs(10));
+        assert!(
+            !matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))),
+            "{proof:?}"
+        );
+        assert_ne!(
+            net.hosts[a].pins.get(&fqdn("b.vip.test")),
+            Some(&net.hosts[b].key)
+        );
+        assert_eq!(net.hosts[a].engine.stats().key_rotations, 0);
+    }
+}
+
+#[test]
+fn a_vouched_rotation_replaces_the_pin_at_the_responder() {
+    use crate::control::Trust;
+    let (mut net, a, b) = two_signed(KeyProof::Unvalidated);
+    // B pairs as a TOFU peer, is reinstalled and refused while its zone is unsigned...
+    let identity = reinstalled_and_refused(&mut net, a, b);
+    // ...and once DNSSEC vouches for its new key, A takes it as a rotation.
+    net.key_proofs.insert(fqdn("b.vip.test"), KeyProof::Secure);
+    // Past the minute a refused (name, key) is remembered without asking DNS again.
+    net.run_for(Duration::from_secs(61));
+    let id = net.lookup(b, "a.vip.test");
+    net.run_for(Duration::from_secs(10));
+    assert!(matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+    assert_eq!(
+        net.hosts[a].pins.get(&fqdn("b.vip.test")),
+        Some(&identity.public_key())
+    );
+    assert_eq!(net.hosts[a].engine.stats().key_rotations, 1);
+    let trust = |net: &Net| {
+        net.hosts[a]
+            .engine
+            .peers(net.now)
+            .into_iter()
+            .find(|p| p.name.as_str() == "b.vip.test")
+            .map(|p| p.trust)
+    };
+    assert_eq!(trust(&net), Some(Trust::Dnssec));
+}
+
+#[test]
+fn a_vouched_rotation_replaces_the_pin_at_the_initiator() {
+    let (mut net, a, b) = two_signed(KeyProof::Secure);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    // B is reinstalled with a new key, which its signed zone publishes; A learns of it
+    // when it looks B up again (here: A lost its pair, B's name asked anew).
+    let identity = Identity::from_secret_bytes([9; 32]);
+    net.hosts[b].secret = [9; 32];
+    net.hosts[b].key = identity.public_key();
+    net.keys.insert(fqdn("b.vip.test"), identity.public_key());
+    net.restart(b, true);
+    let old = net.hosts[a].pins[&fqdn("b.vip.test")];
+    net.restart(a, true);
+    net.hosts[a].pins.insert(fqdn("b.vip.test"), old);
+    net.restart(a, false);
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(5));
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+    assert_ne!(old, identity.public_key());
+    assert_eq!(
+        net.hosts[a].pins.get(&fqdn("b.vip.test")),
+        Some(&identity.public_key())
+    );
+    assert_eq!(net.hosts[a].engine.stats().key_rotations, 1);
+}
+
+#[test]
+fn a_pin_still_pairs_when_the_key_record_does_not_validate() {
+    let (mut net, a, b) = two_signed(KeyProof::Secure);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    // Both lose the pair, then the resolver starts dropping signatures (or DNS is down
+    // for keys): the pins carry the next first contact, and nothing is replaced.
+    net.restart(a, true);
+    let key_b = net.hosts[b].key;
+    net.hosts[a].pins.insert(fqdn("b.vip.test"), key_b);
+    net.restart(a, false);
+    net.key_proofs.insert(fqdn("b.vip.test"), KeyProof::Bogus);
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(5));
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert_eq!(net.hosts[a].engine.stats().keys_bogus, 0);
+    assert_eq!(net.hosts[a].engine.stats().key_rotations, 0);
 }
 
 #[test]

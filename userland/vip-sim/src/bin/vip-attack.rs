@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use rand::{RngExt, SeedableRng, rngs::SmallRng};
 use tokio::net::UdpSocket;
-use vip_proto::engine::{Config, DnsAnswer, Engine, LookupAnswer, Partners, Query};
+use vip_proto::engine::{Config, DnsAnswer, Engine, KeyProof, LookupAnswer, Partners, Query};
 use vip_proto::fqdn::{key_record_text, parse_key_record};
 use vip_proto::handshake;
 use vip_proto::wire::InitiationPayload;
@@ -400,7 +400,10 @@ async fn partner(args: &Partner) -> Result<()> {
     );
     m.dns.insert(
         Query::Key(peer.clone()),
-        DnsAnswer::Keys(vec![parse_key(&args.peer_key)?]),
+        DnsAnswer::Keys {
+            keys: vec![parse_key(&args.peer_key)?],
+            proof: KeyProof::Unvalidated,
+        },
     );
     m.dns
         .insert(Query::Reverse(args.peer_vip), DnsAnswer::NoRecord);
