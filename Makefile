@@ -109,15 +109,18 @@ demo: module userland
 shell: module userland
 	$(VM)/run --kernel $(KERNEL) --shell
 
-# BENCH_SCRIPTS picks some of them, for example `make bench BENCH_SCRIPTS=esp`.
+# BENCH_SCRIPTS picks some of them, for example `make bench BENCH_SCRIPTS=esp`; BENCH_CPU
+# a QEMU CPU model for the VM (`make bench BENCH_SCRIPTS=esp BENCH_CPU=max`: AES-NI and AVX2).
 BENCH_SCRIPTS ?= datapath esp lookup switching roaming partners
+BENCH_CPU ?=
 # The guest's job directory is deleted when the VM exits: the switching and roaming
 # benchmarks print their samples into the log, and the plots (switching.png, roaming.png)
 # are drawn here from bench-out/bench.log.
 bench: module userland
 	@mkdir -p $(ROOT)/bench-out
 	cd userland && cargo run --release --locked -q -p vip-proto --example cost | tee $(ROOT)/bench-out/cost.log
-	set -o pipefail; $(VM)/run --kernel $(KERNEL) --timeout 6000 $(BENCH_SCRIPTS:%=$(ROOT)/tests/bench/%.sh) \
+	set -o pipefail; $(VM)/run --kernel $(KERNEL) --timeout 6000 $(if $(BENCH_CPU),--cpu $(BENCH_CPU)) \
+	  $(BENCH_SCRIPTS:%=$(ROOT)/tests/bench/%.sh) \
 	  | tee $(ROOT)/bench-out/bench.log; \
 	  rc=$$?; $(if $(filter switching,$(BENCH_SCRIPTS)),/usr/bin/python3 $(ROOT)/tests/bench/switching.py \
 	    plot $(ROOT)/bench-out/bench.log $(ROOT)/bench-out || rc=1;) \

@@ -19,7 +19,7 @@ source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"
 source "$(dirname "$0")/lib/capture.sh"
-tap_plan 41
+tap_plan 43
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -96,7 +96,10 @@ ${MAGIC_PREFIX}b IN A 240.66.0.1
 _vipkey.b IN TXT \"$forged_key\"
 x IN A $E
 ${MAGIC_PREFIX}x IN A 240.66.0.2
-_vipkey.x IN TXT \"$forged_key\""
+_vipkey.x IN TXT \"$forged_key\"
+c IN A $E
+${MAGIC_PREFIX}c IN A 240.66.0.3
+_vipkey.c IN CNAME _vipkey.b"
 VIPD_UPSTREAM[v]=$E:53
 vipd_start v "$DNSSEC"
 check "1.4 vipd runs on A, B, D and V, with the anchor" all_running a b d v
@@ -163,6 +166,13 @@ on e vip-attack partner --keys "$DNS_DIR/e/attack.key" --name nokey.$DNS_ZONE --
 check "3.11 A refused nokey.vip.test's handshake: the signed zone proves it publishes no key" \
   logged_since a "$mark" "not the one DNS publishes" nokey.$DNS_ZONE
 check "3.12 ... and did not count it as bogus (keys_bogus=$bogus_before)" vipd_stat_is a "keys_bogus=$bogus_before"
+# 3d. A key record answered by an alias, which hickory does not prove: refused (SERVFAIL),
+# not taken as "no key" (which would answer E's address: a downgrade to a legacy host).
+answer=$(dns_dig v c.$DNS_ZONE A)
+check "3.13 a CNAME from E at c's key record name: V's stub answers nothing, not E's address ($answer)" \
+  test -z "$answer"
+check "3.14 ... V logged the key record's answer as not a TXT record set" \
+  logged_about v "not a TXT record set" "_vipkey.c.$DNS_ZONE"
 # Control (not a case): without [dnssec], V takes E's forged key on first use and sends E
 # its initiation. This is the hole the anchor closes.
 vipd_stop v

@@ -85,7 +85,7 @@ on b iperf3 -s -D
 sleep 1
 reachable() { local m; for m in "${MODES[@]}"; do on a ping -c1 -W2 -I "${SOURCE[$m]}" "${TARGET[$m]}" >/dev/null || return 1; done; }
 check "every mode carries a ping (${MODES[*]})" eventually 10 reachable
-diag "the VM's CPU: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-); AES instructions: $(grep -qw aes /proc/cpuinfo && echo yes || echo no), SSSE3: $(grep -qw ssse3 /proc/cpuinfo && echo yes || echo no)"
+diag "the VM's CPU: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-); AES instructions: $(grep -qw aes /proc/cpuinfo && echo yes || echo no), SSSE3: $(grep -qw ssse3 /proc/cpuinfo && echo yes || echo no), AVX2: $(grep -qw avx2 /proc/cpuinfo && echo yes || echo no)"
 diag "MTUs: eth1 $(on a cat /sys/class/net/eth1/mtu), vip0 $(on a cat /sys/class/net/vip0/mtu), wg0 $(on a cat /sys/class/net/wg0/mtu)"
 
 declare -A RESULTS=()
@@ -138,6 +138,12 @@ for aead in chacha gcm; do
   diag "$aead: latency    $v/esp-$aead   $(ratio "${L[$v]}" "${L[esp-$aead]}")"
   diag "$aead: throughput $v/vip         $(ratio "${T[$v]}" "${T[vip]}")   (the cost of encrypting)"
 done
+# Which implementations the kernel picked (the highest priority its CPU can run).
+drivers() {
+  awk '/^name/ { n = $3 } /^driver/ { d = $3 } /^priority/ { if (n ~ /^(rfc4106\(gcm\(aes\)\)|rfc7539esp\(chacha20,poly1305\)|gcm\(aes\)|chacha20|poly1305|__ctr\(aes\))$/ && $3 > best[n]) { best[n] = $3; drv[n] = d } }
+       END { for (n in drv) printf "%s=%s ", n, drv[n] }' /proc/crypto
+}
+diag "ciphers in use: $(drivers)"
 diag "throughput wireguard/plain       $(ratio "${T[wireguard]}" "${T[plain]}")"
 diag "throughput vip/plain             $(ratio "${T[vip]}" "${T[plain]}")"
 ok "benchmark ran ($ROUNDS rounds of ${#MODES[@]} modes, ${SECONDS_PER_RUN}s of iperf3 each)"

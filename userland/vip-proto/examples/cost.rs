@@ -155,6 +155,7 @@ impl Pair {
                         Output::Answer { .. }
                         | Output::Save(_)
                         | Output::Pin { .. }
+                        | Output::Repin { .. }
                         | Output::Unpin { .. } => {}
                     }
                 }

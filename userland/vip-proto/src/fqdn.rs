@@ -49,6 +49,15 @@ impl Fqdn {
         &self.0
     }
 
+    /// Whether this name is `zone` or lies under it.
+    pub fn is_within(&self, zone: &Fqdn) -> bool {
+        self.0 == zone.0
+            || self
+                .0
+                .strip_suffix(zone.0.as_str())
+                .is_some_and(|head| head.ends_with('.'))
+    }
+
     /// Parses a name from the wire, which must already be canonical.
     pub(crate) fn from_wire(bytes: &[u8]) -> Result<Fqdn, BadName> {
         let s = std::str::from_utf8(bytes).map_err(|_| BadName)?;
@@ -155,6 +164,20 @@ pub fn parse_key_record(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_is_within_its_zones_only() {
+        let name = Fqdn::new("a.vip.test").unwrap();
+        for (zone, within) in [
+            ("vip.test", true),
+            ("test", true),
+            ("a.vip.test", true),
+            ("ip.test", false),
+            ("b.vip.test", false),
+        ] {
+            assert_eq!(name.is_within(&Fqdn::new(zone).unwrap()), within, "{zone}");
+        }
+    }
 
     #[test]
     fn derived_names() {

@@ -188,6 +188,23 @@ impl KnownPeers {
         if !self.peers.contains_key(fqdn) {
             return Ok(false);
         }
+        self.persist(self.text_without(fqdn))?;
+        self.peers.remove(fqdn);
+        Ok(true)
+    }
+
+    /// Pins `key` for `fqdn` in place of any key pinned for it (a rotation), in one
+    /// atomic rewrite: a crash leaves the old line or the new one, never neither.
+    pub fn repin(&mut self, fqdn: Fqdn, key: [u8; 32]) -> Result<(), KnownPeersError> {
+        let mut text = self.text_without(&fqdn);
+        text.push_str(&format_line(&fqdn, &key));
+        self.persist(text)?;
+        self.peers.insert(fqdn, key);
+        Ok(())
+    }
+
+    /// The file's text without the lines naming `fqdn`.
+    fn text_without(&self, fqdn: &Fqdn) -> String {
         let mut text = String::with_capacity(self.text.len());
         for line in self.text.lines() {
             if matches!(parse_line(line), Ok(Some((ref f, _))) if f == fqdn) {
@@ -196,9 +213,7 @@ impl KnownPeers {
             text.push_str(line);
             text.push('\n');
         }
-        self.persist(text)?;
-        self.peers.remove(fqdn);
-        Ok(true)
+        text
     }
 
     fn persist(&mut self, text: String) -> Result<(), KnownPeersError> {
@@ -276,6 +291,32 @@ mod tests {
         assert_eq!(again.len(), 1);
         assert_eq!(again.get(&a), Some([1; 32]));
         assert_eq!(again.get(&fqdn("b")), None);
+    }
+
+    #[test]
+    fn repin_replaces_the_line_in_one_write_and_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kp");
+        let (a, b) = (fqdn("a.example.org"), fqdn("b.example.org"));
+        let mut kp = KnownPeers::load(&path).unwrap();
+        kp.pin(a.clone(), [1; 32]).unwrap();
+        kp.pin(b.clone(), [2; 32]).unwrap();
+        kp.repin(a.clone(), [3; 32]).unwrap();
+        let again = KnownPeers::load(&path).unwrap();
+        assert_eq!(
+            (again.get(&a), again.get(&b), again.len()),
+            (Some([3; 32]), Some([2; 32]), 2)
+        );
+        assert_eq!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .matches("a.example.org")
+                .count(),
+            1
+        );
+        // A name not pinned before is simply pinned.
+        kp.repin(fqdn("c.example.org"), [4; 32]).unwrap();
+        assert_eq!(KnownPeers::load(&path).unwrap().len(), 3);
     }
 
     #[test]

@@ -156,7 +156,10 @@ impl Peer {
                 Output::Answer { id, answer } => {
                     self.answers.insert(id, answer);
                 }
-                Output::Save(_) | Output::Pin { .. } | Output::Unpin { .. } => {}
+                Output::Save(_)
+                | Output::Pin { .. }
+                | Output::Repin { .. }
+                | Output::Unpin { .. } => {}
             }
         }
     }

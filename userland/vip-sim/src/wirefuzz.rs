@@ -635,7 +635,7 @@ mod tests {
             now += Duration::from_micros(300);
             while let Some(out) = engine.poll_output() {
                 match out {
-                    Output::Pin { .. } | Output::Unpin { .. } => {
+                    Output::Pin { .. } | Output::Repin { .. } | Output::Unpin { .. } => {
                         panic!("changed a pin from the fuzz")
                     }
                     Output::Kernel {

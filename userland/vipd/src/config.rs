@@ -421,7 +421,8 @@ impl Config {
                 IpsecMode::Off => vip_proto::engine::EspMode::Off,
             },
             aes_hardware: crate::xfrm::aes_hardware(),
-            dnssec: self.dnssec.trust_anchor.is_some(),
+            // The trust anchors' zones, once the daemon has read them (`main`).
+            dnssec_zones: Vec::new(),
         }
     }
 }
@@ -474,14 +475,14 @@ key_file = "/etc/vipd/a.key"
     }
 
     #[test]
-    fn dnssec_is_on_with_a_trust_anchor_and_needs_a_restart() {
+    fn a_trust_anchor_is_read_and_needs_a_restart() {
         let c = Config::parse(MINIMAL).unwrap();
-        assert!(!c.engine(Ipv4Addr::new(240, 0, 0, 1)).dnssec);
+        assert_eq!(c.dnssec.trust_anchor, None);
         let signed = Config::parse(&format!(
             "{MINIMAL}\n[dnssec]\ntrust_anchor = \"/etc/vipd/z.key\"\n"
         ))
         .unwrap();
-        assert!(signed.engine(Ipv4Addr::new(240, 0, 0, 1)).dnssec);
+        assert_eq!(signed.dnssec.trust_anchor, Some("/etc/vipd/z.key".into()));
         assert_eq!(c.need_restart(&signed), ["dnssec"]);
         let err = Config::parse(&format!("{MINIMAL}\n[dnssec]\nanchor = \"x\"\n")).unwrap_err();
         assert!(format!("{err:#}").contains("anchor"), "{err:#}");

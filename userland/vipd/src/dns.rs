@@ -150,6 +150,10 @@ struct Validator {
     timeout: Duration,
 }
 
+/// Validated answers kept, and for how long at most.
+const VALIDATION_CACHE: usize = 4096;
+const VALIDATION_TTL: Duration = Duration::from_secs(60);
+
 /// Validation queries one answer may need (the record, the zone's DNSKEY set, and a
 /// walk toward the anchor when a record is unsigned): hickory's default is 26.
 const MAX_VALIDATION_DEPTH: usize = 8;
@@ -224,7 +228,13 @@ impl Upstream {
 
     /// Validates the key records in the zones `anchors` cover; `timeout` is one query's.
     pub fn validating(mut self, anchors: Anchors, timeout: Duration) -> Self {
-        let handle = DnssecDnsHandle::with_trust_anchor(self.pool.clone(), anchors.keys.clone());
+        // hickory keeps validated answers for their TTL, which whoever answers sets: bounded
+        // here, so that an old signed record is not kept "secure" past a minute, nor a
+        // flood of names (initiators choose theirs) kept in memory.
+        let handle = DnssecDnsHandle::with_trust_anchor(self.pool.clone(), anchors.keys.clone())
+            .validation_cache_size(VALIDATION_CACHE)
+            .positive_validation_ttl(Duration::ZERO..=VALIDATION_TTL)
+            .negative_validation_ttl(Duration::ZERO..=VALIDATION_TTL);
         self.validator = Some(Validator {
             anchors,
             handle,
@@ -376,11 +386,19 @@ impl Validator {
         };
         match result {
             Ok(response) => {
-                let records: Vec<&Record> = response
+                // The records at the name, less their signatures (which hickory leaves in).
+                let at_name: Vec<&Record> = response
                     .answers
                     .iter()
-                    .filter(|r| r.name == name && r.record_type() == RecordType::TXT)
+                    .filter(|r| r.name == name && r.record_type() != RecordType::RRSIG)
                     .collect();
+                // A key record is never an alias: hickory takes a CNAME at the name as an
+                // answer without proving it.
+                if at_name.iter().any(|r| r.record_type() != RecordType::TXT) {
+                    warn!(%name, "the key record's answer is not a TXT record set (DNSSEC): refused");
+                    return bogus();
+                }
+                let records = at_name;
                 if records.is_empty() {
                     // hickory returns a denial as an error unless its proof is secure.
                     debug!(%name, "no key record (the denial validated)");

@@ -450,6 +450,7 @@ async fn drain(
             }
             Output::Save(json) => io.writer.save_partners(json),
             Output::Pin { fqdn, key } => io.writer.pin(fqdn, key),
+            Output::Repin { fqdn, key } => io.writer.repin(fqdn, key),
             Output::Unpin { fqdn } => io.writer.unpin(fqdn),
         }
     }

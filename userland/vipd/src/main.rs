@@ -198,23 +198,18 @@ async fn run(cli: Cli) -> Result<()> {
         config.upstream_timeout(),
         config.upstream.cache_size,
     )?;
+    let mut engine_config = config.engine(home_vip);
     let upstream = match anchors {
         Some(anchors) => {
-            let zones: Vec<String> = anchors.zones().iter().map(|z| z.to_string()).collect();
-            info!(?zones, "key records in these zones must validate (DNSSEC)");
+            engine_config.dnssec_zones =
+                anchors.zones().iter().filter_map(dns::from_name).collect();
+            info!(zones = ?engine_config.dnssec_zones, "key records in these zones must validate (DNSSEC)");
             upstream.validating(anchors, config.upstream_timeout())
         }
         None => upstream,
     };
     let pins: HashMap<_, _> = known.iter().map(|(f, k)| (f.clone(), *k)).collect();
-    let engine = Engine::new(
-        config.engine(home_vip),
-        identity,
-        partners,
-        pins,
-        counter,
-        address,
-    );
+    let engine = Engine::new(engine_config, identity, partners, pins, counter, address);
 
     // Every task below is needed: the first to end ends the daemon, with its reason
     // (systemd restarts it), rather than leave it half-alive.

@@ -81,6 +81,8 @@ pub type Pins = HashMap<Fqdn, [u8; 32]>;
 /// A change to the known-peers file.
 enum PinChange {
     Pin(Fqdn, [u8; 32]),
+    /// Replace the key pinned for a name (one atomic write).
+    Repin(Fqdn, [u8; 32]),
     Unpin(Fqdn),
     /// Read the file again (an administrator edited it); answer with its pins.
     Reload(oneshot::Sender<Result<Pins>>),
@@ -136,6 +138,7 @@ impl Writer {
                         let (file, result) = tokio::task::spawn_blocking(move || {
                             let r = match &change {
                                 PinChange::Pin(fqdn, key) => file.pin(fqdn.clone(), *key),
+                                PinChange::Repin(fqdn, key) => file.repin(fqdn.clone(), *key),
                                 PinChange::Unpin(fqdn) => file.unpin(fqdn).map(drop),
                                 PinChange::Reload(_) => Ok(()),
                             };
@@ -145,6 +148,7 @@ impl Writer {
                         known = Some(file);
                         match result {
                             Ok(PinChange::Pin(fqdn, _)) => info!(peer = %fqdn, "key pinned in the known-peers file"),
+                            Ok(PinChange::Repin(fqdn, _)) => info!(peer = %fqdn, "key replaced in the known-peers file"),
                             Ok(PinChange::Unpin(fqdn)) => info!(peer = %fqdn, "key removed from the known-peers file"),
                             Ok(PinChange::Reload(_)) => {}
                             Err(e) => warn!("cannot change the known-peers file: {e}"),
@@ -162,6 +166,10 @@ impl Writer {
 
     pub fn pin(&self, fqdn: Fqdn, key: [u8; 32]) {
         let _ = self.pins.send(PinChange::Pin(fqdn, key));
+    }
+
+    pub fn repin(&self, fqdn: Fqdn, key: [u8; 32]) {
+        let _ = self.pins.send(PinChange::Repin(fqdn, key));
     }
 
     pub fn unpin(&self, fqdn: Fqdn) {

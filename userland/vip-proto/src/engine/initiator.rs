@@ -106,8 +106,10 @@ pub(super) struct Negotiation {
     accept: bool,
     addr: Ipv4Addr,
     key: [u8; 32],
-    /// DNSSEC vouched for `key`.
+    /// DNSSEC vouched for `key` (in this negotiation's answer, or when it was pinned).
     vouched: bool,
+    /// This negotiation's key record answer validated `key` (which alone may replace a pin).
+    validated: bool,
     cookie: Option<([u8; MAC_LEN], Instant)>,
     /// The partner entry before this negotiation, if any.
     previous: Option<Partner>,
@@ -188,14 +190,21 @@ impl Engine {
             accept: partner.is_some(),
             addr,
             key,
-            vouched: partner.as_ref().is_some_and(|p| p.vouched),
+            // The partner's verdict holds only while its key is the one pinned.
+            vouched: partner
+                .as_ref()
+                .is_some_and(|p| p.vouched && self.pins.get(&fqdn) == Some(&p.key)),
+            validated: false,
             cookie: None,
             previous: partner,
         };
+        // A rekey reuses the partner's key only while it is the one pinned: after an unpin
+        // or an edited known-peers file, the key is asked of DNS (and judged) again.
+        let key_pinned = self.pins.get(&fqdn) == Some(&key);
         self.negs.insert(fqdn.clone(), neg);
         match goal {
-            Goal::Rekey { .. } => self.send_round(now, &fqdn),
-            Goal::Lookup | Goal::Renegotiate => self.ask_dns(&fqdn),
+            Goal::Rekey { .. } if key_pinned => self.send_round(now, &fqdn),
+            Goal::Rekey { .. } | Goal::Lookup | Goal::Renegotiate => self.ask_dns(&fqdn),
         }
     }
 
@@ -291,8 +300,22 @@ impl Engine {
                 return self.finish(fqdn, LookupAnswer::Upstream);
             }
         };
-        let (responder_key, vouched) = match self.judge_key(fqdn, &key, None) {
-            KeyVerdict::Use { key, vouched } => (key, vouched),
+        let (responder_key, vouched, validated) = match self.judge_key_counted(fqdn, &key, None) {
+            KeyVerdict::Use {
+                key,
+                vouched,
+                validated,
+            } => (key, vouched, validated),
+            KeyVerdict::RolledBack => {
+                if self.limits.log(LogKind::KeyRefused) {
+                    tracing::error!(
+                        peer = %fqdn,
+                        "REFUSED: DNSSEC vouches only for a key {fqdn} had before a rotation \
+                         (a replayed old key record?)"
+                    );
+                }
+                return self.finish(fqdn, LookupAnswer::Failed);
+            }
             KeyVerdict::PinMismatch => {
                 if self.limits.log(LogKind::KeyRefused) {
                     tracing::error!(
@@ -304,7 +327,6 @@ impl Engine {
                 return self.finish(fqdn, LookupAnswer::Failed);
             }
             KeyVerdict::Bogus => {
-                self.stats.keys_bogus += 1;
                 if self.limits.log(LogKind::KeyRefused) {
                     tracing::error!(
                         peer = %fqdn,
@@ -321,9 +343,6 @@ impl Engine {
                 return self.finish(fqdn, LookupAnswer::Upstream);
             }
         };
-        if vouched && matches!(key, DnsAnswer::Keys { .. }) {
-            self.stats.keys_vouched += 1;
-        }
         let previous = self.partners.get(fqdn).cloned();
         let Some(neg) = self.negs.get_mut(fqdn) else {
             return;
@@ -331,6 +350,7 @@ impl Engine {
         neg.addr = addr;
         neg.key = responder_key;
         neg.vouched = vouched;
+        neg.validated = validated;
         if previous.is_none() || neg.goal == Goal::Lookup {
             neg.peer_vip = proposed;
         }
@@ -778,7 +798,7 @@ impl Engine {
         if let Some(old) = old.filter(|o| o.peer_vip != neg.peer_vip) {
             self.invalidate(&old);
         }
-        self.pin(fqdn, neg.key, neg.vouched);
+        self.pin(fqdn, neg.key, neg.vouched, neg.validated);
         self.dirty = true;
         let index = session.local_index;
         self.attach_session(fqdn, session);

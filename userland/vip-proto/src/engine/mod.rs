@@ -96,9 +96,10 @@ pub struct Config {
     pub esp: EspMode,
     /// This host has AES hardware (the pair's AEAD is AES-GCM where both ends do).
     pub aes_hardware: bool,
-    /// Key records may come vouched by DNSSEC: a handshake whose key differs from the one
-    /// pinned is then checked in DNS (a validated rotation) instead of refused at once.
-    pub dnssec: bool,
+    /// The zones whose key records must validate (DNSSEC, the daemon's trust anchors): in
+    /// them a handshake whose key differs from the one pinned is checked in DNS (a
+    /// validated rotation) instead of refused at once.
+    pub dnssec_zones: Vec<Fqdn>,
 }
 
 impl Config {
@@ -119,7 +120,7 @@ impl Config {
             max_pending: 1024,
             esp: EspMode::Required,
             aes_hardware: false,
-            dnssec: false,
+            dnssec_zones: Vec::new(),
         }
     }
 }
@@ -170,11 +171,22 @@ pub enum KeyProof {
     Bogus,
 }
 
+/// The least time between two rotation checks in DNS for one pinned name.
+const ROTATION_CHECK_SPACING: Duration = Duration::from_secs(1);
+
 /// What [`Engine::judge_key`] decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyVerdict {
-    /// Authenticate the peer with this key; whether DNSSEC vouches for it.
-    Use { key: [u8; 32], vouched: bool },
+    /// Authenticate the peer with this key. `vouched`: DNSSEC vouches for it, now or when
+    /// it was pinned; `validated`: this very answer did, which alone may replace a pin.
+    Use {
+        key: [u8; 32],
+        vouched: bool,
+        validated: bool,
+    },
+    /// DNSSEC vouches only for keys this name replaced before: a replayed old record
+    /// (its signatures still in date), perhaps with a stolen old key.
+    RolledBack,
     /// DNS publishes no usable key (the responder: not the initiator's).
     NotPublished,
     /// DNS publishes, without DNSSEC, another key than the one pinned.
@@ -381,6 +393,13 @@ pub enum Output {
         /// Its key.
         key: [u8; 32],
     },
+    /// Replace the key pinned for a name, in one write (a rotation DNSSEC vouched for).
+    Repin {
+        /// The name.
+        fqdn: Fqdn,
+        /// Its new key.
+        key: [u8; 32],
+    },
 }
 
 /// What the engine has done since it started: for status displays, benchmarks and tests.
@@ -539,6 +558,9 @@ pub struct Engine {
     counter_end: u64,
     /// Recently refused (name, key) pairs, so that a flood of them costs no DNS query.
     refused_keys: HashMap<(Fqdn, [u8; 32]), Instant>,
+    /// When each pinned name's last rotation check in DNS began (a handshake with another
+    /// key than the pin, in a DNSSEC zone): one a second at most per name.
+    rotation_checks: HashMap<Fqdn, Instant>,
     rtt: HashMap<Fqdn, Duration>,
     out: VecDeque<Output>,
     next_id: Id,
@@ -598,6 +620,7 @@ impl Engine {
             counter: counter.max(1),
             counter_end: counter.max(1).saturating_add(COUNTER_BLOCK),
             refused_keys: HashMap::new(),
+            rotation_checks: HashMap::new(),
             rtt: HashMap::new(),
             out: VecDeque::new(),
             next_id: 1,
@@ -700,6 +723,8 @@ impl Engine {
         }
         self.refused_keys
             .retain(|_, when| now.saturating_duration_since(*when) < Duration::from_secs(60));
+        self.rotation_checks
+            .retain(|_, when| now.saturating_duration_since(*when) < ROTATION_CHECK_SPACING);
     }
 
     fn housekeeping_interval(&self) -> Duration {
@@ -1036,27 +1061,79 @@ impl Engine {
         *srtt = (*srtt * 7 + sample) / 8;
     }
 
-    /// Pins `key` for `fqdn` if nothing is pinned for it yet; replaces a different pin only
-    /// when DNSSEC `vouched` for `key` (a validated rotation, paper section 3.4).
-    fn pin(&mut self, fqdn: &Fqdn, key: [u8; 32], vouched: bool) {
-        match self.pins.get(fqdn) {
-            Some(pinned) if *pinned == key => return,
-            Some(_) if !vouched => return,
-            Some(_) => {
+    /// Pins `key` for `fqdn` once a handshake with it completed: if nothing is pinned for
+    /// it yet, or, replacing a different pin, only when DNSSEC `validated` `key` in this
+    /// very negotiation (a rotation, paper section 3.4). The replaced key is remembered,
+    /// so that a replayed old record cannot bring it back.
+    fn pin(&mut self, fqdn: &Fqdn, key: [u8; 32], vouched: bool, validated: bool) {
+        match self.pins.get(fqdn).copied() {
+            Some(pinned) if pinned == key => {}
+            Some(_) if !validated => {}
+            Some(old) => {
                 tracing::warn!(peer = %fqdn, "key rotation vouched by DNSSEC: {fqdn} has a new key, pinned instead of the old one");
                 self.stats.key_rotations += 1;
-                self.out.push_back(Output::Unpin { fqdn: fqdn.clone() });
+                self.partners.retire_key(fqdn, old);
+                self.dirty = true;
+                self.pins.insert(fqdn.clone(), key);
+                self.out.push_back(Output::Repin {
+                    fqdn: fqdn.clone(),
+                    key,
+                });
             }
-            None if vouched => {
-                tracing::info!(peer = %fqdn, "the peer's key is vouched by DNSSEC: pinned without trust on first use");
+            None => {
+                if vouched {
+                    tracing::info!(peer = %fqdn, "the peer's key is vouched by DNSSEC: pinned without trust on first use");
+                } else {
+                    tracing::info!(peer = %fqdn, "pinned the peer's key on first contact");
+                }
+                self.pins.insert(fqdn.clone(), key);
+                self.out.push_back(Output::Pin {
+                    fqdn: fqdn.clone(),
+                    key,
+                });
             }
-            None => tracing::info!(peer = %fqdn, "pinned the peer's key on first contact"),
         }
-        self.pins.insert(fqdn.clone(), key);
-        self.out.push_back(Output::Pin {
-            fqdn: fqdn.clone(),
-            key,
-        });
+    }
+
+    /// Whether a trust anchor covers `fqdn`'s key record.
+    fn dnssec_covers(&self, fqdn: &Fqdn) -> bool {
+        self.cfg
+            .dnssec_zones
+            .iter()
+            .any(|zone| fqdn.is_within(zone))
+    }
+
+    /// [`Engine::judge_key`], counted: validated answers, and answers that should have
+    /// validated and did not (also when a pin carries the contact regardless).
+    fn judge_key_counted(
+        &mut self,
+        fqdn: &Fqdn,
+        answer: &DnsAnswer,
+        offered: Option<[u8; 32]>,
+    ) -> KeyVerdict {
+        let verdict = self.judge_key(fqdn, answer, offered);
+        if matches!(
+            verdict,
+            KeyVerdict::Use {
+                validated: true,
+                ..
+            }
+        ) {
+            self.stats.keys_vouched += 1;
+        }
+        if matches!(
+            answer,
+            DnsAnswer::Keys {
+                proof: KeyProof::Bogus,
+                ..
+            }
+        ) {
+            self.stats.keys_bogus += 1;
+            if matches!(verdict, KeyVerdict::Use { .. }) && self.limits.log(LogKind::KeyRefused) {
+                tracing::warn!(peer = %fqdn, "the key record for {fqdn} does not validate (DNSSEC); the pinned key is used");
+            }
+        }
+        verdict
     }
 
     /// What a key record's answer says of the key to use with `fqdn`, given its pin. The
@@ -1075,18 +1152,28 @@ impl Engine {
             _ => (&[][..], KeyProof::Unvalidated),
         };
         if proof == KeyProof::Secure {
+            let retired = |key: &[u8; 32]| self.partners.key_retired(fqdn, key);
             let key = match (offered, pinned) {
                 (Some(offered), _) => keys.contains(&offered).then_some(offered),
                 (None, Some(pinned)) if keys.contains(&pinned) => Some(pinned),
                 // A first contact, or a pin DNSSEC no longer vouches for: the owner rotated.
-                (None, _) => keys.first().copied(),
+                (None, _) => keys
+                    .iter()
+                    .find(|key| !retired(key))
+                    .or(keys.first())
+                    .copied(),
             };
-            return key.map_or(KeyVerdict::NotPublished, |key| KeyVerdict::Use {
-                key,
-                vouched: true,
-            });
+            return match key {
+                None => KeyVerdict::NotPublished,
+                Some(key) if Some(key) != pinned && retired(&key) => KeyVerdict::RolledBack,
+                Some(key) => KeyVerdict::Use {
+                    key,
+                    vouched: true,
+                    validated: true,
+                },
+            };
         }
-        // The partner's earlier verdict holds while its key stays the same.
+        // The partner's earlier verdict holds while its key stays the one pinned.
         let vouched_before = |key: [u8; 32]| {
             self.partners
                 .get(fqdn)
@@ -1101,6 +1188,7 @@ impl Engine {
                 KeyVerdict::Use {
                     key: pinned,
                     vouched: vouched_before(pinned),
+                    validated: false,
                 }
             }
             (Some(_), _) => KeyVerdict::PinMismatch,
@@ -1108,6 +1196,7 @@ impl Engine {
             (None, Some(offered)) if keys.contains(&offered) => KeyVerdict::Use {
                 key: offered,
                 vouched: false,
+                validated: false,
             },
             (None, Some(_)) => KeyVerdict::NotPublished,
             (None, None) => keys
@@ -1115,6 +1204,7 @@ impl Engine {
                 .map_or(KeyVerdict::NotPublished, |key| KeyVerdict::Use {
                     key: *key,
                     vouched: false,
+                    validated: false,
                 }),
         }
     }
@@ -1137,7 +1227,8 @@ impl Engine {
         if new.esp != self.cfg.esp {
             need_restart.push("ipsec.mode");
         }
-        // `dnssec` goes with the daemon's validator, which a restart sets up.
+        // The DNSSEC zones go with the daemon's validator, which a restart sets up.
+        let dnssec_zones = std::mem::take(&mut self.cfg.dnssec_zones);
         self.cfg = Config {
             me: self.cfg.me.clone(),
             vip_range: self.cfg.vip_range,
@@ -1145,7 +1236,7 @@ impl Engine {
             port: self.cfg.port,
             esp: self.cfg.esp,
             aes_hardware: self.cfg.aes_hardware,
-            dnssec: self.cfg.dnssec,
+            dnssec_zones,
             ..new
         };
         need_restart

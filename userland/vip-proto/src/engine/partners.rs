@@ -3,7 +3,7 @@
 //! the daemon knows. Serialisable: the daemon saves it so that a restart (not a reboot)
 //! finds its partners again.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -79,13 +79,49 @@ pub struct Partners {
     retired: VecDeque<Ipv4Addr>,
     #[serde(skip)]
     retired_index: HashSet<Ipv4Addr>,
+    /// Keys each name had before a rotation DNSSEC vouched for: never taken again for it,
+    /// whatever a (replayed, still signed) old key record says. Bounded, kept across
+    /// restarts.
+    #[serde(default)]
+    retired_keys: BTreeMap<Fqdn, Vec<RetiredKey>>,
 }
+
+/// A key a rotation replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RetiredKey(#[serde(with = "key_base64")] [u8; 32]);
+
+/// Replaced keys remembered per name, and names with replaced keys, at most.
+const RETIRED_KEYS_PER_NAME: usize = 8;
+const NAMES_WITH_RETIRED_KEYS: usize = 4096;
 
 /// Retired VIPs remembered at most (of 2^28 in the default range: a reuse after that is
 /// as unlikely as any collision of random VIPs).
 const RETIRED_KEPT: usize = 65536;
 
 impl Partners {
+    /// Remembers that `key` was `fqdn`'s key until a rotation replaced it.
+    pub fn retire_key(&mut self, fqdn: &Fqdn, key: [u8; 32]) {
+        if !self.retired_keys.contains_key(fqdn)
+            && self.retired_keys.len() >= NAMES_WITH_RETIRED_KEYS
+        {
+            self.retired_keys.pop_first();
+        }
+        let keys = self.retired_keys.entry(fqdn.clone()).or_default();
+        if !keys.contains(&RetiredKey(key)) {
+            if keys.len() >= RETIRED_KEYS_PER_NAME {
+                keys.remove(0);
+            }
+            keys.push(RetiredKey(key));
+        }
+    }
+
+    /// Whether a rotation replaced `key` as `fqdn`'s key.
+    pub fn key_retired(&self, fqdn: &Fqdn, key: &[u8; 32]) -> bool {
+        self.retired_keys
+            .get(fqdn)
+            .is_some_and(|keys| keys.contains(&RetiredKey(*key)))
+    }
+
     /// A table with our home VIP.
     pub fn new(home_vip: Ipv4Addr) -> Self {
         let mut t = Self::default();

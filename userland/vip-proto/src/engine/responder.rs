@@ -35,6 +35,8 @@ const PENDING_PER_INITIATOR: usize = 8;
 const MAX_KEY_CHECKS: usize = 64;
 /// Refused (name, key) pairs remembered, at most.
 const MAX_REFUSED: usize = 4096;
+/// Pinned names whose rotation check is remembered, at most.
+const MAX_ROTATION_CHECKS: usize = 4096;
 
 enum Stage {
     /// Waiting for DNS to say which key the initiator's name publishes.
@@ -66,8 +68,10 @@ pub(super) struct Pending {
     round: u8,
     /// The pair's ESP, once decided (in the response).
     esp: Option<Aead>,
-    /// DNSSEC vouched for `key`.
+    /// DNSSEC vouched for `key` (in the key check's answer, or when it was pinned).
     vouched: bool,
+    /// The key check's answer validated `key` (which alone may replace a pin).
+    validated: bool,
     stage: Stage,
 }
 
@@ -174,11 +178,13 @@ impl Engine {
         }
         // An initiator's latest few initiations are pending at once (it retransmits with a
         // new handshake each time, and may take the response to any of them); an older or
-        // repeated one than a pending one is ignored.
+        // repeated one than a pending one is ignored. An initiator is a name and a key: one
+        // who claims the name with another key (unverified yet) neither blocks nor evicts it.
+        let key = responder.initiator_static;
         let mut same: Vec<(u64, u32)> = self
             .pends
             .iter()
-            .filter(|(_, pend)| pend.requester == requester)
+            .filter(|(_, pend)| pend.requester == requester && pend.key == key)
             .map(|(i, pend)| (pend.counter, *i))
             .collect();
         if same.iter().any(|(counter, _)| *counter >= p.counter) {
@@ -198,7 +204,6 @@ impl Engine {
         for index in evicted {
             self.drop_pending(index);
         }
-        let key = responder.initiator_static;
         let (counter, round) = (responder.payload.counter, responder.payload.round);
         let index = self.new_index();
         let pending = |stage| Pending {
@@ -210,6 +215,7 @@ impl Engine {
             counter,
             esp: None,
             vouched: false,
+            validated: false,
             round,
             stage,
         };
@@ -224,8 +230,8 @@ impl Engine {
                 self.pends.insert(index, pend);
                 self.decide(now, index, responder);
             }
-            // Without DNSSEC nothing could vouch for a new key: refused at once.
-            Some(_) if !self.cfg.dnssec => {
+            // Outside the DNSSEC zones nothing could vouch for a new key: refused at once.
+            Some(_) if !self.dnssec_covers(&requester) => {
                 self.stats.initiations_dropped += 1;
                 if self.limits.log(LogKind::KeyRefused) {
                     error!(
@@ -235,10 +241,29 @@ impl Engine {
                     );
                 }
             }
-            // Unpinned, or (with DNSSEC) perhaps a rotation its zone vouches for: DNS decides.
-            _ => {
+            // Unpinned, or perhaps a rotation its signed zone vouches for: DNS decides.
+            pinned => {
                 if self.refused_keys.contains_key(&(requester.clone(), key)) {
                     return;
+                }
+                // One rotation check per name at a time, and one a second: forgeries with
+                // ever new keys for a pinned name cost a DNS question a second, not one each;
+                // the real host, reinstalled, retries and gets through.
+                if pinned.is_some() {
+                    let recent = self.rotation_checks.get(&requester).is_some_and(|t| {
+                        now.saturating_duration_since(*t) < super::ROTATION_CHECK_SPACING
+                    });
+                    let checking = self.pends.values().any(|p| {
+                        p.requester == requester && matches!(p.stage, Stage::CheckingKey(..))
+                    });
+                    if recent || checking {
+                        self.stats.initiations_dropped += 1;
+                        return;
+                    }
+                    if self.rotation_checks.len() >= MAX_ROTATION_CHECKS {
+                        self.rotation_checks.clear();
+                    }
+                    self.rotation_checks.insert(requester.clone(), now);
                 }
                 let checking = self
                     .pends
@@ -267,24 +292,32 @@ impl Engine {
         match std::mem::replace(&mut pend.stage, Stage::Responded { agreed: None }) {
             Stage::CheckingKey(query, responder) if query == id => {
                 let (requester, key, from) = (pend.requester.clone(), pend.key, pend.from);
-                match self.judge_key(&requester, &answer, Some(key)) {
-                    KeyVerdict::Use { vouched, .. } => {
-                        if vouched {
-                            self.stats.keys_vouched += 1;
-                        }
+                match self.judge_key_counted(&requester, &answer, Some(key)) {
+                    KeyVerdict::Use {
+                        vouched, validated, ..
+                    } => {
                         if let Some(pend) = self.pends.get_mut(&index) {
                             pend.vouched = vouched;
+                            pend.validated = validated;
                         }
                         self.decide(now, index, *responder);
                         return;
                     }
                     KeyVerdict::Bogus => {
-                        self.stats.keys_bogus += 1;
                         if self.limits.log(LogKind::KeyRefused) {
                             error!(
                                 peer = %requester, %from,
                                 "REFUSED: the key record for {requester} does not validate (DNSSEC): \
                                  unsigned, stripped or forged, or the resolver drops signatures"
+                            );
+                        }
+                    }
+                    KeyVerdict::RolledBack => {
+                        if self.limits.log(LogKind::KeyRefused) {
+                            error!(
+                                peer = %requester, %from,
+                                "REFUSED: a handshake for {requester} with a key it had before a rotation \
+                                 (a replayed old key record vouches for it)"
                             );
                         }
                     }
@@ -518,7 +551,7 @@ impl Engine {
             tracing::info!(peer = %requester, %peer_vip, local_vip = %my_vip, addr = %to.ip(), "mapping established");
         }
         self.stats.pairs_confirmed += 1;
-        self.pin(&requester, pend.key, pend.vouched);
+        self.pin(&requester, pend.key, pend.vouched, pend.validated);
         self.dirty = true;
         self.attach_session(&requester, slot.session);
         self.send_in(index, to, &Control::ConfirmAck { round: pend.round });

@@ -130,7 +130,11 @@ impl Net {
         self.keys.insert(name.clone(), key);
         let engine = Engine::new(
             Config {
-                dnssec: self.dnssec,
+                dnssec_zones: if self.dnssec {
+                    vec![fqdn("vip.test")]
+                } else {
+                    Vec::new()
+                },
                 ..config(name.as_str(), home_vip)
             },
             identity,
@@ -180,7 +184,11 @@ impl Net {
         h.counter_next += COUNTER_BLOCK;
         h.engine = Engine::new(
             Config {
-                dnssec: self.dnssec,
+                dnssec_zones: if self.dnssec {
+                    vec![fqdn("vip.test")]
+                } else {
+                    Vec::new()
+                },
                 ..config(h.name.as_str(), h.home_vip)
             },
             Identity::from_secret_bytes(h.secret),
@@ -373,6 +381,17 @@ impl Net {
             }
             Output::Save(json) => self.hosts[i].saved = Some(json),
             Output::Pin { fqdn, key } => {
+                assert!(
+                    !self.hosts[i].pins.contains_key(&fqdn),
+                    "Pin replaces no pin"
+                );
+                self.hosts[i].pins.insert(fqdn, key);
+            }
+            Output::Repin { fqdn, key } => {
+                assert!(
+                    self.hosts[i].pins.contains_key(&fqdn),
+                    "Repin replaces a pin"
+                );
                 self.hosts[i].pins.insert(fqdn, key);
             }
             Output::Unpin { fqdn } => {
@@ -1153,8 +1172,119 @@ fn a_pin_still_pairs_when_the_key_record_does_not_validate() {
     let id = net.lookup(a, "b.vip.test");
     net.run_for(Duration::from_secs(5));
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
-    assert_eq!(net.hosts[a].engine.stats().keys_bogus, 0);
+    assert_eq!(net.hosts[a].pins[&fqdn("b.vip.test")], key_b);
+    // Counted all the same: a resolver that drops signatures shows.
+    assert_eq!(net.hosts[a].engine.stats().keys_bogus, 1);
     assert_eq!(net.hosts[a].engine.stats().key_rotations, 0);
+}
+
+#[test]
+fn a_replayed_old_key_record_cannot_roll_a_rotation_back() {
+    // A rotation at A as initiator (B reinstalled, its new key vouched for)...
+    let (mut net, a, b) = two_signed(KeyProof::Secure);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let old = net.hosts[b].key;
+    let new = Identity::from_secret_bytes([9; 32]);
+    net.keys.insert(fqdn("b.vip.test"), new.public_key());
+    net.hosts[b].secret = [9; 32];
+    net.hosts[b].key = new.public_key();
+    net.restart(b, true);
+    net.restart(a, true);
+    net.hosts[a].pins.insert(fqdn("b.vip.test"), old);
+    net.restart(a, false);
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(5));
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert_eq!(net.hosts[a].engine.stats().key_rotations, 1);
+    net.run_for(Duration::from_secs(2));
+    // ...then whoever holds B's old (perhaps stolen) key replays B's old signed record, and
+    // comes back as B: A's state was lost, not its memory of the replaced key (peers.json).
+    net.keys.insert(fqdn("b.vip.test"), old);
+    net.hosts[b].secret = [2; 32];
+    net.hosts[b].key = old;
+    net.restart(b, true);
+    net.restart(a, false);
+    net.hosts[a].engine.partners.remove(&fqdn("b.vip.test"));
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        net.answer(a, id),
+        Some(LookupAnswer::Failed),
+        "refused as initiator"
+    );
+    assert_eq!(net.hosts[a].pins[&fqdn("b.vip.test")], new.public_key());
+    // As responder: B's old key initiating to A is refused too.
+    let id = net.lookup(b, "a.vip.test");
+    net.run_for(Duration::from_secs(5));
+    assert!(
+        !matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))),
+        "refused as responder"
+    );
+    assert_eq!(net.hosts[a].pins[&fqdn("b.vip.test")], new.public_key());
+    assert_eq!(net.hosts[a].engine.stats().key_rotations, 0);
+}
+
+#[test]
+fn a_rekey_after_an_unpin_asks_dns_for_the_key_instead_of_repinning_the_old_one() {
+    let (mut net, a, b) = two_signed(KeyProof::Secure);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let old = net.hosts[b].key;
+    // The administrator unpins B, whose key was stolen; B's zone now publishes a new key,
+    // but the thief still answers with the old one at B's address.
+    assert!(net.hosts[a].engine.unpin(&fqdn("b.vip.test")));
+    let new = Identity::from_secret_bytes([9; 32]);
+    net.keys.insert(fqdn("b.vip.test"), new.public_key());
+    let queries = net.queries;
+    // A's session ages out while in use: its rekey asks DNS for the key, and the old key,
+    // which would still complete a handshake, is neither used nor pinned again.
+    for _ in 0..15 {
+        net.traffic(a, b);
+        net.run_for(Duration::from_secs(10));
+    }
+    assert!(net.queries > queries, "the rekey asked DNS");
+    assert_ne!(net.hosts[a].pins.get(&fqdn("b.vip.test")), Some(&old));
+}
+
+#[test]
+fn forged_keys_for_a_pinned_name_neither_block_nor_evict_its_handshakes() {
+    let (mut net, a, b) = two_signed(KeyProof::Secure);
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.run_for(Duration::from_secs(2));
+    // An attacker claims A with keys of its own and the highest counter, ten times.
+    let queries = net.queries;
+    let (e_addr, b_addr) = (
+        SocketAddrV4::new([203, 0, 113, 66].into(), PORT),
+        SocketAddrV4::new(net.hosts[b].addr, PORT),
+    );
+    for i in 0..10u8 {
+        let forged = b_initiation(
+            &[100 + i; 32],
+            &net.hosts[b].key,
+            "a.vip.test",
+            u64::MAX,
+            40 + u32::from(i),
+        );
+        net.inject(e_addr, b_addr, forged);
+    }
+    assert_eq!(
+        net.queries,
+        queries + 1,
+        "one rotation check for the name, not one per key"
+    );
+    // A, restarted without its partners, contacts B again: B answers it at once.
+    net.restart(a, true);
+    let key_b = net.hosts[b].key;
+    net.hosts[a].pins.insert(fqdn("b.vip.test"), key_b);
+    net.restart(a, false);
+    let id = net.lookup(a, "b.vip.test");
+    net.run_for(Duration::from_secs(2));
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    assert!(paired(&net, a, b));
+    assert_eq!(net.hosts[b].pins[&fqdn("a.vip.test")], net.hosts[a].key);
+    assert_eq!(net.hosts[b].engine.stats().key_rotations, 0);
 }
 
 #[test]
