@@ -199,6 +199,25 @@ impl Net {
         );
     }
 
+    /// Host `i` is reinstalled with the identity of `secret`, which its zone publishes:
+    /// its state and kernel gone. Its new public key.
+    fn reinstall(&mut self, i: usize, secret: u8) -> [u8; 32] {
+        let key = Identity::from_secret_bytes([secret; 32]).public_key();
+        self.keys.insert(self.hosts[i].name.clone(), key);
+        self.hosts[i].secret = [secret; 32];
+        self.hosts[i].key = key;
+        self.restart(i, true);
+        key
+    }
+
+    /// Host `i` reboots: partners, sessions and kernel gone, its pinned keys kept.
+    fn reboot_keeping_pins(&mut self, i: usize) {
+        let pins = self.hosts[i].pins.clone();
+        self.restart(i, true);
+        self.hosts[i].pins = pins;
+        self.restart(i, false);
+    }
+
     fn by_addr(&self, addr: Ipv4Addr) -> Option<usize> {
         self.hosts.iter().position(|h| h.addr == addr)
     }
@@ -959,10 +978,7 @@ fn reinstalled_and_refused(net: &mut Net, a: usize, b: usize) -> Identity {
     assert!(matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))));
     net.run_for(Duration::from_secs(2));
     let identity = Identity::from_secret_bytes([9; 32]);
-    net.hosts[b].secret = [9; 32];
-    net.hosts[b].key = identity.public_key();
-    net.keys.insert(fqdn("b.vip.test"), identity.public_key());
-    net.restart(b, true);
+    net.reinstall(b, 9);
     let id = net.lookup(b, "a.vip.test");
     net.run_for(Duration::from_secs(10));
     assert!(
@@ -1137,14 +1153,9 @@ fn a_vouched_rotation_replaces_the_pin_at_the_initiator() {
     // B is reinstalled with a new key, which its signed zone publishes; A learns of it
     // when it looks B up again (here: A lost its pair, B's name asked anew).
     let identity = Identity::from_secret_bytes([9; 32]);
-    net.hosts[b].secret = [9; 32];
-    net.hosts[b].key = identity.public_key();
-    net.keys.insert(fqdn("b.vip.test"), identity.public_key());
-    net.restart(b, true);
+    net.reinstall(b, 9);
     let old = net.hosts[a].pins[&fqdn("b.vip.test")];
-    net.restart(a, true);
-    net.hosts[a].pins.insert(fqdn("b.vip.test"), old);
-    net.restart(a, false);
+    net.reboot_keeping_pins(a);
     let id = net.lookup(a, "b.vip.test");
     net.run_for(Duration::from_secs(5));
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
@@ -1164,10 +1175,8 @@ fn a_pin_still_pairs_when_the_key_record_does_not_validate() {
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
     // Both lose the pair, then the resolver starts dropping signatures (or DNS is down
     // for keys): the pins carry the next first contact, and nothing is replaced.
-    net.restart(a, true);
     let key_b = net.hosts[b].key;
-    net.hosts[a].pins.insert(fqdn("b.vip.test"), key_b);
-    net.restart(a, false);
+    net.reboot_keeping_pins(a);
     net.key_proofs.insert(fqdn("b.vip.test"), KeyProof::Bogus);
     let id = net.lookup(a, "b.vip.test");
     net.run_for(Duration::from_secs(5));
@@ -1185,14 +1194,8 @@ fn a_replayed_old_key_record_cannot_roll_a_rotation_back() {
     let id = net.lookup(a, "b.vip.test");
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
     let old = net.hosts[b].key;
-    let new = Identity::from_secret_bytes([9; 32]);
-    net.keys.insert(fqdn("b.vip.test"), new.public_key());
-    net.hosts[b].secret = [9; 32];
-    net.hosts[b].key = new.public_key();
-    net.restart(b, true);
-    net.restart(a, true);
-    net.hosts[a].pins.insert(fqdn("b.vip.test"), old);
-    net.restart(a, false);
+    let new = net.reinstall(b, 9);
+    net.reboot_keeping_pins(a);
     let id = net.lookup(a, "b.vip.test");
     net.run_for(Duration::from_secs(5));
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
@@ -1200,10 +1203,7 @@ fn a_replayed_old_key_record_cannot_roll_a_rotation_back() {
     net.run_for(Duration::from_secs(2));
     // ...then whoever holds B's old (perhaps stolen) key replays B's old signed record, and
     // comes back as B: A's state was lost, not its memory of the replaced key (peers.json).
-    net.keys.insert(fqdn("b.vip.test"), old);
-    net.hosts[b].secret = [2; 32];
-    net.hosts[b].key = old;
-    net.restart(b, true);
+    assert_eq!(net.reinstall(b, 2), old, "B's first key again");
     net.restart(a, false);
     net.hosts[a].engine.partners.remove(&fqdn("b.vip.test"));
     let id = net.lookup(a, "b.vip.test");
@@ -1213,7 +1213,7 @@ fn a_replayed_old_key_record_cannot_roll_a_rotation_back() {
         Some(LookupAnswer::Failed),
         "refused as initiator"
     );
-    assert_eq!(net.hosts[a].pins[&fqdn("b.vip.test")], new.public_key());
+    assert_eq!(net.hosts[a].pins[&fqdn("b.vip.test")], new);
     // As responder: B's old key initiating to A is refused too.
     let id = net.lookup(b, "a.vip.test");
     net.run_for(Duration::from_secs(5));
@@ -1221,7 +1221,7 @@ fn a_replayed_old_key_record_cannot_roll_a_rotation_back() {
         !matches!(net.answer(b, id), Some(LookupAnswer::Vip(_))),
         "refused as responder"
     );
-    assert_eq!(net.hosts[a].pins[&fqdn("b.vip.test")], new.public_key());
+    assert_eq!(net.hosts[a].pins[&fqdn("b.vip.test")], new);
     assert_eq!(net.hosts[a].engine.stats().key_rotations, 0);
 }
 
@@ -1275,10 +1275,7 @@ fn forged_keys_for_a_pinned_name_neither_block_nor_evict_its_handshakes() {
         "one rotation check for the name, not one per key"
     );
     // A, restarted without its partners, contacts B again: B answers it at once.
-    net.restart(a, true);
-    let key_b = net.hosts[b].key;
-    net.hosts[a].pins.insert(fqdn("b.vip.test"), key_b);
-    net.restart(a, false);
+    net.reboot_keeping_pins(a);
     let id = net.lookup(a, "b.vip.test");
     net.run_for(Duration::from_secs(2));
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
