@@ -111,7 +111,7 @@ shell: module userland
 
 # BENCH_SCRIPTS picks some of them, for example `make bench BENCH_SCRIPTS=esp`; BENCH_CPU
 # a QEMU CPU model for the VM (`make bench BENCH_SCRIPTS=esp BENCH_CPU=max`: AES-NI and AVX2).
-BENCH_SCRIPTS ?= datapath esp lookup switching roaming partners
+BENCH_SCRIPTS ?= datapath esp lookup detect switching roaming partners
 BENCH_CPU ?=
 # The guest's job directory is deleted when the VM exits: the switching and roaming
 # benchmarks print their samples into the log, and the plots (switching.png, roaming.png)

@@ -33,6 +33,8 @@ pub async fn addresses(server: SocketAddr, handle: Handle) -> Result<()> {
     .context("rtnetlink multicast socket")?;
     tokio::spawn(connection);
     while let Some((first, _)) = messages.next().await {
+        // (Timed by tests/bench/detect.sh: from here to the hint on the wire.)
+        debug!("rtnetlink: an address or route changed");
         // What of a burst (an address, then its routes) has arrived already is looked at
         // at once, together; what comes later brings a look of its own. No settling
         // delay: a move's hints leave only after this look.
