@@ -77,6 +77,12 @@ pub(super) struct State {
     /// Mappings that have carried no packet yet (the kernel gives them no age), by peer
     /// VIP: since when housekeeping has seen them so, which is how long they have been idle.
     unused_since: HashMap<Ipv4Addr, Instant>,
+    /// When each partner last exchanged a packet with us, as of the latest read of the
+    /// kernel's table (housekeeping reads it every few seconds): a move hints these at
+    /// once, without waiting for a new read.
+    activity: HashMap<Fqdn, Instant>,
+    /// The partners the current move has hinted already.
+    hinted: std::collections::HashSet<Fqdn>,
 }
 
 impl State {
@@ -93,6 +99,8 @@ impl State {
             locating: HashMap::new(),
             burst: None,
             unused_since: HashMap::new(),
+            activity: HashMap::new(),
+            hinted: std::collections::HashSet::new(),
         }
     }
 
@@ -131,8 +139,43 @@ impl Engine {
             backoff: UPDATE_RETRY,
         });
         self.publish_address();
+        // The partners active at the last read of the kernel's table are hinted now; the
+        // read asked for here adds those active since (reading it takes milliseconds,
+        // most of a move's time to its first hint).
+        self.mobility.hinted.clear();
+        let active = self.cfg.active;
+        let early: Vec<Fqdn> = self
+            .mobility
+            .activity
+            .iter()
+            .filter(|(fqdn, at)| {
+                now.saturating_duration_since(**at) < active && self.partners.get(fqdn).is_some()
+            })
+            .map(|(fqdn, _)| fqdn.clone())
+            .collect();
+        if !early.is_empty() {
+            info!(
+                partners = early.len(),
+                "hinting the partners active at the last read of the kernel's table"
+            );
+            self.hint_burst(now, early);
+        }
         let id = self.kernel(KernelOp::Dump);
         self.purposes.insert(id, Purpose::Dump(DumpFor::Move));
+    }
+
+    /// Notes when each partner last exchanged packets with us, from a read of the kernel's
+    /// table at `now`.
+    pub(super) fn note_activity(&mut self, now: Instant, mappings: &[KernelMapping]) {
+        let activity = mappings
+            .iter()
+            .filter_map(|m| {
+                let age = m.last_rx.into_iter().chain(m.last_tx).min()?;
+                let fqdn = self.partners.by_vip(m.peer_vip)?.fqdn.clone();
+                Some((fqdn, now.checked_sub(age).unwrap_or(now)))
+            })
+            .collect();
+        self.mobility.activity = activity;
     }
 
     /// One of our addresses went. A partner may have followed it (it was the source of an
@@ -195,25 +238,38 @@ impl Engine {
     /// After a move, with the kernel's table: hint every partner that exchanged packets
     /// with us within the active window (the Active Partner List).
     pub(super) fn hint_active(&mut self, now: Instant, mappings: &[KernelMapping]) {
-        let recent = self.active_partners(mappings);
-        let burst = recent.len();
-        // How long the kernel's table took to read: the hints wait for it.
+        let recent: Vec<Fqdn> = self
+            .active_partners(mappings)
+            .into_iter()
+            .filter(|fqdn| !self.mobility.hinted.contains(fqdn))
+            .collect();
+        // How long the kernel's table took to read: the hints it adds waited for it.
         let ms = self.mobility.moved_at.map_or(0.0, |t| {
             now.saturating_duration_since(t).as_secs_f64() * 1e3
         });
         info!(
-            partners = burst,
+            partners = recent.len(),
+            hinted_before = self.mobility.hinted.len(),
             after_ms = ms,
             "hinting the active partners"
         );
-        self.mobility.burst = Some(Burst {
+        self.hint_burst(now, recent);
+    }
+
+    /// Hints `partners` as part of the current move's burst (started if there is none).
+    fn hint_burst(&mut self, now: Instant, partners: Vec<Fqdn>) {
+        let burst = self.mobility.burst.get_or_insert_with(|| Burst {
             started: now,
-            partners: burst,
+            partners: 0,
             acked: 0,
-            waiting: recent.iter().cloned().collect(),
+            waiting: std::collections::HashSet::new(),
         });
-        for fqdn in recent {
-            self.hint(now, &fqdn, burst);
+        burst.partners += partners.len();
+        burst.waiting.extend(partners.iter().cloned());
+        let size = burst.partners;
+        for fqdn in partners {
+            self.mobility.hinted.insert(fqdn.clone());
+            self.hint(now, &fqdn, size);
         }
         self.burst_progress(now, None, false);
     }

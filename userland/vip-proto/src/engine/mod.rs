@@ -567,6 +567,9 @@ pub struct Engine {
     dirty: bool,
     last_save: Option<Instant>,
     next_housekeeping: Option<Instant>,
+    /// When the engine was made: its first housekeeping and save are due then. (A fixed
+    /// instant, not the clock: the engine reads no clock, its driver's `now` is the time.)
+    created: Instant,
     stats: Stats,
 }
 
@@ -627,6 +630,7 @@ impl Engine {
             dirty: false,
             last_save: None,
             next_housekeeping: None,
+            created: Instant::now(),
             stats: Stats::default(),
         }
     }
@@ -663,7 +667,7 @@ impl Engine {
     pub fn poll_timeout(&self) -> Option<Instant> {
         // A new engine looks at the kernel's table at once: a restarted daemon's adopted
         // pairs need leases, collection and new sessions before any input arrives.
-        let mut next = Some(self.next_housekeeping.unwrap_or_else(Instant::now));
+        let mut next = Some(self.next_housekeeping.unwrap_or(self.created));
         let mut take = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -678,8 +682,7 @@ impl Engine {
         take(self.mobility.deadline());
         if self.dirty {
             take(Some(
-                self.last_save
-                    .map_or_else(Instant::now, |t| t + SAVE_INTERVAL),
+                self.last_save.map_or(self.created, |t| t + SAVE_INTERVAL),
             ));
         }
         next
@@ -996,6 +999,7 @@ impl Engine {
     /// The answer to a [`KernelOp::Dump`].
     pub fn kernel_dump(&mut self, now: Instant, id: Id, mappings: Vec<KernelMapping>) {
         self.limits.advance(now);
+        self.note_activity(now, &mappings);
         match self.purposes.remove(&id) {
             Some(Purpose::Dump(DumpFor::Move)) => self.hint_active(now, &mappings),
             Some(Purpose::Dump(DumpFor::AddressGone)) => self.hint_again(now, &mappings),

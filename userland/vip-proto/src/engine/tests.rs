@@ -1411,6 +1411,31 @@ fn a_hint_follows_the_partner_to_the_address_its_authenticated_packets_come_from
 /// Without that, B kept sending to the vanished address for as long as only B sent (the
 /// soak's 5-38 s stalls).
 #[test]
+fn a_move_hints_the_partners_active_at_the_last_table_read_without_waiting_for_a_new_one() {
+    let (mut net, a, b) = two_in_use();
+    // Housekeeping reads A's table, in which B is active.
+    net.run_for(Duration::from_secs(11));
+    net.traffic(a, b);
+    // A's kernel is slow now: the move's read of its table does not come back.
+    net.hosts[a].held_kernel = Some(Vec::new());
+    let sent = net.hosts[a].engine.stats().hints_sent;
+    net.move_host(a, [198, 51, 100, 10]);
+    assert_eq!(net.hosts[a].engine.stats().hints_sent, sent + 1);
+    assert_eq!(
+        partner_of(&net, b, "a.vip.test").map(|p| p.addr),
+        Some(Ipv4Addr::from([198, 51, 100, 10])),
+        "B follows A's hint, sent before the read came back"
+    );
+    // The read comes back: it finds no partner that was not hinted already.
+    for output in net.hosts[a].held_kernel.take().unwrap_or_default() {
+        net.output(a, output);
+    }
+    net.settle();
+    assert!(paired(&net, a, b));
+    assert_eq!(net.hosts[a].engine.stats().hints_sent, sent + 1);
+}
+
+#[test]
 fn partners_are_hinted_again_when_a_local_address_goes() {
     let (mut net, a, b) = two_in_use();
     let old_a = net.hosts[a].addr;
