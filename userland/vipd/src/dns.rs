@@ -30,7 +30,7 @@ use hickory_resolver::{
     config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts},
 };
 use std::{net::Ipv4Addr, net::SocketAddr, path::Path, str::FromStr, sync::Arc, time::Duration};
-use tracing::{debug, warn};
+use tracing::debug;
 use vip_proto::{
     Fqdn,
     engine::{DnsAnswer, KeyProof},
@@ -387,18 +387,18 @@ impl Validator {
         match result {
             Ok(response) => {
                 // The records at the name, less their signatures (which hickory leaves in).
-                let at_name: Vec<&Record> = response
+                let records: Vec<&Record> = response
                     .answers
                     .iter()
                     .filter(|r| r.name == name && r.record_type() != RecordType::RRSIG)
                     .collect();
                 // A key record is never an alias: hickory takes a CNAME at the name as an
                 // answer without proving it.
-                if at_name.iter().any(|r| r.record_type() != RecordType::TXT) {
-                    warn!(%name, "the key record's answer is not a TXT record set (DNSSEC): refused");
+                // (Debug lines only: the engine logs each refusal, rate-limited, by peer.)
+                if records.iter().any(|r| r.record_type() != RecordType::TXT) {
+                    debug!(%name, "the key record's answer is not a TXT record set (DNSSEC): bogus");
                     return bogus();
                 }
-                let records = at_name;
                 if records.is_empty() {
                     // hickory returns a denial as an error unless its proof is secure.
                     debug!(%name, "no key record (the denial validated)");
@@ -406,12 +406,9 @@ impl Validator {
                 }
                 let keys = published_keys(records.iter().copied());
                 let secure = records.iter().all(|r| r.proof.is_secure());
-                debug!(%name, proofs = ?records.iter().map(|r| r.proof).collect::<Vec<_>>(), "key record validated");
+                debug!(%name, proofs = ?records.iter().map(|r| r.proof).collect::<Vec<_>>(), "key record checked (DNSSEC)");
                 if keys.is_empty() && secure {
                     return DnsAnswer::NoRecord;
-                }
-                if !secure {
-                    warn!(%name, "the key record does not validate (DNSSEC)");
                 }
                 DnsAnswer::Keys {
                     keys,
@@ -427,7 +424,7 @@ impl Validator {
                 DnsAnswer::NoRecord
             }
             Err(NetError::Dns(e @ (DnsError::Nsec { .. } | DnsError::DnssecBogus))) => {
-                warn!(%name, "the key record's answer does not validate (DNSSEC): {e}");
+                debug!(%name, "the key record's answer does not validate (DNSSEC): {e}");
                 bogus()
             }
             Err(e) => {

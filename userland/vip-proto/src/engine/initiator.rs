@@ -190,10 +190,7 @@ impl Engine {
             accept: partner.is_some(),
             addr,
             key,
-            // The partner's verdict holds only while its key is the one pinned.
-            vouched: partner
-                .as_ref()
-                .is_some_and(|p| p.vouched && self.pins.get(&fqdn) == Some(&p.key)),
+            vouched: partner.as_ref().is_some_and(|p| self.vouched_and_pinned(p)),
             validated: false,
             cookie: None,
             previous: partner,

@@ -143,16 +143,7 @@ impl Engine {
         // read asked for here adds those active since (reading it takes milliseconds,
         // most of a move's time to its first hint).
         self.mobility.hinted.clear();
-        let active = self.cfg.active;
-        let early: Vec<Fqdn> = self
-            .mobility
-            .activity
-            .iter()
-            .filter(|(fqdn, at)| {
-                now.saturating_duration_since(**at) < active && self.partners.get(fqdn).is_some()
-            })
-            .map(|(fqdn, _)| fqdn.clone())
-            .collect();
+        let early = self.active_partners(now);
         if !early.is_empty() {
             info!(
                 partners = early.len(),
@@ -237,9 +228,9 @@ impl Engine {
 
     /// After a move, with the kernel's table: hint every partner that exchanged packets
     /// with us within the active window (the Active Partner List).
-    pub(super) fn hint_active(&mut self, now: Instant, mappings: &[KernelMapping]) {
+    pub(super) fn hint_active(&mut self, now: Instant) {
         let recent: Vec<Fqdn> = self
-            .active_partners(mappings)
+            .active_partners(now)
             .into_iter()
             .filter(|fqdn| !self.mobility.hinted.contains(fqdn))
             .collect();
@@ -276,9 +267,9 @@ impl Engine {
 
     /// Hints the active partners that no hint is on its way to already (its retransmissions
     /// leave from where we are now), outside any move's burst.
-    pub(super) fn hint_again(&mut self, now: Instant, mappings: &[KernelMapping]) {
+    pub(super) fn hint_again(&mut self, now: Instant) {
         let recent: Vec<Fqdn> = self
-            .active_partners(mappings)
+            .active_partners(now)
             .into_iter()
             .filter(|fqdn| !self.mobility.hint_pending(fqdn))
             .collect();
@@ -294,18 +285,17 @@ impl Engine {
         }
     }
 
-    /// The partners whose mappings carried a packet within `active`.
-    fn active_partners(&self, mappings: &[KernelMapping]) -> Vec<Fqdn> {
+    /// The Active Partner List: the partners whose mappings carried a packet within
+    /// `active` of `now`, as of the latest read of the kernel's table.
+    fn active_partners(&self, now: Instant) -> Vec<Fqdn> {
         let active = self.cfg.active;
-        mappings
+        self.mobility
+            .activity
             .iter()
-            .filter(|m| {
-                m.last_rx
-                    .into_iter()
-                    .chain(m.last_tx)
-                    .any(|age| age < active)
+            .filter(|(fqdn, at)| {
+                now.saturating_duration_since(**at) < active && self.partners.get(fqdn).is_some()
             })
-            .filter_map(|m| self.partners.by_vip(m.peer_vip).map(|p| p.fqdn.clone()))
+            .map(|(fqdn, _)| fqdn.clone())
             .collect()
     }
 

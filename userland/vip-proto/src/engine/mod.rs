@@ -1001,8 +1001,8 @@ impl Engine {
         self.limits.advance(now);
         self.note_activity(now, &mappings);
         match self.purposes.remove(&id) {
-            Some(Purpose::Dump(DumpFor::Move)) => self.hint_active(now, &mappings),
-            Some(Purpose::Dump(DumpFor::AddressGone)) => self.hint_again(now, &mappings),
+            Some(Purpose::Dump(DumpFor::Move)) => self.hint_active(now),
+            Some(Purpose::Dump(DumpFor::AddressGone)) => self.hint_again(now),
             Some(Purpose::Dump(DumpFor::Housekeeping)) => self.housekeeping(now, &mappings),
             Some(Purpose::Dump(DumpFor::Resync)) => self.resync(&mappings),
             _ => {}
@@ -1099,6 +1099,12 @@ impl Engine {
         }
     }
 
+    /// Whether DNSSEC's verdict on `partner`'s key still holds: it vouched for the key, and
+    /// the key is still the one pinned (not since unpinned or edited by hand).
+    fn vouched_and_pinned(&self, partner: &Partner) -> bool {
+        partner.vouched && self.pins.get(&partner.fqdn) == Some(&partner.key)
+    }
+
     /// Whether a trust anchor covers `fqdn`'s key record.
     fn dnssec_covers(&self, fqdn: &Fqdn) -> bool {
         self.cfg
@@ -1177,12 +1183,6 @@ impl Engine {
                 },
             };
         }
-        // The partner's earlier verdict holds while its key stays the one pinned.
-        let vouched_before = |key: [u8; 32]| {
-            self.partners
-                .get(fqdn)
-                .is_some_and(|p| p.vouched && p.key == key)
-        };
         match (pinned, offered) {
             (Some(pinned), Some(offered)) if offered != pinned => KeyVerdict::PinMismatch,
             // An answer that does not validate says nothing, not even that the pin is stale.
@@ -1191,7 +1191,10 @@ impl Engine {
             {
                 KeyVerdict::Use {
                     key: pinned,
-                    vouched: vouched_before(pinned),
+                    vouched: self
+                        .partners
+                        .get(fqdn)
+                        .is_some_and(|p| self.vouched_and_pinned(p)),
                     validated: false,
                 }
             }
@@ -1287,7 +1290,7 @@ impl Engine {
                 local_vip: p.local_vip,
                 address: p.addr,
                 key: crate::fqdn::key_record_text(&p.key),
-                trust: if p.vouched && self.pins.get(&p.fqdn) == Some(&p.key) {
+                trust: if self.vouched_and_pinned(p) {
                     Trust::Dnssec
                 } else if self.pins.contains_key(&p.fqdn) {
                     Trust::Pinned

@@ -224,7 +224,7 @@ impl Engine {
                 let vouched = self
                     .partners
                     .get(&requester)
-                    .is_some_and(|p| p.vouched && p.key == key);
+                    .is_some_and(|p| self.vouched_and_pinned(p));
                 let mut pend = pending(Stage::Responded { agreed: None });
                 pend.vouched = vouched;
                 self.pends.insert(index, pend);

@@ -1038,12 +1038,18 @@ fn two_signed(proof: KeyProof) -> (Net, usize, usize) {
     (net, a, b)
 }
 
-#[test]
-fn a_vouched_key_is_taken_on_first_contact_without_tofu() {
-    use crate::control::Trust;
+/// `two_signed(Secure)`, paired by A's lookup of B.
+fn signed_pair() -> (Net, usize, usize) {
     let (mut net, a, b) = two_signed(KeyProof::Secure);
     let id = net.lookup(a, "b.vip.test");
     assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    (net, a, b)
+}
+
+#[test]
+fn a_vouched_key_is_taken_on_first_contact_without_tofu() {
+    use crate::control::Trust;
+    let (mut net, a, b) = signed_pair();
     assert!(paired(&net, a, b));
     // Both sides validated: the initiator its lookup, the responder the initiator's key.
     assert_eq!(net.hosts[a].engine.peers(net.now)[0].trust, Trust::Dnssec);
@@ -1147,9 +1153,7 @@ fn a_vouched_rotation_replaces_the_pin_at_the_responder() {
 
 #[test]
 fn a_vouched_rotation_replaces_the_pin_at_the_initiator() {
-    let (mut net, a, b) = two_signed(KeyProof::Secure);
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let (mut net, a, b) = signed_pair();
     // B is reinstalled with a new key, which its signed zone publishes; A learns of it
     // when it looks B up again (here: A lost its pair, B's name asked anew).
     let identity = Identity::from_secret_bytes([9; 32]);
@@ -1170,9 +1174,7 @@ fn a_vouched_rotation_replaces_the_pin_at_the_initiator() {
 
 #[test]
 fn a_pin_still_pairs_when_the_key_record_does_not_validate() {
-    let (mut net, a, b) = two_signed(KeyProof::Secure);
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let (mut net, a, b) = signed_pair();
     // Both lose the pair, then the resolver starts dropping signatures (or DNS is down
     // for keys): the pins carry the next first contact, and nothing is replaced.
     let key_b = net.hosts[b].key;
@@ -1190,9 +1192,7 @@ fn a_pin_still_pairs_when_the_key_record_does_not_validate() {
 #[test]
 fn a_replayed_old_key_record_cannot_roll_a_rotation_back() {
     // A rotation at A as initiator (B reinstalled, its new key vouched for)...
-    let (mut net, a, b) = two_signed(KeyProof::Secure);
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let (mut net, a, b) = signed_pair();
     let old = net.hosts[b].key;
     let new = net.reinstall(b, 9);
     net.reboot_keeping_pins(a);
@@ -1227,9 +1227,7 @@ fn a_replayed_old_key_record_cannot_roll_a_rotation_back() {
 
 #[test]
 fn a_rekey_after_an_unpin_asks_dns_for_the_key_instead_of_repinning_the_old_one() {
-    let (mut net, a, b) = two_signed(KeyProof::Secure);
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let (mut net, a, b) = signed_pair();
     let old = net.hosts[b].key;
     // The administrator unpins B, whose key was stolen; B's zone now publishes a new key,
     // but the thief still answers with the old one at B's address.
@@ -1249,9 +1247,7 @@ fn a_rekey_after_an_unpin_asks_dns_for_the_key_instead_of_repinning_the_old_one(
 
 #[test]
 fn forged_keys_for_a_pinned_name_neither_block_nor_evict_its_handshakes() {
-    let (mut net, a, b) = two_signed(KeyProof::Secure);
-    let id = net.lookup(a, "b.vip.test");
-    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    let (mut net, a, b) = signed_pair();
     net.run_for(Duration::from_secs(2));
     // An attacker claims A with keys of its own and the highest counter, ten times.
     let queries = net.queries;
