@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # vip.ko loads and unloads cleanly, again and again, and loads itself when first needed.
 # kernel-facing: also run on the debug kernel
+# duration: 4
 source "$(dirname "$0")/lib/common.sh"
 tap_plan 11
 

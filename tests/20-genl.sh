@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The generic netlink family answers from userland, in every network namespace.
 # kernel-facing: also run on the debug kernel
+# duration: 6
 source "$(dirname "$0")/lib/common.sh"
 tap_plan 10
 

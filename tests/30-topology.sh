@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test topology itself: hosts reach each other through the router over both LANs,
 # and a move changes the mover's address and route.
+# duration: 11
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 tap_plan 9

@@ -4,6 +4,7 @@
 # million mappings in, dumped and flushed.
 # kernel-facing: also run on the debug kernel
 # timeout: 900
+# duration: 78
 source "$(dirname "$0")/lib/common.sh"
 tap_plan 54
 

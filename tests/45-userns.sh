@@ -5,6 +5,7 @@
 # charged to it; nothing reaches the host's table.
 # kernel-facing: also run on the debug kernel
 # timeout: 600
+# duration: 44
 source "$(dirname "$0")/lib/common.sh"
 tap_plan 14
 

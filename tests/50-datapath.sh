@@ -4,6 +4,7 @@
 # dropped, counted and reported (that they are not delivered: 52-hardening).
 # kernel-facing: also run on the debug kernel
 # timeout: 600
+# duration: 38
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"

@@ -5,6 +5,7 @@
 # sees VIP flows as it sees the kernel's own tunnels, and no route exception per peer.
 # kernel-facing: also run on the debug kernel
 # timeout: 600
+# duration: 77
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"

@@ -5,6 +5,7 @@
 # read from `ss` just before the re-point, rather than against a tight time bound.
 # kernel-facing: also run on the debug kernel
 # timeout: 300
+# duration: 42
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"

@@ -4,6 +4,7 @@
 # deleted namespace shown to be freed (not stuck waiting on a reference).
 # kernel-facing: also run on the debug kernel
 # timeout: 400
+# duration: 35
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"

@@ -5,6 +5,7 @@
 # systemd's Restart=on-failure acts on), and nothing else is left running; started again
 # once the module is back, they create their devices anew and A reaches B by name again.
 # timeout: 300
+# duration: 22
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"

@@ -3,6 +3,7 @@
 # hold the symmetric mapping, legacy hosts keep their physical addresses, negotiation
 # survives a lossy link, keys are pinned, and bad keys or garbage are refused.
 # timeout: 600
+# duration: 61
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"

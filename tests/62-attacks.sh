@@ -6,6 +6,7 @@
 # checked by what the victim does (its table, its pins, its counters) and, for the
 # negatives, by a listener that must receive nothing.
 # timeout: 900
+# duration: 89
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"

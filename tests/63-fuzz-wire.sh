@@ -19,6 +19,7 @@
 # B a Diffie-Hellman; since the reader counts itself behind when the socket does not empty
 # (driver::BACKLOG), B reads all 60,000 at that rate and D's first contact completes.
 # timeout: 600
+# duration: 117
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"

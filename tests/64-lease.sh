@@ -9,6 +9,7 @@
 # vipd once idle for gc_idle_secs (not before: a new pair that has carried no packet yet is
 # as old as it is idle), a pair in use is kept, and a new lookup pairs again.
 # timeout: 600
+# duration: 84
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"

@@ -15,6 +15,7 @@
 # Its own script: 62-attacks.sh steps the clock back an hour, and BIND's signatures start an
 # hour before they were made (RRSIG inception now - 3600), so the two must not share a run.
 # timeout: 900
+# duration: 105
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"

@@ -9,6 +9,7 @@
 # delivered; TCP through a narrowed path (path MTU with ESP inside IPIP); removal.
 # kernel-facing: also run on the debug kernel (ESP's GSO and GRO through vip0)
 # timeout: 900
+# duration: 34
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"

@@ -10,6 +10,7 @@
 # run left for pairs vipd no longer holds is removed at start, while other IPsec users'
 # SAs stay.
 # timeout: 600
+# duration: 37
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"

@@ -9,6 +9,7 @@
 # kernel ask for an SA (an acquire), which starts a new session, and traffic resumes;
 # `vipctl peers` shows the new SAs with their packets.
 # timeout: 400
+# duration: 123
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"

@@ -7,6 +7,7 @@
 # the move, and the longest silence of each stream and the UDP loss stay under generous
 # bounds. Log checks look only at the lines a scenario wrote.
 # timeout: 900
+# duration: 150
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/dns.sh"

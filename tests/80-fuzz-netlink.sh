@@ -5,6 +5,7 @@
 # changes and flushes between. Afterwards the tables are consistent and the module unloads.
 # kernel-facing: also run on the debug kernel
 # timeout: 900
+# duration: 24
 source "$(dirname "$0")/lib/common.sh"
 tap_plan 12
 

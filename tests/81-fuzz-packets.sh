@@ -6,6 +6,7 @@
 # transfer keeps its sha256, and B's drop counters account for what was sent.
 # kernel-facing: also run on the debug kernel
 # timeout: 900
+# duration: 120
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"

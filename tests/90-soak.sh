@@ -3,5 +3,6 @@
 # (VIP_SOAK_SECONDS), about a dozen moves of every kind with vipd restarted twice, under
 # TCP, UDP and ping. `make soak` runs the long one (10 minutes by default).
 # timeout: 420
+# duration: 95
 SOAK_SECONDS=${VIP_SOAK_SECONDS:-60}
 source "$(dirname "$0")/lib/soak.sh"
