@@ -50,6 +50,41 @@ pub struct Config {
     pub ipsec: Ipsec,
     #[serde(default)]
     pub dnssec: Dnssec,
+    #[serde(default)]
+    pub resolved: Resolved,
+}
+
+/// systemd-resolved, where it owns 127.0.0.53: vipd registers as the DNS server of its
+/// device for every name (routing domain `~.`) and asks the servers resolved knows for
+/// the host's other links.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resolved {
+    /// "auto": when resolved runs (its name is on the system bus) at start-up; "on": it
+    /// must; "off": never (`stub.listen` and `upstream.servers` only).
+    pub mode: ResolvedMode,
+    /// Where vipd answers resolved: an address of 127.0.0.0/8 that vipd puts on its device
+    /// (resolved sends a link's queries out of that link), port 53.
+    pub address: Ipv4Addr,
+}
+
+impl Default for Resolved {
+    fn default() -> Self {
+        Self {
+            mode: ResolvedMode::default(),
+            address: Ipv4Addr::new(127, 0, 0, 153),
+        }
+    }
+}
+
+/// See [`Resolved::mode`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolvedMode {
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 /// DNSSEC-vouched keys (paper section 3.4).
@@ -143,8 +178,9 @@ impl<'de> Deserialize<'de> for AddressChoice {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Stub {
-    /// Addresses to answer on, UDP and TCP.
-    pub listen: Vec<SocketAddr>,
+    /// Addresses to answer on, UDP and TCP. Unset: 127.0.0.53:53, or none when vipd
+    /// registers with systemd-resolved (which owns that address).
+    pub listen: Option<Vec<SocketAddr>>,
     /// TTL of answers that carry a VIP, seconds.
     pub vip_ttl: u32,
     /// Answer AAAA queries for VIP hosts with no address, so that programs that ask for
@@ -156,7 +192,7 @@ pub struct Stub {
 impl Default for Stub {
     fn default() -> Self {
         Self {
-            listen: vec![SocketAddr::from(([127, 0, 0, 53], 53))],
+            listen: None,
             vip_ttl: 5,
             hide_aaaa: true,
         }
@@ -167,7 +203,8 @@ impl Default for Stub {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Upstream {
-    /// The fastest asked first (hickory-resolver ranks them), two at a time.
+    /// The fastest asked first (hickory-resolver ranks them), two at a time. Empty: the
+    /// servers systemd-resolved knows for the host's other links, followed as they change.
     pub servers: Vec<SocketAddr>,
     /// Per query and server, milliseconds.
     pub timeout_ms: u64,
@@ -298,11 +335,28 @@ impl Config {
     }
 
     fn check(&self) -> Result<()> {
-        if self.upstream.servers.is_empty() {
-            bail!("upstream.servers: at least one resolver is needed");
+        if self.upstream.servers.is_empty() && self.resolved.mode == ResolvedMode::Off {
+            bail!(
+                "upstream.servers: at least one resolver is needed (or systemd-resolved's: resolved.mode = \"auto\" or \"on\")"
+            );
         }
-        if self.stub.listen.is_empty() {
+        if self.stub.listen.as_ref().is_some_and(Vec::is_empty)
+            && self.resolved.mode == ResolvedMode::Off
+        {
             bail!("stub.listen: at least one address is needed");
+        }
+        let resolved = self.resolved.address;
+        if !resolved.is_loopback()
+            || [[127, 0, 0, 53], [127, 0, 0, 54]].contains(&resolved.octets())
+        {
+            bail!(
+                "resolved.address: {resolved} must be in 127.0.0.0/8 and not one of resolved's own (127.0.0.53, 127.0.0.54)"
+            );
+        }
+        if self.update.enabled && self.update.server.is_none() && self.upstream.servers.is_empty() {
+            bail!(
+                "update.server: needed when the upstream servers come from systemd-resolved (they change as the host moves)"
+            );
         }
         let class_e = default_vip_range();
         if !class_e.contains(&self.vip_range) || self.vip_range.prefix_len() > 30 {
@@ -345,9 +399,22 @@ impl Config {
         Ok(())
     }
 
-    /// The server that receives our dynamic updates.
-    pub fn update_server(&self) -> SocketAddr {
-        self.update.server.unwrap_or(self.upstream.servers[0])
+    /// The server that receives our dynamic updates (`check` made sure there is one, or
+    /// that updates are off).
+    pub fn update_server(&self) -> Option<SocketAddr> {
+        self.update
+            .server
+            .or_else(|| self.upstream.servers.first().copied())
+    }
+
+    /// Where the stub answers: `stub.listen`, or by default 127.0.0.53:53 unless vipd
+    /// answers systemd-resolved instead (`resolved.address`, added by the caller).
+    pub fn stub_listen(&self, with_resolved: bool) -> Vec<SocketAddr> {
+        match &self.stub.listen {
+            Some(listen) => listen.clone(),
+            None if with_resolved => Vec::new(),
+            None => vec![SocketAddr::from(([127, 0, 0, 53], 53))],
+        }
     }
 
     /// Our zone: the configured one, or our name without its first label.
@@ -386,6 +453,7 @@ impl Config {
             ("upstream", self.upstream != new.upstream),
             ("update", self.update != new.update),
             ("dnssec", self.dnssec != new.dnssec),
+            ("resolved", self.resolved != new.resolved),
             (
                 "ipsec.sa_lifetime_secs",
                 self.ipsec.sa_lifetime_secs != new.ipsec.sa_lifetime_secs,
@@ -446,7 +514,10 @@ key_file = "/etc/vipd/a.key"
         assert_eq!(c.device, "vip0");
         assert_eq!(c.negotiation.port, 4877);
         assert_eq!(c.zone().unwrap().as_str(), "vip.test");
-        assert_eq!(c.update_server(), "203.0.113.53:53".parse().unwrap());
+        assert_eq!(c.update_server(), Some("203.0.113.53:53".parse().unwrap()));
+        assert_eq!(c.resolved.mode, ResolvedMode::Auto);
+        assert_eq!(c.stub_listen(false), ["127.0.0.53:53".parse().unwrap()]);
+        assert!(c.stub_listen(true).is_empty());
         assert_eq!(c.address, AddressChoice::Auto);
     }
 
@@ -498,6 +569,45 @@ key_file = "/etc/vipd/a.key"
             let err = with(wrong).unwrap_err();
             assert!(format!("{err:#}").contains("sa_lifetime_secs"), "{err:#}");
         }
+    }
+
+    #[test]
+    fn upstream_servers_may_come_from_resolved_but_updates_then_need_a_server() {
+        let from_resolved = "fqdn = \"a.vip.test\"\n[update]\nenabled = false\n";
+        let c = Config::parse(from_resolved).unwrap();
+        assert!(c.upstream.servers.is_empty());
+        assert_eq!(c.update_server(), None);
+        let err =
+            Config::parse(&format!("{from_resolved}[resolved]\nmode = \"off\"\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("upstream.servers"), "{err:#}");
+        let err =
+            Config::parse("fqdn = \"a.vip.test\"\n[update]\nkey_file = \"/etc/vipd/a.key\"\n")
+                .unwrap_err();
+        assert!(format!("{err:#}").contains("update.server"), "{err:#}");
+        let c = Config::parse(
+            "fqdn = \"a.vip.test\"\n[update]\nkey_file = \"k\"\nserver = \"192.0.2.53:53\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.update_server(), Some("192.0.2.53:53".parse().unwrap()));
+    }
+
+    #[test]
+    fn resolved_address_is_a_loopback_address_of_our_own() {
+        let with = |a: &str| Config::parse(&format!("{MINIMAL}\n[resolved]\naddress = \"{a}\"\n"));
+        assert_eq!(
+            with("127.0.0.99").unwrap().resolved.address,
+            Ipv4Addr::new(127, 0, 0, 99)
+        );
+        for wrong in ["127.0.0.53", "127.0.0.54", "192.0.2.1"] {
+            let err = with(wrong).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("resolved.address"),
+                "{wrong}: {err:#}"
+            );
+        }
+        let c =
+            Config::parse(&format!("{MINIMAL}\n[stub]\nlisten = [\"127.0.0.2:53\"]\n")).unwrap();
+        assert_eq!(c.stub_listen(true), ["127.0.0.2:53".parse().unwrap()]);
     }
 
     #[test]

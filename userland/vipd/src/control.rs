@@ -334,6 +334,7 @@ mod tests {
                 &["127.0.0.1:9".parse().unwrap()],
                 Duration::from_millis(100),
                 0,
+                None,
             )
             .unwrap(),
             changes: CHANGES.with(|c| c.clone()),

@@ -29,7 +29,13 @@ use hickory_resolver::{
     NameServerPool, PoolContext, TlsConfig, TokioResolver,
     config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts},
 };
-use std::{net::Ipv4Addr, net::SocketAddr, path::Path, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+    str::FromStr,
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
 use tracing::debug;
 use vip_proto::{
     Fqdn,
@@ -68,9 +74,24 @@ pub fn from_name(name: &Name) -> Option<Fqdn> {
 
 /// The upstream resolvers, through hickory-resolver: servers ranked by how fast they
 /// answer and asked two at a time, another one tried when one fails, TCP when an answer is
-/// truncated, EDNS.
+/// truncated, EDNS. The servers can change while vipd runs (systemd-resolved's, followed
+/// as the host moves between networks): each question uses the set of the moment.
 #[derive(Clone)]
 pub struct Upstream {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    timeout: Duration,
+    cache_size: u64,
+    anchors: Option<Anchors>,
+    /// Held only to copy or replace the pointer: never across a query.
+    current: RwLock<Arc<Resolvers>>,
+}
+
+/// The resolvers of one set of servers.
+struct Resolvers {
+    servers: Vec<SocketAddr>,
     /// The stub's plain questions: answers cached as long as their TTLs allow.
     cached: TokioResolver,
     /// The engine's questions, and the stub's DNSSEC ones (DO or CD set), never from the
@@ -141,45 +162,13 @@ impl Anchors {
     }
 }
 
-/// hickory's validating handle over the upstream pool.
-#[derive(Clone)]
-struct Validator {
-    anchors: Anchors,
-    handle: DnssecDnsHandle<RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>>,
-    /// How long one validation (the record, then the zone's keys) may take.
-    timeout: Duration,
-}
-
-/// Validated answers kept, and for how long at most.
-const VALIDATION_CACHE: usize = 4096;
-const VALIDATION_TTL: Duration = Duration::from_secs(60);
-
-/// Validation queries one answer may need (the record, the zone's DNSKEY set, and a
-/// walk toward the anchor when a record is unsigned): hickory's default is 26.
-const MAX_VALIDATION_DEPTH: usize = 8;
-
-/// Upstream's answer to a relayed question.
-#[derive(Debug, Default)]
-pub struct Relayed {
-    pub response_code: ResponseCode,
-    pub answers: Vec<Record>,
-    pub authorities: Vec<Record>,
-    pub additionals: Vec<Record>,
-}
-
-/// How the stub relays a question: its client's DNSSEC bits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RelayBits {
-    /// DNSSEC OK (RFC 3225): the client wants signatures.
-    pub dnssec_ok: bool,
-    /// Checking disabled: the client validates itself.
-    pub checking_disabled: bool,
-}
-
-impl Upstream {
-    /// Sets up the resolvers for `servers` (no packet is sent yet); `cache_size` answers at
-    /// most are cached, none with 0.
-    pub fn new(servers: &[SocketAddr], timeout: Duration, cache_size: u64) -> Result<Self> {
+impl Resolvers {
+    fn new(
+        servers: &[SocketAddr],
+        timeout: Duration,
+        cache_size: u64,
+        anchors: Option<&Anchors>,
+    ) -> Result<Self> {
         let name_servers: Vec<NameServerConfig> = servers
             .iter()
             .map(|server| {
@@ -219,29 +208,111 @@ impl Upstream {
             ),
             attempts,
         );
-        Ok(Self {
-            cached,
-            pool,
-            validator: None,
-        })
-    }
-
-    /// Validates the key records in the zones `anchors` cover; `timeout` is one query's.
-    pub fn validating(mut self, anchors: Anchors, timeout: Duration) -> Self {
         // hickory keeps validated answers for their TTL, which whoever answers sets: bounded
         // here, so that an old signed record is not kept "secure" past a minute, nor a
         // flood of names (initiators choose theirs) kept in memory.
-        let handle = DnssecDnsHandle::with_trust_anchor(self.pool.clone(), anchors.keys.clone())
-            .validation_cache_size(VALIDATION_CACHE)
-            .positive_validation_ttl(Duration::ZERO..=VALIDATION_TTL)
-            .negative_validation_ttl(Duration::ZERO..=VALIDATION_TTL);
-        self.validator = Some(Validator {
-            anchors,
-            handle,
+        let validator = anchors.map(|anchors| Validator {
+            anchors: anchors.clone(),
+            handle: DnssecDnsHandle::with_trust_anchor(pool.clone(), anchors.keys.clone())
+                .validation_cache_size(VALIDATION_CACHE)
+                .positive_validation_ttl(Duration::ZERO..=VALIDATION_TTL)
+                .negative_validation_ttl(Duration::ZERO..=VALIDATION_TTL),
             // The record and the zone's DNSKEY set, each perhaps retried once.
             timeout: timeout * 4,
         });
-        self
+        Ok(Self {
+            servers: servers.to_vec(),
+            cached,
+            pool,
+            validator,
+        })
+    }
+}
+
+/// hickory's validating handle over the upstream pool.
+#[derive(Clone)]
+struct Validator {
+    anchors: Anchors,
+    handle: DnssecDnsHandle<RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>>,
+    /// How long one validation (the record, then the zone's keys) may take.
+    timeout: Duration,
+}
+
+/// Validated answers kept, and for how long at most.
+const VALIDATION_CACHE: usize = 4096;
+const VALIDATION_TTL: Duration = Duration::from_secs(60);
+
+/// Validation queries one answer may need (the record, the zone's DNSKEY set, and a
+/// walk toward the anchor when a record is unsigned): hickory's default is 26.
+const MAX_VALIDATION_DEPTH: usize = 8;
+
+/// Upstream's answer to a relayed question.
+#[derive(Debug, Default)]
+pub struct Relayed {
+    pub response_code: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+}
+
+/// How the stub relays a question: its client's DNSSEC bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayBits {
+    /// DNSSEC OK (RFC 3225): the client wants signatures.
+    pub dnssec_ok: bool,
+    /// Checking disabled: the client validates itself.
+    pub checking_disabled: bool,
+}
+
+impl Upstream {
+    /// Sets up the resolvers for `servers` (no packet is sent yet); `timeout` is one
+    /// query's; `cache_size` answers at most are cached, none with 0; key records in the
+    /// zones `anchors` cover must validate.
+    pub fn new(
+        servers: &[SocketAddr],
+        timeout: Duration,
+        cache_size: u64,
+        anchors: Option<Anchors>,
+    ) -> Result<Self> {
+        let resolvers = Resolvers::new(servers, timeout, cache_size, anchors.as_ref())?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                timeout,
+                cache_size,
+                anchors,
+                current: RwLock::new(Arc::new(resolvers)),
+            }),
+        })
+    }
+
+    /// The servers asked now.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        self.now().servers.clone()
+    }
+
+    /// Asks `servers` from now on (questions under way finish with the old ones); the
+    /// cache starts empty, as the answers of another network's servers may not hold.
+    pub fn set_servers(&self, servers: &[SocketAddr]) -> Result<()> {
+        let shared = &self.shared;
+        let resolvers = Resolvers::new(
+            servers,
+            shared.timeout,
+            shared.cache_size,
+            shared.anchors.as_ref(),
+        )?;
+        *shared
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(resolvers);
+        Ok(())
+    }
+
+    fn now(&self) -> Arc<Resolvers> {
+        self.shared
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The servers' answer to `query` now, from no cache. A negative answer (NXDOMAIN, no
@@ -250,6 +321,7 @@ impl Upstream {
         let mut query = Query::query(name.clone(), rtype);
         query.set_query_class(class);
         match self
+            .now()
             .pool
             .lookup(query, DnsRequestOptions::default())
             .first_answer()
@@ -270,8 +342,8 @@ impl Upstream {
     /// ask for DNSSEC.
     pub async fn relay(&self, query: &Query, bits: RelayBits) -> Result<Relayed> {
         if bits == RelayBits::default() && query.query_class() == DNSClass::IN {
-            let result = self
-                .cached
+            let cached = self.now().cached.clone();
+            let result = cached
                 .lookup(query.name().clone(), query.query_type())
                 .await;
             return relayed(result.map(|lookup| lookup.message().clone()));
@@ -280,7 +352,7 @@ impl Upstream {
         options.edns_set_dnssec_ok = bits.dnssec_ok;
         let mut request = DnsRequest::from_query(query.clone(), options);
         request.metadata.checking_disabled = bits.checking_disabled;
-        let result = self.pool.send(request).first_answer().await;
+        let result = self.now().pool.send(request).first_answer().await;
         relayed(result.map(DnsResponse::into_message))
     }
 
@@ -333,8 +405,8 @@ impl Upstream {
     }
 
     /// The validator and the key record's name, when an anchor covers `fqdn`'s key record.
-    fn covering(&self, fqdn: &Fqdn) -> Option<(&Validator, Name)> {
-        let validator = self.validator.as_ref()?;
+    fn covering(&self, fqdn: &Fqdn) -> Option<(Validator, Name)> {
+        let validator = self.now().validator.clone()?;
         let name = key_record_name(fqdn).ok()?;
         validator.anchors.cover(&name).then_some((validator, name))
     }

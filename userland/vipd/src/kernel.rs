@@ -7,6 +7,7 @@ use ipnet::Ipv4Net;
 use rtnetlink::{
     Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
     packet_route::{
+        address::AddressScope,
         link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
         route::RouteScope,
     },
@@ -131,6 +132,18 @@ impl Kernel {
             .execute()
             .await
             .with_context(|| format!("cannot add the local VIP {vip}"))
+    }
+
+    /// Puts `address` (127.0.0.0/8, host scope) on the device: where vipd answers
+    /// systemd-resolved, which sends the device's queries out of the device.
+    pub async fn add_service_address(&self, address: Ipv4Addr) -> Result<()> {
+        let mut request = self.rt.address().add(self.ifindex, IpAddr::V4(address), 32);
+        request.message_mut().header.scope = AddressScope::Host;
+        request
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("cannot add {address} to the vip device"))
     }
 
     /// Routes `net` into the device, with `src` as the source address.

@@ -9,6 +9,7 @@ mod dns;
 mod driver;
 mod kernel;
 mod reload;
+mod resolved;
 mod state;
 mod stub;
 mod tsig;
@@ -21,7 +22,7 @@ use config::{AddressChoice, Config, IpsecMode};
 use ipnet::Ipv4Net;
 use std::{
     collections::HashMap,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddr},
     os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -144,16 +145,42 @@ async fn run(cli: Cli) -> Result<()> {
     // checked before the kernel is touched or our VIP capability is published.
     let module = kernel::Kernel::module().await?;
     let socket = Arc::new(negotiation_socket(config.negotiation.port)?);
-    let listeners = stub::bind(&config.stub.listen).await?;
+    // Where systemd-resolved runs, it owns 127.0.0.53 and stays the host's resolver: vipd
+    // answers it on an address of the vip device and asks the servers it knows.
+    let resolved_bus = resolved::find(config.resolved.mode).await?;
+    let mut listen = config.stub_listen(resolved_bus.is_some());
+    let upstream_servers = match &resolved_bus {
+        Some(manager) => {
+            listen.push(SocketAddr::from((config.resolved.address, 53)));
+            if config.upstream.servers.is_empty() {
+                resolved::initial_servers(manager, config.resolved.address).await?
+            } else {
+                config.upstream.servers.clone()
+            }
+        }
+        None if config.upstream.servers.is_empty() => anyhow::bail!(
+            "upstream.servers: none configured, and systemd-resolved, whose servers vipd would ask, is not running"
+        ),
+        None => config.upstream.servers.clone(),
+    };
+    let listeners = stub::bind(&listen).await?;
     let control_listener = control::bind(&config.control_socket).await?;
+    // The route toward this server gives our address ("auto"): the update server, or the
+    // first resolver.
+    let probe = config
+        .update_server()
+        .or_else(|| upstream_servers.first().copied());
+    let need_probe = || {
+        probe.context("address = \"auto\" needs a server to find our route toward: set update.server or upstream.servers (systemd-resolved knows none yet)")
+    };
     let address = match config.address {
         AddressChoice::Fixed(a) => a,
-        AddressChoice::Auto => watch::source_toward(config.update_server())?,
+        AddressChoice::Auto => watch::source_toward(need_probe()?)?,
     };
     let updater = match &key {
         Some(key) => {
             let updater = dns::Updater::new(
-                config.update_server(),
+                config.update_server().context("update.server")?,
                 &zone,
                 key,
                 config.upstream_timeout(),
@@ -177,6 +204,18 @@ async fn run(cli: Cli) -> Result<()> {
     let mut kernel = kernel::Kernel::open(module, &config.device).await?;
     kernel.add_local_vip(home_vip).await?;
     kernel.route(config.vip_range, home_vip).await?;
+    let resolved = match resolved_bus {
+        Some(manager) => {
+            kernel.add_service_address(config.resolved.address).await?;
+            Some(Arc::new(resolved::Resolved::new(
+                manager,
+                kernel.ifindex(),
+                config.resolved.address,
+                config.upstream.servers.is_empty(),
+            )?))
+        }
+        None => None,
+    };
     let peers_path = config.state_dir.join("peers.json");
     let partners = recover_partners(&peers_path, &kernel, home_vip).await;
     kernel = start_esp(&config, kernel, home_vip).await?;
@@ -193,21 +232,22 @@ async fn run(cli: Cli) -> Result<()> {
         info!(fqdn = %config.fqdn, %address, %home_vip, "published our address, VIP capability and key");
     }
 
+    let mut engine_config = config.engine(home_vip);
+    if let Some(anchors) = &anchors {
+        engine_config.dnssec_zones = anchors.zones().iter().filter_map(dns::from_name).collect();
+        info!(zones = ?engine_config.dnssec_zones, "key records in these zones must validate (DNSSEC)");
+    }
+    if upstream_servers.is_empty() {
+        warn!(
+            "systemd-resolved knows no DNS server for the other links yet: names that are not VIP hosts fail until it does"
+        );
+    }
     let upstream = dns::Upstream::new(
-        &config.upstream.servers,
+        &upstream_servers,
         config.upstream_timeout(),
         config.upstream.cache_size,
+        anchors,
     )?;
-    let mut engine_config = config.engine(home_vip);
-    let upstream = match anchors {
-        Some(anchors) => {
-            engine_config.dnssec_zones =
-                anchors.zones().iter().filter_map(dns::from_name).collect();
-            info!(zones = ?engine_config.dnssec_zones, "key records in these zones must validate (DNSSEC)");
-            upstream.validating(anchors, config.upstream_timeout())
-        }
-        None => upstream,
-    };
     let pins: HashMap<_, _> = known.iter().map(|(f, k)| (f.clone(), *k)).collect();
     let engine = Engine::new(engine_config, identity, partners, pins, counter, address);
 
@@ -230,7 +270,7 @@ async fn run(cli: Cli) -> Result<()> {
         tasks.spawn(async move { ("XFRM events", xfrm::events(h).await) });
     }
     if config.address == AddressChoice::Auto {
-        let (server, h) = (config.update_server(), handle.clone());
+        let (server, h) = (need_probe()?, handle.clone());
         tasks.spawn(async move { ("address watcher", watch::addresses(server, h).await) });
     }
     let (proven_tx, proven) = tokio::sync::mpsc::channel(driver::PROVEN_QUEUE);
@@ -276,7 +316,7 @@ async fn run(cli: Cli) -> Result<()> {
     let stats_handle = handle.clone();
     let io = driver::Io {
         socket,
-        upstream,
+        upstream: upstream.clone(),
         updater,
         update_ttl: config.update.ttl,
         me: config.fqdn.clone(),
@@ -301,7 +341,14 @@ async fn run(cli: Cli) -> Result<()> {
             .await,
         )
     });
-    info!(stub = ?config.stub.listen, %home_vip, "vipd ready");
+    // resolved sends names here only once the stub answers.
+    if let Some(resolved) = &resolved {
+        resolved.register().await?;
+        info!(address = %config.resolved.address, device = %config.device, "registered with systemd-resolved as the device's DNS server for every name (~.)");
+        let (resolved, upstream) = (resolved.clone(), upstream.clone());
+        tasks.spawn(async move { ("systemd-resolved", resolved.follow(upstream).await) });
+    }
+    info!(stub = ?listen, %home_vip, "vipd ready");
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
@@ -320,6 +367,15 @@ async fn run(cli: Cli) -> Result<()> {
                 let (name, result) = ended.context("no task")?.context("a task panicked")?;
                 return Err(result.err().unwrap_or_else(|| anyhow::anyhow!("ended"))).context(format!("{name} stopped"));
             }
+        }
+    }
+    // Nothing runs on (the follower would register with resolved again).
+    tasks.shutdown().await;
+    if let Some(resolved) = &resolved {
+        // Names would go on to a stopped stub: resolved asks the other links' servers again.
+        match resolved.revert().await {
+            Ok(()) => info!("systemd-resolved no longer sends names to vipd"),
+            Err(e) => warn!("{e:#}"),
         }
     }
     // Mappings stay in the kernel: connections outlive the daemon, and a restart adopts them.

@@ -308,7 +308,8 @@ mod tests {
         });
         Stub {
             engine: Handle::new(tx),
-            upstream: Upstream::new(&[fake_upstream().await], Duration::from_secs(1), 64).unwrap(),
+            upstream: Upstream::new(&[fake_upstream().await], Duration::from_secs(1), 64, None)
+                .unwrap(),
             vip_ttl: 7,
             hide_aaaa,
         }
@@ -442,7 +443,7 @@ mod tests {
 
     async fn stub_with(servers: &[SocketAddr]) -> Stub {
         let mut stub = stub().await;
-        stub.upstream = Upstream::new(servers, Duration::from_millis(500), 64).unwrap();
+        stub.upstream = Upstream::new(servers, Duration::from_millis(500), 64, None).unwrap();
         stub
     }
 
@@ -478,7 +479,7 @@ mod tests {
         // 300 ms: below the UDP client's own resend interval (333 ms), so the second
         // query is the retry of a whole attempt.
         let (server, count) = counting_upstream_dropping(false, 1).await;
-        let upstream = Upstream::new(&[server], Duration::from_millis(300), 0).unwrap();
+        let upstream = Upstream::new(&[server], Duration::from_millis(300), 0, None).unwrap();
         let name = Name::from_ascii("counted.test.").unwrap();
         let m = upstream
             .query(name, DNSClass::IN, RecordType::A)
