@@ -16,7 +16,7 @@ if ! [ -x "$RESOLVED_ROOT/lib/systemd/systemd-resolved" ]; then
   not_ok "systemd-resolved is unpacked in $RESOLVED_ROOT (tests/vm/setup-host does it)"
   exit 1
 fi
-tap_plan 19
+tap_plan 22
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -87,14 +87,20 @@ start_a() {
   ip netns exec vip-a env VIPD_LOG=info,vipd=debug vipd -c "$DNS_DIR/a/vipd.toml" >> "$DNS_DIR/a/vipd.log" 2>&1 &
   VIPD_PID[a]=$!
 }
-start_a on
+start_a auto
 eventually 20 grep -q "vipd ready" "$DNS_DIR/a/vipd.log"
 vipd_start b
-check "vipd starts on A with resolved.mode = on, and registers with resolved" \
+check "vipd starts on A (resolved.mode = auto, the default) and registers with resolved" \
   grep -q "registered with systemd-resolved" "$DNS_DIR/a/vipd.log"
 check "resolved's server for vip0 is vipd, 127.0.0.153" link_dns_has vip0 127.0.0.153
 routes_everything() { rctl domain vip0 | grep -qF ' ~.'; }
 check "vip0 is the route for every name (~.)" routes_everything
+link_settings() {
+  local out; out=$(rctl status vip0) || return 1; echo "$out"
+  grep -q '+DefaultRoute' <<<"$out" && grep -q -- '-LLMNR' <<<"$out" &&
+    grep -q -- '-mDNS' <<<"$out" && grep -q 'DNSSEC=no' <<<"$out"
+}
+check "vip0: default route, no LLMNR, no mDNS, no DNSSEC" link_settings
 has_service_address() { on a ip -4 addr show dev vip0 | grep -q 'inet 127.0.0.153/32 scope host'; }
 check "vip0 holds vipd's address 127.0.0.153/32 (host scope)" has_service_address
 # Straight to vipd: what it answers is what its upstream says.
@@ -131,8 +137,9 @@ resolves_to() {
 legacy_is() { resolves_to "c.$DNS_ZONE" "$1"; }
 check "a legacy name resolves to its address (resolved, vipd, the LAN's server)" legacy_is "$C"
 
-only_elsewhere() { [ -z "$(on a dig +short +tries=1 +timeout=3 @127.0.0.153 "elsewhere.$DNS_ZONE" A)" ]; }
-check "the LAN's server has no name elsewhere.$DNS_ZONE (E's has)" only_elsewhere
+# vipd's answer comes from the LAN's server: NXDOMAIN (not a timeout or SERVFAIL).
+nxdomain_via_vipd() { on a dig +tries=1 +timeout=3 @127.0.0.153 "elsewhere.$DNS_ZONE" A | grep -q 'status: NXDOMAIN'; }
+check "the LAN's server has no name elsewhere.$DNS_ZONE (E's has)" nxdomain_via_vipd
 # The host moves to a network with another server: resolved learns it, vipd follows.
 rctl dns eth1 "$E"
 rctl flush-caches
@@ -140,14 +147,22 @@ check "vipd follows resolved's server when it changes (a name only E's server ha
 check "and so do A's programs, through resolved" eventually 15 resolves_to "elsewhere.$DNS_ZONE" 192.0.2.77
 rctl dns eth1 "$TOPO_DNS_ADDR"
 rctl flush-caches
+check "and back to the LAN's server when the host returns" eventually 15 nxdomain_via_vipd
 
-# resolved restarts and forgets vip0's settings: vipd registers again.
+# Someone resets vip0 in resolved: vipd registers again.
+marks=$(grep -c "registered with systemd-resolved again" "$DNS_DIR/a/vipd.log")
+rctl revert vip0
+registered_again() {
+  (($(grep -c "registered with systemd-resolved again" "$DNS_DIR/a/vipd.log") > marks)) &&
+    link_dns_has vip0 127.0.0.153 && routes_everything
+}
+check "vipd registers again when vip0 is reset in resolved (resolvectl revert)" eventually 15 registered_again
+# resolved restarts: names go through vipd again.
 resolved_stop
 resolved_start
 rctl dns eth1 "$TOPO_DNS_ADDR"
-registered() { rctl dns vip0 | grep -q 127.0.0.153; }
-check "vipd registers again after resolved restarts" eventually 15 registered
-check "names resolve through the restarted resolved" eventually 20 legacy_is "$C"
+names_through_restarted() { link_dns_has vip0 127.0.0.153 && legacy_is "$C"; }
+check "names resolve through the restarted resolved, vip0 registered" eventually 20 names_through_restarted
 
 # vipd stops: resolved stops sending names to it, and the LAN's server answers directly.
 vipd_stop a
@@ -162,10 +177,21 @@ else
   grep -E "member=(SetLink|RevertLink)|Received SIG|Failed|rror|Removing|Revert|Flush" "$W/resolved.log" | grep -v "member=Hello" | tail -40 | sed 's/^/# resolved: /'
 fi
 
-# Without resolved: mode "on" refuses to start; "auto" without servers too, saying why.
+# A resolved that validates DNSSEC: "auto" refuses (every name would lose it), naming it.
+a_exited() { ! kill -0 "${VIPD_PID[a]}" 2>/dev/null; }
+resolved_stop
+printf '[Resolve]\nDNSSEC=allow-downgrade\n' > /etc/systemd/resolved.conf
+at_exit rm -f /etc/systemd/resolved.conf
+resolved_start
+start_a auto
+eventually 20 a_exited
+check "mode auto with a DNSSEC-validating resolved: vipd refuses to start, saying why" \
+  bash -c "tail -3 '$DNS_DIR/a/vipd.log' | grep -q 'DNSSEC=allow-downgrade.*resolved.mode = \"on\" to accept'"
+rm -f /etc/systemd/resolved.conf
+
+# Without resolved: mode "on" refuses to start, saying why.
 resolved_stop
 start_a on
-a_exited() { ! kill -0 "${VIPD_PID[a]}" 2>/dev/null; }
 eventually 20 a_exited
 check "mode on without resolved: vipd exits with an error naming resolved" \
   bash -c "tail -3 '$DNS_DIR/a/vipd.log' | grep -q 'systemd-resolved is not on the system bus'"

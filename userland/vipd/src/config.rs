@@ -353,6 +353,21 @@ impl Config {
                 "resolved.address: {resolved} must be in 127.0.0.0/8 and not one of resolved's own (127.0.0.53, 127.0.0.54)"
             );
         }
+        // A server that is vipd itself, or resolved (which would ask vipd again), makes a
+        // loop; 127.0.0.53 may be another resolver only where resolved is never used.
+        for server in &self.upstream.servers {
+            let ours = self.stub.listen.iter().flatten().any(|l| l == server)
+                || *server == SocketAddr::from((resolved, 53));
+            let resolveds = self.resolved.mode != ResolvedMode::Off
+                && [[127, 0, 0, 53], [127, 0, 0, 54]]
+                    .iter()
+                    .any(|a| server.ip() == Ipv4Addr::from(*a));
+            if ours || resolveds {
+                bail!(
+                    "upstream.servers: {server} is vipd's own stub or systemd-resolved's, which would ask vipd again (a loop); leave upstream.servers empty to use resolved's servers"
+                );
+            }
+        }
         if self.update.enabled && self.update.server.is_none() && self.upstream.servers.is_empty() {
             bail!(
                 "update.server: needed when the upstream servers come from systemd-resolved (they change as the host moves)"
@@ -589,6 +604,26 @@ key_file = "/etc/vipd/a.key"
         )
         .unwrap();
         assert_eq!(c.update_server(), Some("192.0.2.53:53".parse().unwrap()));
+    }
+
+    #[test]
+    fn upstream_servers_that_loop_back_are_refused() {
+        for (extra, server) in [
+            ("", "127.0.0.53:53"),
+            ("", "127.0.0.54:53"),
+            ("", "127.0.0.153:53"),
+            ("[stub]\nlisten = [\"127.0.0.2:53\"]\n", "127.0.0.2:53"),
+        ] {
+            let text = MINIMAL.replace("203.0.113.53:53", server);
+            let err = Config::parse(&format!("{text}{extra}")).unwrap_err();
+            assert!(format!("{err:#}").contains("loop"), "{server}: {err:#}");
+        }
+        // Without resolved, 127.0.0.53 may be another local resolver.
+        let text = MINIMAL.replace("203.0.113.53:53", "127.0.0.53:53");
+        Config::parse(&format!(
+            "{text}[resolved]\nmode = \"off\"\n[stub]\nlisten = [\"127.0.0.2:53\"]\n"
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -150,10 +150,10 @@ async fn run(cli: Cli) -> Result<()> {
     let resolved_bus = resolved::find(config.resolved.mode).await?;
     let mut listen = config.stub_listen(resolved_bus.is_some());
     let upstream_servers = match &resolved_bus {
-        Some(manager) => {
+        Some(bus) => {
             listen.push(SocketAddr::from((config.resolved.address, 53)));
             if config.upstream.servers.is_empty() {
-                resolved::initial_servers(manager, config.resolved.address).await?
+                bus.servers(None, config.resolved.address).await?
             } else {
                 config.upstream.servers.clone()
             }
@@ -167,9 +167,13 @@ async fn run(cli: Cli) -> Result<()> {
     let control_listener = control::bind(&config.control_socket).await?;
     // The route toward this server gives our address ("auto"): the update server, or the
     // first resolver.
-    let probe = config
-        .update_server()
-        .or_else(|| upstream_servers.first().copied());
+    // (IPv4 and not a local cache: the route toward it is the way out.)
+    let probe = config.update_server().or_else(|| {
+        upstream_servers
+            .iter()
+            .find(|s| matches!(s.ip(), std::net::IpAddr::V4(v4) if !v4.is_loopback()))
+            .copied()
+    });
     let need_probe = || {
         probe.context("address = \"auto\" needs a server to find our route toward: set update.server or upstream.servers (systemd-resolved knows none yet)")
     };
@@ -205,10 +209,10 @@ async fn run(cli: Cli) -> Result<()> {
     kernel.add_local_vip(home_vip).await?;
     kernel.route(config.vip_range, home_vip).await?;
     let resolved = match resolved_bus {
-        Some(manager) => {
+        Some(bus) => {
             kernel.add_service_address(config.resolved.address).await?;
             Some(Arc::new(resolved::Resolved::new(
-                manager,
+                bus,
                 kernel.ifindex(),
                 config.resolved.address,
                 config.upstream.servers.is_empty(),
@@ -341,6 +345,9 @@ async fn run(cli: Cli) -> Result<()> {
             .await,
         )
     });
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     // resolved sends names here only once the stub answers.
     if let Some(resolved) = &resolved {
         resolved.register().await?;
@@ -350,13 +357,10 @@ async fn run(cli: Cli) -> Result<()> {
     }
     info!(stub = ?listen, %home_vip, "vipd ready");
 
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    loop {
+    let ended: Result<()> = loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break Ok(()),
+            _ = tokio::signal::ctrl_c() => break Ok(()),
             _ = usr1.recv() => stats_handle.send(driver::Input::LogStats).await,
             _ = hup.recv() => {
                 // Logged by the reload itself; the main loop goes on at once.
@@ -364,20 +368,25 @@ async fn run(cli: Cli) -> Result<()> {
                 tokio::spawn(async move { control::reload(&reloader).await });
             }
             ended = tasks.join_next() => {
-                let (name, result) = ended.context("no task")?.context("a task panicked")?;
-                return Err(result.err().unwrap_or_else(|| anyhow::anyhow!("ended"))).context(format!("{name} stopped"));
+                break match ended {
+                    None => Err(anyhow::anyhow!("no task")),
+                    Some(Err(e)) => Err(anyhow::Error::from(e).context("a task panicked")),
+                    Some(Ok((name, result))) => Err(result.err().unwrap_or_else(|| anyhow::anyhow!("ended")))
+                        .context(format!("{name} stopped")),
+                };
             }
         }
-    }
-    // Nothing runs on (the follower would register with resolved again).
+    };
+    // However vipd ends, nothing runs on (the follower would register with resolved
+    // again), and resolved stops sending names to a stub that no longer answers.
     tasks.shutdown().await;
     if let Some(resolved) = &resolved {
-        // Names would go on to a stopped stub: resolved asks the other links' servers again.
         match resolved.revert().await {
             Ok(()) => info!("systemd-resolved no longer sends names to vipd"),
             Err(e) => warn!("{e:#}"),
         }
     }
+    ended?;
     // Mappings stay in the kernel: connections outlive the daemon, and a restart adopts them.
     info!("stopping; kernel mappings are left in place");
     Ok(())
