@@ -66,10 +66,11 @@ test-vm: module userland
 # The scripts that exercise the module directly (marked "kernel-facing" in their headers),
 # on the debug kernel; vip.ko is rebuilt for it, and for the test kernel again afterwards.
 # Under TCG the debug kernel runs these 5-15 times slower, so make test (CI, 90 minutes
-# from a fresh machine) runs there only the two that reach the module's lifetime and
-# netlink paths hardest from an unprivileged user: devices failing to register and user
-# namespaces going under traffic (45-userns) and the netlink fuzzer (80-fuzz-netlink, 8,000
-# messages a run there instead of 20,000: about 4 minutes). 56-teardown (rmmod, link and
+# from a fresh machine) runs there the module's load and netlink basics (10-module,
+# 20-genl, about a minute each) and the two that reach its lifetime and netlink paths
+# hardest from an unprivileged user: devices failing to register and user namespaces going
+# under traffic (45-userns) and the netlink fuzzer (80-fuzz-netlink, 8,000 messages a run
+# there instead of 20,000: about 4 minutes). 56-teardown (rmmod, link and
 # namespace deletion under floods: 11 minutes there, the floods taking the emulated CPU
 # from everything else) and the others exercise paths these also cover;
 # test-vm-debug-all runs every kernel-facing script, the fuzzer at full length.

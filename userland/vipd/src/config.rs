@@ -54,6 +54,10 @@ pub struct Config {
     pub resolved: Resolved,
 }
 
+/// systemd-resolved's own stub addresses (its stub and its proxy stub, port 53).
+pub const RESOLVED_STUBS: [Ipv4Addr; 2] =
+    [Ipv4Addr::new(127, 0, 0, 53), Ipv4Addr::new(127, 0, 0, 54)];
+
 /// systemd-resolved, where it owns 127.0.0.53: vipd registers as the DNS server of its
 /// device for every name (routing domain `~.`) and asks the servers resolved knows for
 /// the host's other links.
@@ -346,9 +350,7 @@ impl Config {
             bail!("stub.listen: at least one address is needed");
         }
         let resolved = self.resolved.address;
-        if !resolved.is_loopback()
-            || [[127, 0, 0, 53], [127, 0, 0, 54]].contains(&resolved.octets())
-        {
+        if !resolved.is_loopback() || RESOLVED_STUBS.contains(&resolved) {
             bail!(
                 "resolved.address: {resolved} must be in 127.0.0.0/8 and not one of resolved's own (127.0.0.53, 127.0.0.54)"
             );
@@ -359,9 +361,7 @@ impl Config {
             let ours = self.stub.listen.iter().flatten().any(|l| l == server)
                 || *server == SocketAddr::from((resolved, 53));
             let resolveds = self.resolved.mode != ResolvedMode::Off
-                && [[127, 0, 0, 53], [127, 0, 0, 54]]
-                    .iter()
-                    .any(|a| server.ip() == Ipv4Addr::from(*a));
+                && RESOLVED_STUBS.iter().any(|&stub| server.ip() == stub);
             if ours || resolveds {
                 bail!(
                     "upstream.servers: {server} is vipd's own stub or systemd-resolved's, which would ask vipd again (a loop); leave upstream.servers empty to use resolved's servers"
@@ -428,7 +428,7 @@ impl Config {
         match &self.stub.listen {
             Some(listen) => listen.clone(),
             None if with_resolved => Vec::new(),
-            None => vec![SocketAddr::from(([127, 0, 0, 53], 53))],
+            None => vec![SocketAddr::from((RESOLVED_STUBS[0], 53))],
         }
     }
 

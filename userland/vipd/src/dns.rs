@@ -342,8 +342,9 @@ impl Upstream {
     /// ask for DNSSEC.
     pub async fn relay(&self, query: &Query, bits: RelayBits) -> Result<Relayed> {
         if bits == RelayBits::default() && query.query_class() == DNSClass::IN {
-            let cached = self.now().cached.clone();
-            let result = cached
+            let now = self.now();
+            let result = now
+                .cached
                 .lookup(query.name().clone(), query.query_type())
                 .await;
             return relayed(result.map(|lookup| lookup.message().clone()));

@@ -163,11 +163,15 @@ async fn run(cli: Cli) -> Result<()> {
         ),
         None => config.upstream.servers.clone(),
     };
+    if listen.is_empty() {
+        anyhow::bail!(
+            "stub.listen is empty and systemd-resolved is not running: the stub would answer nowhere"
+        );
+    }
     let listeners = stub::bind(&listen).await?;
     let control_listener = control::bind(&config.control_socket).await?;
     // The route toward this server gives our address ("auto"): the update server, or the
-    // first resolver.
-    // (IPv4 and not a local cache: the route toward it is the way out.)
+    // first IPv4 resolver that is not a local cache (the route toward it is the way out).
     let probe = config.update_server().or_else(|| {
         upstream_servers
             .iter()

@@ -15,7 +15,7 @@ use std::{
 use tracing::{info, warn};
 use zbus::{OwnedObjectPath, fdo::DBusProxy, proxy};
 
-use crate::config::ResolvedMode;
+use crate::config::{RESOLVED_STUBS, ResolvedMode};
 use crate::dns::Upstream;
 
 const RESOLVED: &str = "org.freedesktop.resolve1";
@@ -359,11 +359,6 @@ impl Resolved {
 /// servers are left out: hickory's server configuration takes an address without a
 /// scope.
 fn upstream_servers(all: &[ServerEx], default_routes: &[i32], ours: Ipv4Addr) -> Vec<SocketAddr> {
-    let stubs = [
-        Ipv4Addr::new(127, 0, 0, 53),
-        Ipv4Addr::new(127, 0, 0, 54),
-        ours,
-    ];
     let mut servers = Vec::new();
     for (link, family, address, port, _) in all {
         if *link != 0 && !default_routes.contains(link) {
@@ -378,7 +373,7 @@ fn upstream_servers(all: &[ServerEx], default_routes: &[i32], ours: Ipv4Addr) ->
             _ => continue,
         };
         let unusable = match ip {
-            IpAddr::V4(v4) => stubs.contains(&v4) || v4.is_unspecified(),
+            IpAddr::V4(v4) => RESOLVED_STUBS.contains(&v4) || v4 == ours || v4.is_unspecified(),
             IpAddr::V6(v6) => v6.is_unicast_link_local() || v6.is_unspecified(),
         };
         let server = SocketAddr::new(ip, if *port == 0 { 53 } else { *port });
