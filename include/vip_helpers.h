@@ -146,7 +146,13 @@ unsigned int vip_tcp_collect(struct net *net, unsigned int *bucket, unsigned int
 			     bool (*wanted)(const void *ctx, __be32 daddr), const void *ctx,
 			     struct sock **socks, unsigned int max);
 bool vip_tcp_walk_done(struct net *net, unsigned int bucket);
-bool vip_tcp_kick(struct sock *sk);
+/* What vip_tcp_kick did. */
+enum vip_kick {
+	VIP_KICK_NONE,
+	VIP_KICK_RETRANSMIT,
+	VIP_KICK_PROBE,
+};
+int vip_tcp_kick(struct sock *sk);
 bool vip_neigh_release(struct net *net, __be32 addr);
 
 #endif /* _VIP_HELPERS_H */

@@ -5,11 +5,11 @@
 # read from `ss` just before the re-point, rather than against a tight time bound.
 # kernel-facing: also run on the debug kernel
 # timeout: 300
-# duration: 42
+# duration: 50
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
-tap_plan 14
+tap_plan 18
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -166,5 +166,46 @@ wait $client; client_rc=$?
 wait $server
 check "that transfer completes too, intact (sha256)" \
   test $client_rc = 0 -a "$(sha256sum < /tmp/kick.out | cut -d' ' -f1)" = "$want"
+
+# A window full of lost segments before any timeout: while A's mapping of B points nowhere,
+# A fills its congestion window with segments that are lost, and its tail loss probe goes
+# the same way; then it can only wait for its retransmission timeout, made 10 s here by
+# the route's rto_min. The re-point has it send a loss probe at once instead, whose SACK
+# lets TCP repair the rest. Proven stalled first: data queued that the window does not let
+# out (notsent), no timeout fired yet (backoff 0), the timer seconds away.
+on a ip route add 240.0.0.2/32 dev vip0 src 240.0.0.1 rto_min 10s
+on b socat -u TCP4-LISTEN:6004,bind=240.0.0.2,reuseaddr OPEN:/tmp/kick.out,creat,trunc &
+server=$!
+eventually 5 listening b 6004
+paced_cat /tmp/kick.payload 50000 0.05 | on a socat -u - TCP4:240.0.0.2:6004 &
+client=$!
+eventually 10 bash -c '[ "$(stat -c %s /tmp/kick.out)" -gt 200000 ]'
+on a vipctl map replace 240.0.0.2 via 203.0.113.200 local 240.0.0.1
+notsent() { on a ss -tino "dst 240.0.0.2:6004" | sed -n 's/.*notsent:\([0-9]*\).*/\1/p'; }
+stalled() { waiting_out a 240.0.0.2:6004 0 5000 && [ "$BACKOFF" = 0 ] && [ "$(notsent)" -gt 0 ]; }
+probes_before=$(vip_stat a tcp_probes) kicks_before=$(vip_stat a tcp_kicks)
+eventually 20 stalled
+timer=$TIMER start=$SEEN_AT
+sleep 0.5
+received=$(stat -c %s /tmp/kick.out)
+check "A's connection to B stalled with a full window and no timeout fired (next try in ${timer} ms, $(notsent) bytes not sent)" \
+  test "$timer" -ge 5000
+vip_map a b
+eventually 10 bash -c "[ \$(stat -c %s /tmp/kick.out) -gt $received ]"
+resumed=$(( $(now_ms) - start ))
+diag "data flowed again ${resumed} ms after ss saw the timeout ${timer} ms away (the re-point is in between)"
+check "the transfer resumes long before the timeout would have fired ($resumed < $timer ms)" \
+  test "$resumed" -lt "$timer"
+# The counters are added once the walk over every socket is done, which can end after
+# the data flows (seconds on the debug kernel).
+probed() { [ "$(vip_stat a tcp_probes)" -gt "$probes_before" ]; }
+eventually 20 probed
+check "A counted a loss probe, not a retransmission kick ($(vip_stat a tcp_probes) > $probes_before, kicks $(vip_stat a tcp_kicks) = $kicks_before)" \
+  test "$(vip_stat a tcp_probes)" -gt "$probes_before" -a "$(vip_stat a tcp_kicks)" = "$kicks_before"
+wait $client; client_rc=$?
+wait $server
+check "that transfer completes too, intact (sha256)" \
+  test $client_rc = 0 -a "$(sha256sum < /tmp/kick.out | cut -d' ' -f1)" = "$want"
+on a ip route del 240.0.0.2/32 dev vip0
 kill $monitor $listener 2>/dev/null
 rm -f /tmp/kick.payload /tmp/kick.out /tmp/kick.events /tmp/kick.syn /tmp/kick.zeros

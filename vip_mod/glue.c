@@ -16,10 +16,11 @@
  *    sk_nulls_for_each under the bucket's lock, as inet_diag does, and the
  *    sockets found are handed back with a reference held.
  *
- * 3. Restarting a socket's retransmission timer with its backoff undone: the
- *    RTO arithmetic (__tcp_set_rto, inet_csk_reset_xmit_timer) is all static
- *    inline, and tcp_ld_RTO_revert, which does the same for RFC 6069, is not
- *    exported to modules when IPv6 is built in.
+ * 3. Restarting a socket's retransmission timer with its backoff undone, or
+ *    arming its loss probe to fire now: the RTO arithmetic (__tcp_set_rto,
+ *    inet_csk_reset_xmit_timer) is all static inline, and tcp_ld_RTO_revert,
+ *    which does the same for RFC 6069, is not exported to modules when IPv6 is
+ *    built in.
  *
  * 4. Releasing what waits for a peer's old address (kick.rs): neighbour
  *    entries and their states are reached through static inlines only.
@@ -115,27 +116,53 @@ bool vip_tcp_walk_done(struct net *net, unsigned int bucket)
 }
 
 /*
- * If @sk waits for a retransmission timeout that has already fired at least
- * once (or for the answer to a SYN), undoes the backoff and retransmits at
- * once: its last tries went to an address the peer has left. Returns whether
- * it did. The caller holds the socket lock (lock_sock), which defers the
- * timer handler to release_sock() if it fires meanwhile.
+ * Has @sk, whose peer was just re-pointed (the path to it is back), send at
+ * once what a timer would send later; the caller holds the socket lock
+ * (lock_sock), which defers the timer handler to release_sock() if it fires
+ * meanwhile. Returns what it did:
+ *
+ * VIP_KICK_RETRANSMIT: the socket waits out a retransmission timeout that
+ *   has already fired at least once (or for the answer to a SYN): its last
+ *   tries went to an address the peer has left. The backoff is undone and the
+ *   timeout fires now, as tcp_ld_RTO_revert does for RFC 6069.
+ *
+ * VIP_KICK_PROBE: it has segments in flight and its timeout has not fired
+ *   yet. Those sent while the peer was unreachable are lost, and so was the
+ *   tail loss probe TCP sent meanwhile (tlp_high_seq allows one at a time),
+ *   so a sender whose window is full of them would wait for the whole
+ *   timeout. A loss probe goes now instead (new data, or the last segment
+ *   again), as tcp_write_timer_handler would send it: the peer's SACK for it
+ *   lets RACK repair the rest within a round trip, with fast recovery's
+ *   congestion response rather than a timeout's.
+ *
+ * VIP_KICK_NONE otherwise (nothing in flight, or a zero-window probe).
  */
-bool vip_tcp_kick(struct sock *sk)
+int vip_tcp_kick(struct sock *sk)
 {
 	struct inet_connection_sock *icsk = inet_csk(sk);
 	struct tcp_sock *tp = tcp_sk(sk);
 
-	if (sk->sk_state == TCP_CLOSE || sk->sk_state == TCP_LISTEN ||
-	    icsk->icsk_pending != ICSK_TIME_RETRANS)
-		return false;
-	if (sk->sk_state != TCP_SYN_SENT && !icsk->icsk_retransmits)
-		return false;
-	icsk->icsk_backoff = 0;
-	icsk->icsk_rto = min_t(u32, tp->srtt_us ? __tcp_set_rto(tp) : TCP_TIMEOUT_INIT,
-			       TCP_RTO_MAX);
-	inet_csk_reset_xmit_timer(sk, ICSK_TIME_RETRANS, 0, TCP_RTO_MAX);
-	return true;
+	if (sk->sk_state == TCP_CLOSE || sk->sk_state == TCP_LISTEN)
+		return VIP_KICK_NONE;
+	if (icsk->icsk_pending == ICSK_TIME_RETRANS &&
+	    (sk->sk_state == TCP_SYN_SENT || icsk->icsk_retransmits)) {
+		icsk->icsk_backoff = 0;
+		icsk->icsk_rto = min_t(u32, tp->srtt_us ? __tcp_set_rto(tp) : TCP_TIMEOUT_INIT,
+				       TCP_RTO_MAX);
+		inet_csk_reset_xmit_timer(sk, ICSK_TIME_RETRANS, 0, TCP_RTO_MAX);
+		return VIP_KICK_RETRANSMIT;
+	}
+	if ((icsk->icsk_pending == ICSK_TIME_RETRANS ||
+	     icsk->icsk_pending == ICSK_TIME_LOSS_PROBE) &&
+	    ((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_FIN_WAIT1 | TCPF_CLOSE_WAIT |
+				    TCPF_CLOSING | TCPF_LAST_ACK)) &&
+	    tp->packets_out) {
+		/* The earlier probe is as lost as the segments it probed for. */
+		tp->tlp_high_seq = 0;
+		inet_csk_reset_xmit_timer(sk, ICSK_TIME_LOSS_PROBE, 0, TCP_RTO_MAX);
+		return VIP_KICK_PROBE;
+	}
+	return VIP_KICK_NONE;
 }
 
 /*

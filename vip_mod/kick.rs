@@ -7,10 +7,17 @@
 //! try again only when the (doubled) timeout expires, seconds later. A work item collects
 //! the changed VIPs, walks the namespace's TCP hash once for all of them, and has those
 //! sockets retransmit at once with the backoff undone, as RFC 6069 does when an ICMP error
-//! shows that a path is back.
+//! shows that a path is back. Sockets whose timeout has not fired yet but whose segments
+//! in flight were lost on the way (a window full of them stalls the sender until the
+//! timeout) send a loss probe at once instead.
 
 use crate::{
-    addr::Ipv4Addr, bindings, neigh, netns::Net, sock::TcpWalk, stats::Counter, work::Work,
+    addr::Ipv4Addr,
+    bindings, neigh,
+    netns::Net,
+    sock::{Kick, TcpWalk},
+    stats::Counter,
+    work::Work,
 };
 use kernel::{new_spinlock, prelude::*, sync::SpinLock};
 
@@ -130,16 +137,17 @@ impl Kicker {
             }
         };
         let mut walk = TcpWalk::new(net);
-        let mut kicked = 0;
+        let (mut kicked, mut probed) = (0, 0);
         while !walk.done() {
-            walk.next_batch(&wanted, |socket| {
-                if socket.kick() {
-                    kicked += 1;
-                }
+            walk.next_batch(&wanted, |socket| match socket.kick() {
+                Kick::Retransmit => kicked += 1,
+                Kick::Probe => probed += 1,
+                Kick::None => {}
             });
             crate::rcu::cond_resched();
         }
         net.vip().stats.add(Counter::TcpKicks, kicked);
+        net.vip().stats.add(Counter::TcpProbes, probed);
     }
 }
 

@@ -19,17 +19,33 @@ pub(crate) struct TcpSocket {
     sk: NonNull<bindings::sock>,
 }
 
+/// What a kick did to a socket (`vip_tcp_kick` in `glue.c`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kick {
+    /// Nothing was waiting on a timer.
+    None,
+    /// A timeout that had fired already: its backoff undone, it retransmits now.
+    Retransmit,
+    /// Segments in flight before any timeout: a loss probe goes now.
+    Probe,
+}
+
 impl TcpSocket {
-    /// If the socket waits out a retransmission backoff (or for a SYN's answer), undoes the
-    /// backoff and retransmits at once. Returns whether it did. Sleeps for the socket lock.
-    pub(crate) fn kick(&self) -> bool {
+    /// Has the socket send now what its retransmission or loss-probe timer would send later
+    /// (its peer was just re-pointed). Sleeps for the socket lock.
+    pub(crate) fn kick(&self) -> Kick {
         // SAFETY: a referenced full TCP socket (type invariant); we are in process context,
         // and `vip_tcp_kick` runs under the lock it needs.
-        unsafe {
+        let done = unsafe {
             bindings::vip_lock_sock(self.sk.as_ptr());
-            let kicked = bindings::vip_tcp_kick(self.sk.as_ptr());
+            let done = bindings::vip_tcp_kick(self.sk.as_ptr());
             bindings::release_sock(self.sk.as_ptr());
-            kicked
+            done
+        };
+        match u32::try_from(done) {
+            Ok(bindings::VIP_KICK_RETRANSMIT) => Kick::Retransmit,
+            Ok(bindings::VIP_KICK_PROBE) => Kick::Probe,
+            _ => Kick::None,
         }
     }
 }

@@ -47,10 +47,13 @@ pub(crate) enum Counter {
     NeighReleased,
     /// ESP not yet applied: XFRM's offload path passed the packet on unencrypted.
     TxXfrmPending,
+    /// TCP sockets with segments in flight, no timeout fired yet, told to send a loss
+    /// probe at once after their peer moved.
+    TcpProbes,
 }
 
 /// Every counter, in the order the array keeps them, with its UAPI number.
-const ALL: [(Counter, u32); 18] = [
+const ALL: [(Counter, u32); 19] = [
     (Counter::TxMalformed, bindings::VIP_STAT_TX_MALFORMED),
     (Counter::TxNoMapping, bindings::VIP_STAT_TX_NO_MAPPING),
     (Counter::TxInvalid, bindings::VIP_STAT_TX_INVALID),
@@ -69,6 +72,7 @@ const ALL: [(Counter, u32); 18] = [
     (Counter::TcpKicks, bindings::VIP_STAT_TCP_KICKS),
     (Counter::NeighReleased, bindings::VIP_STAT_NEIGH_RELEASED),
     (Counter::TxXfrmPending, bindings::VIP_STAT_TX_XFRM_PENDING),
+    (Counter::TcpProbes, bindings::VIP_STAT_TCP_PROBES),
 ];
 const _: () = {
     let mut i = 0;

@@ -17,6 +17,7 @@ source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/topology.sh"
 source "$(dirname "$0")/../lib/dns.sh"
 read -ra SIZES <<< "${BENCH_PARTNER_SIZES:-50 500}"
+SIM_THREADS=${BENCH_SIM_THREADS:-0} # vip-sim's threads (0: one per CPU)
 tap_plan $((2 * ${#SIZES[@]} + 1))
 FIRST=10.200.0.1 # p1's address; pi has FIRST + i - 1 (at most 8190 hosts fit the /19)
 VNAT_MS=24700
@@ -90,7 +91,7 @@ run_size() {
   # Not through `on`: $! must be vip-sim itself, which prints its counters on SIGTERM.
   # One socket per simulated host: more than the default 1,024 descriptors for 5,000.
   (ulimit -n $((n + 256)) && exec ip netns exec "${TOPO_PREFIX}b" vip-sim serve -n "$n" --first-addr "$FIRST" \
-    --keys "$SIM_DIR/sim.keys" --pin "a.$DNS_ZONE=$a_key") > "$DNS_DIR/sim.log" 2>&1 &
+    --keys "$SIM_DIR/sim.keys" --pin "a.$DNS_ZONE=$a_key" --threads "$SIM_THREADS") > "$DNS_DIR/sim.log" 2>&1 &
   local sim=$!
   if ! eventually 60 grep -q "vip-sim ready" "$DNS_DIR/sim.log"; then
     diag "vip-sim: $(cat "$DNS_DIR/sim.log")"
@@ -104,7 +105,10 @@ run_size() {
   read -r nvips lookup_s <<<"$(on a python3 -c "$LOOKUP_PY" "$n" "$DNS_ZONE")"
   diag "$n lookups through A's stub (16 at a time): ${nvips:-0} VIPs in ${lookup_s:-?} s"
   if [ "${nvips:-0}" = "$n" ]; then ok "$n: A negotiated VIPs with all $n simulated partners"
-  else not_ok "$n: A negotiated VIPs with all $n simulated partners"; fi
+  else
+    not_ok "$n: A negotiated VIPs with all $n simulated partners"
+    vipd_log a | tail -8 | sed 's/^/  A: /' | while IFS= read -r l; do diag "$l"; done
+  fi
 
   # The move. (topo_move runs three commands in A; one costs about this much here.)
   local t0=$(date +%s%N)

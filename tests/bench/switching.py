@@ -15,6 +15,7 @@ once a sender has sent and a receiver listens.
   analyze KIND FILE T0 T1 INTERVAL_MS [END]       gap around a move (KIND udp or tcp)
   logtimes T1                                     vipd log lines (stdin) as "+ms message"
   export T1 LABEL FILE...                         samples near a move as CSV rows (stdout)
+  table                                           switching.sh's cells (stdin) -> its table
   plot LOG OUTDIR                                 CSV block of a bench log -> switching.png
   plot-roaming LOG OUTDIR                         roaming.sh's run lines -> roaming.png
 """
@@ -242,6 +243,36 @@ def export(t1, label, *paths):
                 print("%s,%s,%.2f,%d" % (label, series, t, r[1]))
 
 
+def table():
+    """switching.sh's summary: one tab-separated line per cell on stdin (CELL LINK_RTT DNS_RTT
+    GAPS TARGET PAPER UDP_GAPS PROTO; CELL is "link:dns|who|proto", GAPS space-separated ms
+    or nan for a move that did not recover, UDP_GAPS the same cell's UDP gaps for TCP) ->
+    the table's rows, median (min-max) and whether the median meets the target."""
+    import statistics
+    print(f"{'scenario':<22} {'proto':<5} {'link RTT':>8} {'DNS RTT':>8}  "
+          f"{'gap median (min-max)':<26} {'target':>17}  {'met?':<4} {'paper':>5}")
+    for line in sys.stdin:
+        cell, rtt_link, rtt_dns, gaps, target, paper, udp, proto = line.rstrip("\n").split("\t")
+        who = cell.split("|")[1]
+        g = [float(x) for x in gaps.split() if x != "nan"]
+        lost = len(gaps.split()) - len(g)
+        if not g:
+            print(f"{who:<22} {proto:<5} {rtt_link:>8} {rtt_dns:>8}  no move recovered")
+            continue
+        median = statistics.median(g)
+        summary = f"{median:.1f} ({min(g):.1f}-{max(g):.1f})" + (f" {lost} lost" if lost else "")
+        if proto == "udp":
+            bound = float(target)
+            shown = f"{bound:.1f}"
+        else:
+            u = [float(x) for x in udp.split() if x != "nan"]
+            bound = statistics.median(u) + float(rtt_link) + 50 if u else float("nan")
+            shown = f"{bound:.1f} {target}"
+        met = "yes" if median <= bound and not lost else "NO"
+        print(f"{who:<22} {proto:<5} {rtt_link:>8} {rtt_dns:>8}  {summary:<26} {shown:>17}  "
+              f"{met:<4} {paper:>5}")
+
+
 def plot(log, outdir):
     """Extracts the CSV block the benchmark printed into its log and draws switching.png."""
     import base64
@@ -383,4 +414,5 @@ def plot_roaming(log, outdir):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"udp-send": udp_send, "udp-recv": udp_recv, "tcp-send": tcp_send, "tcp-recv": tcp_recv,
-     "tcp-serve": tcp_serve, "tcp-fetch": tcp_fetch, "plot-roaming": plot_roaming, "analyze": analyze, "logtimes": logtimes, "export": export, "plot": plot}[cmd](*args)
+     "tcp-serve": tcp_serve, "tcp-fetch": tcp_fetch, "plot-roaming": plot_roaming, "analyze": analyze, "logtimes": logtimes, "export": export, "plot": plot,
+     "table": table}[cmd](*args)

@@ -53,7 +53,10 @@
  *    VIP_CMD_EVENT_MAPPING_CHANGED and makes the namespace's TCP sockets to
  *    PEER_VIP that wait in retransmission backoff (or for a SYN's answer)
  *    retransmit at once, with their backoff undone (counted in
- *    VIP_STAT_TCP_KICKS): their last tries went to the old address. If
+ *    VIP_STAT_TCP_KICKS): their last tries went to the old address. Those
+ *    with segments in flight whose timeout has not fired yet send a loss
+ *    probe at once (VIP_STAT_TCP_PROBES): what they sent meanwhile was lost,
+ *    and a full window of it would stall them until the timeout. If
  *    the old address is on one of our links and its neighbour entry is
  *    still unresolved, that entry is failed first (VIP_STAT_NEIGH_RELEASED),
  *    since TCP does not retransmit a segment whose last copy still waits in
@@ -202,6 +205,7 @@ enum vip_stat {
 	VIP_STAT_TCP_KICKS,		/* TCP sockets told to retransmit now */
 	VIP_STAT_NEIGH_RELEASED,	/* packets waiting for a left address freed */
 	VIP_STAT_TX_XFRM_PENDING,	/* ESP not yet applied by the offload path */
+	VIP_STAT_TCP_PROBES,		/* TCP sockets told to send a loss probe now */
 	__VIP_STAT_MAX,
 };
 

@@ -67,7 +67,7 @@ const VIP_A_OLD_IP4: u16 = 20;
 const VIP_STAT_PAD: u16 = 15;
 
 /// The names of `enum vip_stat` (lower case, without the prefix), by number.
-pub const STAT_NAMES: [(u16, &str); 18] = [
+pub const STAT_NAMES: [(u16, &str); 19] = [
     (1, "tx_malformed"),
     (2, "tx_no_mapping"),
     (3, "tx_invalid"),
@@ -86,6 +86,7 @@ pub const STAT_NAMES: [(u16, &str); 18] = [
     (17, "tcp_kicks"),
     (18, "neigh_released"),
     (19, "tx_xfrm_pending"),
+    (20, "tcp_probes"),
 ];
 
 /// The name of counter `kind`, if this crate knows it.

@@ -18,6 +18,10 @@
 //! (address, magic record with the proposed VIP `--first-vip` + i - 1, key record) that
 //! the benchmark appends to its zone; `vip-sim serve` loads the same key file.
 //!
+//! The hosts are dealt over `--threads` threads (one per CPU by default), each with its
+//! own single-threaded runtime, so that answering a burst of hints is not one core's work:
+//! the figure a benchmark reads should be the daemon's, not the simulator's.
+//!
 //! Nothing is printed per packet: one line when all sockets are bound, counters summed
 //! over the hosts at exit (SIGTERM or SIGINT).
 
@@ -44,6 +48,7 @@ use std::{
 use tokio::{
     net::UdpSocket,
     signal::unix::{SignalKind, signal},
+    sync::watch,
 };
 use vip_proto::{
     Fqdn, Identity,
@@ -75,10 +80,13 @@ enum Command {
         /// record's text ("v=vip2 k=x25519 p=..."). Repeatable.
         #[arg(long = "pin", value_name = "NAME=KEY")]
         pins: Vec<String>,
+        /// Threads to deal the hosts over (0: one per CPU).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct Common {
     /// How many hosts to impersonate.
     #[arg(short = 'n', long, default_value_t = 500)]
@@ -215,45 +223,128 @@ fn config(args: &Common, i: u32) -> Result<Config> {
     })
 }
 
-async fn serve(args: Common, pins: Vec<String>) -> Result<()> {
-    let pins: HashMap<Fqdn, [u8; 32]> = pins.iter().map(|p| parse_pin(p)).collect::<Result<_>>()?;
-    let keys = load_keys(&args.keys, args.count)?;
-    let mut hosts = Vec::new();
-    for (i, identity) in (1..=args.count).zip(keys) {
+/// Binds the sockets of `shard` (host numbers with their keys) and builds their engines.
+async fn bind_hosts(
+    args: &Common,
+    pins: &HashMap<Fqdn, [u8; 32]>,
+    shard: Vec<(u32, Identity)>,
+) -> Result<Vec<Host>> {
+    let mut hosts = Vec::with_capacity(shard.len());
+    for (i, identity) in shard {
         let addr = nth_addr(args.first_addr, i)?;
         let socket = UdpSocket::bind(SocketAddrV4::new(addr, args.port))
             .await
             .with_context(|| format!("cannot bind {addr}:{}", args.port))?;
-        let cfg = config(&args, i)?;
+        let cfg = config(args, i)?;
         let home = cfg.home_vip;
         let engine = Engine::new(cfg, identity, Partners::new(home), pins.clone(), 0, addr);
         hosts.push(Host {
             peer: Peer::new(engine, socket),
         });
     }
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let stats = Rc::new(RefCell::new(vec![Stats::default(); hosts.len()]));
+    Ok(hosts)
+}
+
+/// One thread's share of the hosts: binds them, reports on `ready`, runs them until `stop`
+/// turns true, and returns their counters.
+fn run_shard(
+    args: Common,
+    pins: HashMap<Fqdn, [u8; 32]>,
+    shard: Vec<(u32, Identity)>,
+    ready: std::sync::mpsc::Sender<Result<()>>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Vec<Stats>> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = ready.send(Err(anyhow::Error::new(e).context("tokio runtime")));
+            return Ok(Vec::new());
+        }
+    };
     let local = tokio::task::LocalSet::new();
-    for (slot, host) in hosts.into_iter().enumerate() {
-        local.spawn_local(host.run(stats.clone(), slot));
-    }
-    println!(
-        "vip-sim ready: {} hosts, {}..{} port {}",
-        args.count,
-        args.first_addr,
-        nth_addr(args.first_addr, args.count)?,
-        args.port
-    );
-    local
-        .run_until(async {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    local.block_on(&runtime, async move {
+        let hosts = match bind_hosts(&args, &pins, shard).await {
+            Ok(hosts) => hosts,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return Ok(Vec::new());
             }
+        };
+        let stats = Rc::new(RefCell::new(vec![Stats::default(); hosts.len()]));
+        for (slot, host) in hosts.into_iter().enumerate() {
+            tokio::task::spawn_local(host.run(stats.clone(), slot));
+        }
+        let _ = ready.send(Ok(()));
+        // The main thread counts the shards that reported; a sender kept would hide one
+        // that ended without reporting.
+        drop(ready);
+        // A dropped sender is a stop too.
+        let _ = stop.wait_for(|stopped| *stopped).await;
+        Ok(stats.take())
+    })
+}
+
+fn serve(args: Common, pins: Vec<String>, threads: usize) -> Result<()> {
+    let pins: HashMap<Fqdn, [u8; 32]> = pins.iter().map(|p| parse_pin(p)).collect::<Result<_>>()?;
+    let keys = load_keys(&args.keys, args.count)?;
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(args.count as usize);
+    // Host i goes to thread (i - 1) % threads.
+    let mut shards: Vec<Vec<(u32, Identity)>> = (0..threads).map(|_| Vec::new()).collect();
+    for ((i, identity), shard) in (1..=args.count).zip(keys).zip((0..threads).cycle()) {
+        if let Some(hosts) = shards.get_mut(shard) {
+            hosts.push((i, identity));
+        }
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let workers: Vec<_> = shards
+        .into_iter()
+        .map(|shard| {
+            let (args, pins, ready, stop) = (
+                args.clone(),
+                pins.clone(),
+                ready_tx.clone(),
+                stop_rx.clone(),
+            );
+            std::thread::spawn(move || run_shard(args, pins, shard, ready, stop))
         })
-        .await;
-    let all = stats.borrow();
+        .collect();
+    drop(ready_tx);
+    let mut bound = Ok(());
+    for _ in 0..threads {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => bound = Err(e),
+            Err(_) => bound = Err(anyhow::anyhow!("a host thread ended before binding")),
+        }
+    }
+    let waited = bound.and_then(|()| {
+        println!(
+            "vip-sim ready: {} hosts on {threads} threads, {}..{} port {}",
+            args.count,
+            args.first_addr,
+            nth_addr(args.first_addr, args.count)?,
+            args.port
+        );
+        wait_for_signal()
+    });
+    let _ = stop_tx.send(true);
+    let mut all = Vec::new();
+    for worker in workers {
+        match worker.join() {
+            Ok(stats) => all.extend(stats?),
+            Err(_) => bail!("a host thread panicked"),
+        }
+    }
+    waited?;
     let sum = |f: fn(&Stats) -> u64| all.iter().map(f).sum::<u64>();
     println!(
         "vip-sim: responses={} pairs={} hints={} acks={} cookies={} dropped={} garbage={}",
@@ -268,24 +359,40 @@ async fn serve(args: Common, pins: Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// Blocks until SIGTERM or SIGINT.
+fn wait_for_signal() -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("tokio runtime")?
+        .block_on(async {
+            let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+            let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            Ok(())
+        })
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let (args, pins) = match cli.command {
+    let (args, serving) = match cli.command {
         Command::Zone(args) => (args, None),
-        Command::Serve { common, pins } => (common, Some(pins)),
+        Command::Serve {
+            common,
+            pins,
+            threads,
+        } => (common, Some((pins, threads))),
     };
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
-    let Some(pins) = pins else {
-        return zone(&args);
-    };
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .context("tokio runtime")?
-        .block_on(serve(args, pins))
+    match serving {
+        None => zone(&args),
+        Some((pins, threads)) => serve(args, pins, threads),
+    }
 }
 
 #[cfg(test)]
