@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prompt TCP recovery when a peer moves (the paper's callOnChange for TCP): when a mapping's
 # address changes, the namespace's TCP sockets to that VIP that wait out a retransmission
-# backoff (or for a SYN's answer) retransmit at once. Checked against TCP's own schedule,
+# backoff (or for a SYN's answer) retransmit at once, and those stalled with segments in
+# flight before any timeout send a loss probe at once. Checked against TCP's own schedule,
 # read from `ss` just before the re-point, rather than against a tight time bound.
 # kernel-facing: also run on the debug kernel
 # timeout: 300
@@ -64,13 +65,17 @@ on c ip link set eth1 down
 # The transfer from A to B.
 head -c 3000000 /dev/urandom > /tmp/kick.payload
 want=$(sha256sum < /tmp/kick.payload | cut -d' ' -f1)
-on b socat -u TCP4-LISTEN:6001,bind=240.0.0.2,reuseaddr OPEN:/tmp/kick.out,creat,trunc &
-server=$!
-eventually 5 listening b 6001
-paced_cat /tmp/kick.payload 50000 0.05 | on a socat -u - TCP4:240.0.0.2:6001 &
-client=$!
-# Move once the transfer is under way.
-eventually 10 bash -c '[ "$(stat -c %s /tmp/kick.out)" -gt 200000 ]'
+# start_transfer PORT: B listens on PORT and A sends it the payload, paced; returns once
+# the transfer is under way (200 kB arrived), with the two ends' pids in server and client.
+start_transfer() {
+  on b socat -u TCP4-LISTEN:"$1",bind=240.0.0.2,reuseaddr OPEN:/tmp/kick.out,creat,trunc &
+  server=$!
+  eventually 5 listening b "$1"
+  paced_cat /tmp/kick.payload 50000 0.05 | on a socat -u - TCP4:240.0.0.2:"$1" &
+  client=$!
+  eventually 10 bash -c '[ "$(stat -c %s /tmp/kick.out)" -gt 200000 ]'
+}
+start_transfer 6001
 
 # Both move at once; nobody tells the mappings yet, so A's retransmissions go to B's old
 # address and TCP backs off. Wait until it has backed off four times and its next try is
@@ -136,12 +141,7 @@ check "a re-point to the same address kicks nothing (backoff $(backoff_of a 240.
 # the kick is void until ARP gives up; A's ARP is slowed down so that giving up would take
 # 15 s (3 probes 5 s apart) and cannot be confused with the kick.
 on a sysctl -qw net.ipv4.neigh.eth1.retrans_time_ms=5000
-on b socat -u TCP4-LISTEN:6003,bind=240.0.0.2,reuseaddr OPEN:/tmp/kick.out,creat,trunc &
-server=$!
-eventually 5 listening b 6003
-paced_cat /tmp/kick.payload 50000 0.05 | on a socat -u - TCP4:240.0.0.2:6003 &
-client=$!
-eventually 10 bash -c '[ "$(stat -c %s /tmp/kick.out)" -gt 200000 ]'
+start_transfer 6003
 left=$(topo_addr b)
 # B leaves first: had A arrived while B still held the address, A's ARP would have
 # resolved it to B's interface, and A's packets would leave (to be dropped by B) instead
@@ -174,19 +174,15 @@ check "that transfer completes too, intact (sha256)" \
 # lets TCP repair the rest. Proven stalled first: data queued that the window does not let
 # out (notsent), no timeout fired yet (backoff 0), the timer seconds away.
 on a ip route add 240.0.0.2/32 dev vip0 src 240.0.0.1 rto_min 10s
-on b socat -u TCP4-LISTEN:6004,bind=240.0.0.2,reuseaddr OPEN:/tmp/kick.out,creat,trunc &
-server=$!
-eventually 5 listening b 6004
-paced_cat /tmp/kick.payload 50000 0.05 | on a socat -u - TCP4:240.0.0.2:6004 &
-client=$!
-eventually 10 bash -c '[ "$(stat -c %s /tmp/kick.out)" -gt 200000 ]'
+start_transfer 6004
 on a vipctl map replace 240.0.0.2 via 203.0.113.200 local 240.0.0.1
 notsent() { on a ss -tino "dst 240.0.0.2:6004" | sed -n 's/.*notsent:\([0-9]*\).*/\1/p'; }
 stalled() { waiting_out a 240.0.0.2:6004 0 5000 && [ "$BACKOFF" = 0 ] && [ "$(notsent)" -gt 0 ]; }
-probes_before=$(vip_stat a tcp_probes) kicks_before=$(vip_stat a tcp_kicks)
 eventually 20 stalled
 timer=$TIMER start=$SEEN_AT
 sleep 0.5
+# Counted from here: the move away's own walk (which found the socket still acked) is over.
+probes_before=$(vip_stat a tcp_probes) kicks_before=$(vip_stat a tcp_kicks)
 received=$(stat -c %s /tmp/kick.out)
 check "A's connection to B stalled with a full window and no timeout fired (next try in ${timer} ms, $(notsent) bytes not sent)" \
   test "$timer" -ge 5000

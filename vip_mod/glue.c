@@ -116,26 +116,57 @@ bool vip_tcp_walk_done(struct net *net, unsigned int bucket)
 }
 
 /*
- * Has @sk, whose peer was just re-pointed (the path to it is back), send at
- * once what a timer would send later; the caller holds the socket lock
- * (lock_sock), which defers the timer handler to release_sock() if it fires
- * meanwhile. Returns what it did:
+ * Whether TCP itself would send @sk a tail loss probe now, but for the one it
+ * sent already: the conditions of tcp_schedule_loss_probe (loss probes and
+ * RACK on, SACK, no recovery under way; neither a Fast Open request nor
+ * repair mode, whose timers differ), and no ACK for a probe timeout (two
+ * smoothed RTTs): a connection whose ACKs still arrive is left alone.
+ */
+static bool vip_tcp_probe_due(struct sock *sk)
+{
+	struct inet_connection_sock *icsk = inet_csk(sk);
+	struct tcp_sock *tp = tcp_sk(sk);
+	struct net *net = sock_net(sk);
+	u8 early_retrans = READ_ONCE(net->ipv4.sysctl_tcp_early_retrans);
+
+	if (!((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_FIN_WAIT1 | TCPF_CLOSE_WAIT |
+				     TCPF_CLOSING | TCPF_LAST_ACK)) ||
+	    !tp->packets_out || tp->repair || rcu_access_pointer(tp->fastopen_rsk))
+		return false;
+	if ((early_retrans != 3 && early_retrans != 4) || !tcp_is_sack(tp) ||
+	    !(READ_ONCE(net->ipv4.sysctl_tcp_recovery) & TCP_RACK_LOSS_DETECTION))
+		return false;
+	if (icsk->icsk_ca_state != TCP_CA_Open && icsk->icsk_ca_state != TCP_CA_CWR)
+		return false;
+	return (s32)(tcp_jiffies32 - tp->rcv_tstamp) >=
+	       (s32)usecs_to_jiffies(max_t(u32, tp->srtt_us >> 2, 1));
+}
+
+/*
+ * Has @sk, whose peer was just re-pointed (or whose peer's ack shows that it
+ * follows us again), send at once what a timer would send later; the caller
+ * holds the socket lock (lock_sock), which defers the timer handler to
+ * release_sock() if it fires meanwhile. Returns what it did:
  *
  * VIP_KICK_RETRANSMIT: the socket waits out a retransmission timeout that
  *   has already fired at least once (or for the answer to a SYN): its last
  *   tries went to an address the peer has left. The backoff is undone and the
- *   timeout fires now, as tcp_ld_RTO_revert does for RFC 6069.
+ *   timeout fires now (RFC 6069's tcp_ld_RTO_revert undoes one step of it and
+ *   keeps the time elapsed; the peer did not merely come back, it moved).
  *
- * VIP_KICK_PROBE: it has segments in flight and its timeout has not fired
- *   yet. Those sent while the peer was unreachable are lost, and so was the
- *   tail loss probe TCP sent meanwhile (tlp_high_seq allows one at a time),
- *   so a sender whose window is full of them would wait for the whole
- *   timeout. A loss probe goes now instead (new data, or the last segment
- *   again), as tcp_write_timer_handler would send it: the peer's SACK for it
- *   lets RACK repair the rest within a round trip, with fast recovery's
- *   congestion response rather than a timeout's.
+ * VIP_KICK_PROBE: it has segments in flight, no timeout has fired or is due
+ *   yet, and no ACK came for a probe timeout (vip_tcp_probe_due). Those sent
+ *   while the peer was unreachable are lost, and so was the tail loss probe
+ *   TCP sent meanwhile (tlp_high_seq allows one a flight), so a sender whose
+ *   window is full of them would wait for the whole timeout. A loss probe
+ *   goes now instead (new data, or the last segment again), as
+ *   tcp_write_timer_handler sends it: the peer's SACK for it lets RACK repair
+ *   the rest within a round trip, with fast recovery's congestion response
+ *   rather than a timeout's. A probe into a path that is still dead restarts
+ *   the timeout, as TCP's own probe does: each re-point can cost the socket up
+ *   to one more timeout.
  *
- * VIP_KICK_NONE otherwise (nothing in flight, or a zero-window probe).
+ * VIP_KICK_NONE otherwise.
  */
 int vip_tcp_kick(struct sock *sk)
 {
@@ -152,11 +183,14 @@ int vip_tcp_kick(struct sock *sk)
 		inet_csk_reset_xmit_timer(sk, ICSK_TIME_RETRANS, 0, TCP_RTO_MAX);
 		return VIP_KICK_RETRANSMIT;
 	}
+	/* A timeout that is due (its handler perhaps deferred to release_sock())
+	 * is left to fire as it is. */
+	if (icsk->icsk_pending == ICSK_TIME_RETRANS &&
+	    !time_before(jiffies, icsk->icsk_timeout))
+		return VIP_KICK_NONE;
 	if ((icsk->icsk_pending == ICSK_TIME_RETRANS ||
 	     icsk->icsk_pending == ICSK_TIME_LOSS_PROBE) &&
-	    ((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_FIN_WAIT1 | TCPF_CLOSE_WAIT |
-				    TCPF_CLOSING | TCPF_LAST_ACK)) &&
-	    tp->packets_out) {
+	    vip_tcp_probe_due(sk)) {
 		/* The earlier probe is as lost as the segments it probed for. */
 		tp->tlp_high_seq = 0;
 		inet_csk_reset_xmit_timer(sk, ICSK_TIME_LOSS_PROBE, 0, TCP_RTO_MAX);

@@ -22,11 +22,12 @@ pub(crate) struct TcpSocket {
 /// What a kick did to a socket (`vip_tcp_kick` in `glue.c`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kick {
-    /// Nothing was waiting on a timer.
+    /// Left alone: nothing in flight, a timeout already due, ACKs still arriving, or a
+    /// state where TCP sends no loss probe.
     None,
     /// A timeout that had fired already: its backoff undone, it retransmits now.
     Retransmit,
-    /// Segments in flight before any timeout: a loss probe goes now.
+    /// Segments in flight, no timeout fired, no ACK for two RTTs: a loss probe goes now.
     Probe,
 }
 

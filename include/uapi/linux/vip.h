@@ -54,9 +54,11 @@
  *    PEER_VIP that wait in retransmission backoff (or for a SYN's answer)
  *    retransmit at once, with their backoff undone (counted in
  *    VIP_STAT_TCP_KICKS): their last tries went to the old address. Those
- *    with segments in flight whose timeout has not fired yet send a loss
- *    probe at once (VIP_STAT_TCP_PROBES): what they sent meanwhile was lost,
- *    and a full window of it would stall them until the timeout. If
+ *    with segments in flight whose timeout has not fired yet, and no ACK for
+ *    two smoothed RTTs, send a loss probe at once where TCP would send one
+ *    (SACK and RACK on, no recovery under way; VIP_STAT_TCP_PROBES): what
+ *    they sent meanwhile was lost, and a full window of it would stall them
+ *    until the timeout. If
  *    the old address is on one of our links and its neighbour entry is
  *    still unresolved, that entry is failed first (VIP_STAT_NEIGH_RELEASED),
  *    since TCP does not retransmit a segment whose last copy still waits in
