@@ -6,11 +6,12 @@
 # read from `ss` just before the re-point, rather than against a tight time bound.
 # kernel-facing: also run on the debug kernel
 # timeout: 300
-# duration: 50
+# duration: 80
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
-tap_plan 18
+source "$(dirname "$0")/lib/capture.sh"
+tap_plan 22
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -174,17 +175,25 @@ check "that transfer completes too, intact (sha256)" \
 # lets TCP repair the rest. Proven stalled first: data queued that the window does not let
 # out (notsent), no timeout fired yet (backoff 0), the timer seconds away.
 on a ip route add 240.0.0.2/32 dev vip0 src 240.0.0.1 rto_min 10s
-start_transfer 6004
-on a vipctl map replace 240.0.0.2 via 203.0.113.200 local 240.0.0.1
-notsent() { on a ss -tino "dst 240.0.0.2:6004" | sed -n 's/.*notsent:\([0-9]*\).*/\1/p'; }
-stalled() { waiting_out a 240.0.0.2:6004 0 5000 && [ "$BACKOFF" = 0 ] && [ "$(notsent)" -gt 0 ]; }
-eventually 20 stalled
+# stall PORT: a transfer to B on PORT, stalled as above, and the counters and bytes
+# received once the move away's own walk (which found the socket still acked) is over;
+# leaves TIMER, SEEN_AT, probes_before, kicks_before and received.
+notsent() { on a ss -tino "dst 240.0.0.2:$1" | sed -n 's/.*notsent:\([0-9]*\).*/\1/p'; }
+stalled() { waiting_out a "240.0.0.2:$1" 0 5000 && [ "$BACKOFF" = 0 ] && [ "$(notsent "$1")" -gt 0 ]; }
+stall() {
+  start_transfer "$1"
+  on a vipctl map replace 240.0.0.2 via 203.0.113.200 local 240.0.0.1
+  eventually 20 stalled "$1"
+  sleep 0.5
+  probes_before=$(vip_stat a tcp_probes) kicks_before=$(vip_stat a tcp_kicks)
+  received=$(stat -c %s /tmp/kick.out)
+}
+# finish: waits for the transfer's two ends; intact: it ended well, with the payload whole.
+finish() { wait $client; client_rc=$?; wait $server; }
+intact() { test $client_rc = 0 -a "$(sha256sum < /tmp/kick.out | cut -d' ' -f1)" = "$want"; }
+stall 6004
 timer=$TIMER start=$SEEN_AT
-sleep 0.5
-# Counted from here: the move away's own walk (which found the socket still acked) is over.
-probes_before=$(vip_stat a tcp_probes) kicks_before=$(vip_stat a tcp_kicks)
-received=$(stat -c %s /tmp/kick.out)
-check "A's connection to B stalled with a full window and no timeout fired (next try in ${timer} ms, $(notsent) bytes not sent)" \
+check "A's connection to B stalled with a full window and no timeout fired (next try in ${timer} ms, $(notsent 6004) bytes not sent)" \
   test "$timer" -ge 5000
 vip_map a b
 eventually 10 bash -c "[ \$(stat -c %s /tmp/kick.out) -gt $received ]"
@@ -198,10 +207,37 @@ probed() { [ "$(vip_stat a tcp_probes)" -gt "$probes_before" ]; }
 eventually 20 probed
 check "A counted a loss probe, not a retransmission kick ($(vip_stat a tcp_probes) > $probes_before, kicks $(vip_stat a tcp_kicks) = $kicks_before)" \
   test "$(vip_stat a tcp_probes)" -gt "$probes_before" -a "$(vip_stat a tcp_kicks)" = "$kicks_before"
-wait $client; client_rc=$?
-wait $server
-check "that transfer completes too, intact (sha256)" \
-  test $client_rc = 0 -a "$(sha256sum < /tmp/kick.out | cut -d' ' -f1)" = "$want"
+finish
+check "that transfer completes too, intact (sha256)" intact
+
+# Where TCP itself would send no loss probe, the re-point sends none either: a connection
+# without SACK (TCP's probe needs the SACK of it to repair the rest), and any connection
+# while RACK loss detection is off. Each stalls as above; then for 2 s after the re-point
+# not one packet from A reaches B's link (a capture there, while TCP's own timeout is
+# still seconds away), and then that timeout resumes the transfer.
+no_probe_when() { # no_probe_when PORT WHAT
+  stall "$1"
+  local timer=$TIMER seen=$SEEN_AT
+  capture b "eth${_topo_host_lan[b]}" /tmp/kick.pcap "ip proto 4 and src $(topo_addr a)"
+  local capturing=$CAPTURE
+  vip_map a b
+  local repointed; repointed=$(now_ms)
+  sleep 2
+  capture_stop "$capturing"
+  local walked=$(( $(now_ms) - repointed )) sent; sent=$(packets_in /tmp/kick.pcap)
+  diag "$2: $sent packets from A on B's link in the ${walked} ms after the re-point; the timeout was $((seen + timer - repointed)) ms away then"
+  check "$2: the re-point sent no loss probe ($sent packets from A in $walked ms, probes $(vip_stat a tcp_probes) = $probes_before, kicks $(vip_stat a tcp_kicks) = $kicks_before)" \
+    test "$sent" = 0 -a "$(vip_stat a tcp_probes)" = "$probes_before" \
+    -a "$(vip_stat a tcp_kicks)" = "$kicks_before" -a $((seen + timer)) -gt "$(now_ms)"
+  finish
+  check "$2: TCP's own timeout resumes it, and it completes intact" intact
+}
+on a sysctl -qw net.ipv4.tcp_sack=0
+no_probe_when 6005 "a connection without SACK"
+on a sysctl -qw net.ipv4.tcp_sack=1
+on a sysctl -qw net.ipv4.tcp_recovery=0
+no_probe_when 6006 "with RACK off"
+on a sysctl -qw net.ipv4.tcp_recovery=1
 on a ip route del 240.0.0.2/32 dev vip0
 kill $monitor $listener 2>/dev/null
-rm -f /tmp/kick.payload /tmp/kick.out /tmp/kick.events /tmp/kick.syn /tmp/kick.zeros
+rm -f /tmp/kick.pcap /tmp/kick.pcap.log /tmp/kick.payload /tmp/kick.out /tmp/kick.events /tmp/kick.syn /tmp/kick.zeros
