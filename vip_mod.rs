@@ -10,7 +10,8 @@
 //! `netns`, per-namespace state; `table`, the mapping table; `device`, the `vip` link
 //! type; `skb` and `tunnel`, packets and routes; `sock`, TCP sockets; `neigh`, neighbour entries; `work`, work items)
 //! and logic on top (`netlink`, the family's commands; `xmit` and `receive`, the data
-//! path; `events`; `kick`, TCP recovery after a peer moves; `stats`; `addr`; `time`).
+//! path; `roam`, mappings that follow authenticated packets; `events`; `kick`, TCP
+//! recovery after a peer moves; `stats`; `addr`; `time`).
 
 use kernel::{c_str, prelude::*};
 
@@ -37,6 +38,8 @@ mod netns;
 mod rcu;
 #[path = "vip_mod/receive.rs"]
 mod receive;
+#[path = "vip_mod/roam.rs"]
+mod roam;
 #[path = "vip_mod/skb.rs"]
 mod skb;
 #[path = "vip_mod/sock.rs"]
@@ -68,12 +71,14 @@ module! {
 }
 
 /// Everything the module registers. Fields drop in declaration order, the reverse of
-/// `init`: userspace loses the family first, then every vip device goes, then every
-/// namespace's hook and table (unregister, grace period, free), and the mapping cache
-/// last, once deferred frees have run.
+/// `init`: userspace loses the family first, then every vip device goes, then XFRM's
+/// callbacks (which use the namespaces' tables), then every namespace's hook and table
+/// (unregister, grace period, free), and the mapping cache last, once deferred frees have
+/// run.
 struct VipModule {
     _family: genetlink::Registration,
     _link: device::LinkRegistration,
+    _esp: roam::Registration,
     _pernet: netns::Registration,
     _cache: table::CacheRegistration,
 }
@@ -82,12 +87,14 @@ impl kernel::Module for VipModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let cache = table::CacheRegistration::new()?;
         let pernet = netns::Registration::new()?;
+        let esp = roam::Registration::new()?;
         let link = device::LinkRegistration::new()?;
         let family = netlink::register(module)?;
         pr_info!("version {} loaded\n", VERSION);
         Ok(VipModule {
             _family: family,
             _link: link,
+            _esp: esp,
             _pernet: pernet,
             _cache: cache,
         })

@@ -96,6 +96,16 @@ bool vip_pskb_network_may_pull(struct sk_buff *skb, unsigned int len);
 u32 vip_skb_get_hash(struct sk_buff *skb);
 unsigned int vip_skb_dst_mtu(const struct sk_buff *skb);
 struct xfrm_offload *vip_xfrm_offload(struct sk_buff *skb);
+
+/* The ESP security association that authenticated a packet (vip_mod/roam.rs). */
+struct vip_esp_sa {
+	struct net *net;
+	__be32 spi;
+	u32 seq;	/* the packet's sequence number, low 32 bits, host order */
+	__be32 saddr;	/* the association's addresses: the peer's VIP ... */
+	__be32 daddr;	/* ... and ours */
+};
+bool vip_xfrm_input_esp(struct sk_buff *skb, struct vip_esp_sa *sa);
 unsigned int vip_skb_network_offset_from_head(const struct sk_buff *skb);
 bool vip_skb_reset_inner(struct sk_buff *skb);
 int vip_ecn_decap_at(struct sk_buff *skb, unsigned int outer_offset);

@@ -38,6 +38,16 @@ struct vip_counters {
 };
 
 /*
+ * What the receive path learns of the peer's ESP, for roaming on authenticated
+ * packets (vip_mod/roam.rs). Written with atomics on every ESP packet, like the
+ * counters, on the same line; a new copy of the mapping starts afresh.
+ */
+struct vip_roam {
+	u64 esp_seen;	/* from the mapped address: SPI << 32 | highest sequence number */
+	u64 candidate;	/* from elsewhere: source address << 32 | sequence number; 0: none */
+};
+
+/*
  * Mappings are never changed in place: a change publishes a new copy and frees
  * the old one after a grace period, so readers always see a consistent entry.
  * The first cache line is written only before the mapping is published.
@@ -50,6 +60,7 @@ struct vip_mapping {
 	u32 flags;			/* enum vip_map_flags */
 	struct rcu_head rcu;
 	struct vip_counters counters ____cacheline_aligned;
+	struct vip_roam roam;
 };
 
 #endif /* _VIP_MAPPING_H */

@@ -3,7 +3,8 @@
 //! Events for the daemon. From the data path: a packet to a VIP without mapping, from a VIP
 //! without mapping, from a mapped VIP at another address; anyone who can send packets can
 //! cause those, so each kind has its own budget, the same event is sent at most once a
-//! second, and only VIPs cause any. From `VIP_CMD_MAP_SET`: a peer's address changed.
+//! second, and only VIPs cause any. From `VIP_CMD_MAP_SET` and roams: a peer's address
+//! changed.
 
 use crate::{addr::Ipv4Addr, bindings, genetlink, netns::Net, stats::Counter};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -163,13 +164,24 @@ pub(crate) fn moved(net: &Net, peer: Ipv4Addr, mapped: Ipv4Addr, seen: Ipv4Addr)
     );
 }
 
-/// `VIP_CMD_MAP_SET` moved `peer` from `old` to `new`. In process context; administrators
+/// The module moved `peer` from `old` to `new`, the source of an authenticated packet
+/// (`roam`). In process context; only authenticated packets cause these, so they are not
+/// limited.
+pub(crate) fn roamed(net: &Net, peer: Ipv4Addr, old: Ipv4Addr, new: Ipv4Addr) {
+    address_event(net, bindings::VIP_CMD_EVENT_ROAMED, peer, old, new);
+}
+
+/// `VIP_CMD_MAP_SET` (or a roam) moved `peer` from `old` to `new`. In process context; administrators
 /// cause these, so they are not limited.
 pub(crate) fn mapping_changed(net: &Net, peer: Ipv4Addr, old: Ipv4Addr, new: Ipv4Addr) {
+    address_event(net, bindings::VIP_CMD_EVENT_MAPPING_CHANGED, peer, old, new);
+}
+
+fn address_event(net: &Net, cmd: u32, peer: Ipv4Addr, old: Ipv4Addr, new: Ipv4Addr) {
     if !genetlink::has_listeners(net) {
         return;
     }
-    let sent = genetlink::multicast(net, bindings::VIP_CMD_EVENT_MAPPING_CHANGED, |msg| {
+    let sent = genetlink::multicast(net, cmd, |msg| {
         msg.put_be32(bindings::VIP_A_PEER_VIP, peer.to_raw())?;
         msg.put_be32(bindings::VIP_A_OLD_IP4, old.to_raw())?;
         msg.put_be32(bindings::VIP_A_PEER_IP4, new.to_raw())

@@ -259,6 +259,32 @@ struct xfrm_offload *vip_xfrm_offload(struct sk_buff *skb)
 	return xfrm_offload(skb);
 }
 
+/*
+ * For an xfrm4_protocol callback after decryption: the IPv4 transport-mode ESP
+ * association that authenticated the packet, and the packet's sequence number,
+ * which xfrm_input() keeps in the control block from its replay check to the
+ * callbacks (XFRM_SKB_CB, on every path: direct, GRO and asynchronous crypto).
+ * False for anything else.
+ */
+bool vip_xfrm_input_esp(struct sk_buff *skb, struct vip_esp_sa *sa)
+{
+	struct sec_path *sp = skb_sec_path(skb);
+	struct xfrm_state *x;
+
+	if (!sp || !sp->len)
+		return false;
+	x = sp->xvec[sp->len - 1];
+	if (x->props.family != AF_INET || x->id.proto != IPPROTO_ESP ||
+	    x->props.mode != XFRM_MODE_TRANSPORT)
+		return false;
+	sa->net = xs_net(x);
+	sa->spi = x->id.spi;
+	sa->seq = ntohl(XFRM_SKB_CB(skb)->seq.input.low);
+	sa->saddr = x->props.saddr.a4;
+	sa->daddr = x->id.daddr.a4;
+	return true;
+}
+
 unsigned int vip_skb_network_offset_from_head(const struct sk_buff *skb)
 {
 	return skb_network_header(skb) - skb->head;

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Per network namespace state: every namespace has its own mapping table, counters, event
-//! limits and TCP kicker, and at most one vip device.
+//! limits, TCP kicker and roamer, and at most one vip device.
 
-use crate::{bindings, events, kick::Kicker, stats::Stats, table::Table};
+use crate::{bindings, events, kick::Kicker, roam::Roamer, stats::Stats, table::Table};
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use kernel::{error::from_result, ffi, prelude::*, types::Opaque};
 
@@ -49,6 +49,8 @@ pub(crate) struct VipNet {
     pub(crate) events: events::Limits,
     #[pin]
     pub(crate) kicker: Kicker,
+    #[pin]
+    pub(crate) roamer: Roamer,
 }
 
 /// The slot number the kernel assigns our per-namespace pointer; written once, by
@@ -68,6 +70,7 @@ unsafe extern "C" fn net_init(net: *mut bindings::net) -> ffi::c_int {
                 rx_device: AtomicPtr::new(core::ptr::null_mut()),
                 events <- events::Limits::new(),
                 kicker <- Kicker::new(net),
+                roamer <- Roamer::new(net),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
@@ -98,6 +101,15 @@ unsafe extern "C" fn net_pre_exit(net: *mut bindings::net) {
 /// the namespace's devices were deleted and after an RCU grace period that follows
 /// `net_pre_exit`.
 unsafe extern "C" fn net_exit(net: *mut bindings::net) {
+    // Packets received until the devices went may have queued a roam, which kicks TCP:
+    // both are cancelled now that no packet of the namespace is in flight (the devices
+    // are gone, and a grace period has passed).
+    {
+        // SAFETY: the state is still in place (freed below).
+        let vips = unsafe { Net::from_raw(net) }.vip();
+        vips.roamer.cancel();
+        vips.kicker.cancel();
+    }
     // SAFETY: the slot holds the pointer `net_init` made with `KBox::into_raw`. The
     // namespace is dead, its vip device and receive hook are gone (unregistered, then a
     // grace period), and its kicker is cancelled, so no reader of the state remains.

@@ -4,8 +4,9 @@
 //! is a VIP. LOCAL_IN, not PRE_ROUTING: only packets addressed to this host are ours (a
 //! router with the module loaded must forward other hosts' VIP traffic untouched), and the
 //! outer packet has been reassembled by then. A packet from a mapped peer, at its mapped
-//! address, loses its outer header and arrives on the namespace's vip device; anything else
-//! is dropped, counted, and (for unknown or moved peers) reported to userspace. Other IPIP
+//! address, loses its outer header and arrives on the namespace's vip device, and so does
+//! ESP from elsewhere that may prove the peer moved (`roam`); anything else is dropped,
+//! counted, and (for unknown or moved peers) reported to userspace. Other IPIP
 //! packets are left alone, so the kernel's `ipip` tunnels keep working beside us.
 //!
 //! The hook is registered in a namespace only while it has a vip device (`device::newlink`
@@ -18,6 +19,7 @@ use crate::{
     events,
     netns::Net,
     rcu,
+    roam::{self, EspId},
     skb::{self, Ipv4Header, SkBuff, IPV4_HEADER_LEN},
     stats::Counter,
     table::Mapping,
@@ -164,11 +166,21 @@ fn claim<'a>(skb: &mut SkBuff, net: &'a Net, guard: &'a rcu::Guard) -> Claim<'a>
     if mapping.is_invalid() {
         return Claim::Drop(Counter::RxInvalid);
     }
-    if mapping.peer() != outer.source {
+    let esp = esp_id(skb, outer_len, &inner);
+    let peer = roam::current_peer(&mapping);
+    if peer != outer.source {
         if reportable(&outer, &inner) {
-            events::moved(net, inner.source, mapping.peer(), outer.source);
+            events::moved(net, inner.source, peer, outer.source);
         }
-        return Claim::Drop(Counter::RxMoved);
+        // ESP that may prove the peer moved goes on, for IPsec to authenticate.
+        match esp {
+            Some(id) if roam::offer(&mapping, outer.source, id) => {
+                vip.stats.count(Counter::RxRoamCandidates)
+            }
+            _ => return Claim::Drop(Counter::RxMoved),
+        }
+    } else if let Some(id) = esp {
+        roam::saw_from_mapped(&mapping, id);
     }
     let local = mapping.local_vip();
     if local != Ipv4Addr::UNSPECIFIED && local != inner.destination {
@@ -186,6 +198,21 @@ fn claim<'a>(skb: &mut SkBuff, net: &'a Net, guard: &'a rcu::Guard) -> Claim<'a>
         dev,
         mapping,
     }
+}
+
+/// The ESP header of the inner packet, if it carries ESP (not a fragment of it).
+fn esp_id(skb: &mut SkBuff, outer_len: u32, inner: &Ipv4Header) -> Option<EspId> {
+    const ESP_ID_LEN: u32 = 8;
+    // Offset and more-fragments: a later fragment has no ESP header at its start.
+    const FRAGMENT: u16 = 0x3fff;
+    if inner.protocol != bindings::IPPROTO_ESP as u8 || inner.frag_off & FRAGMENT != 0 {
+        return None;
+    }
+    let at = outer_len + inner.header_len;
+    if inner.total_len < inner.header_len + ESP_ID_LEN || !skb.may_pull(at + ESP_ID_LEN) {
+        return None;
+    }
+    Some(EspId::from_header(skb.bytes_at::<8>(at)))
 }
 
 /// ICMP "fragmentation needed" (type 3, code 4).

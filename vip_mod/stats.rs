@@ -50,10 +50,17 @@ pub(crate) enum Counter {
     /// TCP sockets with segments in flight, no timeout fired yet, told to send a loss
     /// probe at once after their peer moved.
     TcpProbes,
+    /// ESP from a mapped VIP at another address, let through for IPsec to authenticate
+    /// (`roam`).
+    RxRoamCandidates,
+    /// Mappings moved to the source of an authenticated packet.
+    Roams,
+    /// Such moves not made: more at once than the namespace queues.
+    RoamsDropped,
 }
 
 /// Every counter, in the order the array keeps them, with its UAPI number.
-const ALL: [(Counter, u32); 19] = [
+const ALL: [(Counter, u32); 22] = [
     (Counter::TxMalformed, bindings::VIP_STAT_TX_MALFORMED),
     (Counter::TxNoMapping, bindings::VIP_STAT_TX_NO_MAPPING),
     (Counter::TxInvalid, bindings::VIP_STAT_TX_INVALID),
@@ -73,6 +80,12 @@ const ALL: [(Counter, u32); 19] = [
     (Counter::NeighReleased, bindings::VIP_STAT_NEIGH_RELEASED),
     (Counter::TxXfrmPending, bindings::VIP_STAT_TX_XFRM_PENDING),
     (Counter::TcpProbes, bindings::VIP_STAT_TCP_PROBES),
+    (
+        Counter::RxRoamCandidates,
+        bindings::VIP_STAT_RX_ROAM_CANDIDATES,
+    ),
+    (Counter::Roams, bindings::VIP_STAT_ROAMS),
+    (Counter::RoamsDropped, bindings::VIP_STAT_ROAMS_DROPPED),
 ];
 const _: () = {
     let mut i = 0;

@@ -186,6 +186,17 @@ impl NewMapping {
         }
     }
 
+    /// Keeps what `old`'s address sent of ESP, when the new mapping has the same address:
+    /// a candidate to roam to must be newer than that. A pending candidate is not kept.
+    fn inherit_esp_seen(&mut self, old: &Mapping<'_>) {
+        let new = self.as_mut();
+        // SAFETY: every mapping is AF_INET so far (`new` sets it so).
+        let address = Ipv4Addr::from_raw(unsafe { new.peer.__bindgen_anon_1.ip4 });
+        if old.peer() == address {
+            new.roam.esp_seen = old.roam_words().0.load(Ordering::SeqCst);
+        }
+    }
+
     fn as_mut(&mut self) -> &mut bindings::vip_mapping {
         // SAFETY: exclusively owned (type invariant).
         unsafe { self.ptr.as_mut() }
@@ -274,6 +285,20 @@ impl Mapping<'_> {
             add_counter(&raw mut (*c).rx_packets, 1);
             add_counter(&raw mut (*c).rx_bytes, u64::from(len));
             touch(&raw mut (*c).last_rx);
+        }
+    }
+
+    /// The words `roam` keeps for this mapping: what the mapped address sent of ESP, and a
+    /// candidate address to roam to.
+    pub(crate) fn roam_words(&self) -> (&AtomicU64, &AtomicU64) {
+        // SAFETY: valid for `'g`, which outlives `&self`; aligned 8-byte fields that
+        // everyone accesses atomically, and no reference to the struct is made.
+        unsafe {
+            let roam = &raw mut (*self.raw()).roam;
+            (
+                AtomicU64::from_ptr(&raw mut (*roam).esp_seen),
+                AtomicU64::from_ptr(&raw mut (*roam).candidate),
+            )
         }
     }
 
@@ -404,7 +429,7 @@ impl Table {
     /// the counters and times: a peer that moved is the same peer.
     pub(crate) fn set(&self, spec: &MappingSpec, mode: SetMode) -> Result<SetOutcome, TableError> {
         let _writer = self.writer.lock();
-        let mut new = NewMapping::new(spec).map_err(TableError::Kernel)?;
+        let new = NewMapping::new(spec).map_err(TableError::Kernel)?;
         let guard = rcu::Guard::new();
         match self.lookup(&guard, spec.peer_vip) {
             None => {
@@ -429,24 +454,68 @@ impl Table {
                 if !mode.replace {
                     return Err(TableError::Exists);
                 }
-                new.inherit_counters(old);
                 let outcome = SetOutcome::Replaced { old: old.peer() };
-                let old = old.ptr.as_ptr();
-                let new = new.publish();
-                // SAFETY: `old` is in the table and stays there while we hold the writer
-                // lock; `new` is complete and ours.
-                let ret = unsafe { bindings::vip_table_replace(self.ht(), old, new) };
-                if ret != 0 {
-                    // SAFETY: not published: the replace failed.
-                    unsafe { free_now(new.cast(), core::ptr::null_mut()) };
-                    return Err(TableError::Kernel(Error::from_errno(ret)));
-                }
-                // SAFETY: `old` is unlinked; readers that found it may use it until the end
-                // of the grace period, after which it is freed.
-                unsafe { bindings::call_rcu(&raw mut (*old).rcu, Some(free_after_grace_period)) };
+                self.replace(old, new)?;
                 Ok(outcome)
             }
         }
+    }
+
+    /// Moves `peer_vip`'s mapping to `to`, keeping the rest, unless it is there already or
+    /// marked invalid; returns the address it had. For `roam`, in process context.
+    pub(crate) fn move_peer(
+        &self,
+        peer_vip: Ipv4Addr,
+        to: Ipv4Addr,
+    ) -> Result<Option<Ipv4Addr>, TableError> {
+        let _writer = self.writer.lock();
+        let (spec, from) = {
+            let guard = rcu::Guard::new();
+            let Some(old) = self.lookup(&guard, peer_vip) else {
+                return Ok(None);
+            };
+            let from = old.peer();
+            if from == to || old.is_invalid() {
+                return Ok(None);
+            }
+            let spec = MappingSpec {
+                peer_vip,
+                peer_ip4: to,
+                local_vip: old.local_vip(),
+                flags: old.flags(),
+            };
+            (spec, from)
+        };
+        // Allocated outside the read-side section: it may sleep.
+        let mut new = NewMapping::new(&spec).map_err(TableError::Kernel)?;
+        let guard = rcu::Guard::new();
+        // Still there, unchanged: we hold the writer lock.
+        let old = self.lookup(&guard, peer_vip).ok_or(TableError::NotFound)?;
+        // What arrived from `to` since its packet was authenticated is the baseline there.
+        new.as_mut().roam.esp_seen = old.roam_words().0.load(Ordering::SeqCst);
+        self.replace(old, new)?;
+        Ok(Some(from))
+    }
+
+    /// Replaces `old`, found in the table under the writer lock (which the caller holds),
+    /// with `new`, which takes over its counters.
+    fn replace(&self, old: Mapping<'_>, mut new: NewMapping) -> Result<(), TableError> {
+        new.inherit_esp_seen(&old);
+        new.inherit_counters(old);
+        let old = old.ptr.as_ptr();
+        let new = new.publish();
+        // SAFETY: `old` is in the table and stays there while the caller holds the writer
+        // lock; `new` is complete and ours.
+        let ret = unsafe { bindings::vip_table_replace(self.ht(), old, new) };
+        if ret != 0 {
+            // SAFETY: not published: the replace failed.
+            unsafe { free_now(new.cast(), core::ptr::null_mut()) };
+            return Err(TableError::Kernel(Error::from_errno(ret)));
+        }
+        // SAFETY: `old` is unlinked; readers that found it may use it until the end of the
+        // grace period, after which it is freed.
+        unsafe { bindings::call_rcu(&raw mut (*old).rcu, Some(free_after_grace_period)) };
+        Ok(())
     }
 
     /// Deletes the mapping of `vip`.

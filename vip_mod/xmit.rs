@@ -43,7 +43,8 @@ fn try_xmit(mut skb: SkBuff, dev: &NetDevice) -> Result<(), Counter> {
         return Err(Counter::TxInvalid);
     }
     // Route on the DSCP only, as the kernel's tunnels do: ECN bits are not a route key.
-    let route = Route::output(net, mapping.peer(), inner.tos & DSCP_MASK, skb.hash())
+    let peer = crate::roam::current_peer(&mapping);
+    let route = Route::output(net, peer, inner.tos & DSCP_MASK, skb.hash())
         .map_err(|_| Counter::TxNoRoute)?;
     if route.goes_through(dev) {
         return Err(Counter::TxLoop);

@@ -10,7 +10,11 @@ With --last, the capture's last N such packets rather than its first (a replay m
 within the receiver's window: with ESN, one far behind it is taken for the next epoch and
 fails authentication instead).
 
-Usage: esp_replay.py CAPTURE.pcap OUTER_DST [--count N] [--tamper] [--last]
+With --ahead K (and --last), the sequence numbers are those the sender will use K packets
+after the capture's last one (a forgery of what it has not sent yet; it fails
+authentication).
+
+Usage: esp_replay.py CAPTURE.pcap OUTER_DST [--count N] [--tamper] [--last] [--ahead K]
 Prints how many it sent.
 """
 import argparse
@@ -33,6 +37,7 @@ def main():
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--tamper", action="store_true")
     parser.add_argument("--last", action="store_true")
+    parser.add_argument("--ahead", type=int)
     args = parser.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
     chosen = []
@@ -48,12 +53,19 @@ def main():
         if len(inner) < ihl + 16 + 1 + 16:
             continue
         chosen.append(inner)
+    last_seq = None
+    if chosen:
+        ihl = (chosen[-1][0] & 15) * 4
+        last_seq = struct.unpack("!I", chosen[-1][ihl + 4:ihl + 8])[0]
     chosen = chosen[-args.count:] if args.last else chosen[:args.count]
     sent = 0
     for inner in chosen:
         ihl = (inner[0] & 15) * 4
-        if args.tamper:
+        if args.ahead is not None:
+            inner[ihl + 4:ihl + 8] = struct.pack("!I", last_seq + args.ahead + sent)
+        elif args.tamper:
             inner[ihl + 4:ihl + 8] = struct.pack("!I", 0x40000000 + sent)
+        if args.tamper:
             inner[ihl + 16] ^= 0x01
         sock.sendto(bytes(inner), (args.outer_dst, 0))
         sent += 1

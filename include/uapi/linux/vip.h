@@ -125,11 +125,32 @@
  *    VIP_A_PEER_IP4: the address the mapping has
  *    VIP_A_SEEN_IP4: the address the packet came from
  *
- * VIP_CMD_EVENT_MAPPING_CHANGED: a VIP_CMD_MAP_SET changed where a peer is
- *    (the paper's callOnChange). Not rate-limited: only administrators cause it.
+ * VIP_CMD_EVENT_MAPPING_CHANGED: a VIP_CMD_MAP_SET, or a roam (below),
+ *    changed where a peer is (the paper's callOnChange). Not rate-limited:
+ *    only administrators and authenticated packets cause it.
  *    VIP_A_PEER_VIP: the peer
  *    VIP_A_OLD_IP4: the address it had
  *    VIP_A_PEER_IP4: the address it has now
+ *
+ * VIP_CMD_EVENT_ROAMED: the module itself moved a peer's mapping to the
+ *    source of an authenticated packet (below); sent before MAPPING_CHANGED.
+ *    Same attributes as MAPPING_CHANGED.
+ *
+ * Roaming on authenticated ESP
+ * ----------------------------
+ *
+ * A packet from a mapped peer that arrives from another address is dropped
+ * (VIP_STAT_RX_MOVED), unless it carries ESP on the security association the
+ * peer's mapped address uses, with a sequence number above any seen from that
+ * address (VIP_STAT_RX_ROAM_CANDIDATES). Such a packet goes on to the
+ * kernel's IPsec, and if IPsec authenticates it, the mapping moves to the
+ * address it came from, as WireGuard's endpoints roam: counted in
+ * VIP_STAT_ROAMS, with the events above, and TCP toward the peer kicked as
+ * for VIP_CMD_MAP_SET. A packet from the mapped address with that sequence
+ * number or a later one, or on another association, before the
+ * authentication voids the move. Nothing moves without an authenticated
+ * packet: a plaintext packet, a forged or replayed one, or one on another
+ * association moves nothing.
  */
 
 #ifndef _UAPI_LINUX_VIP_H
@@ -155,6 +176,7 @@ enum vip_cmd {
 	VIP_CMD_EVENT_MOVED,
 	VIP_CMD_SET_CONFIG,
 	VIP_CMD_EVENT_MAPPING_CHANGED,
+	VIP_CMD_EVENT_ROAMED,
 	__VIP_CMD_MAX,
 };
 #define VIP_CMD_MAX (__VIP_CMD_MAX - 1)
@@ -208,6 +230,9 @@ enum vip_stat {
 	VIP_STAT_NEIGH_RELEASED,	/* packets waiting for a left address freed */
 	VIP_STAT_TX_XFRM_PENDING,	/* ESP not yet applied by the offload path */
 	VIP_STAT_TCP_PROBES,		/* TCP sockets told to send a loss probe now */
+	VIP_STAT_RX_ROAM_CANDIDATES,	/* ESP from elsewhere let through to be authenticated */
+	VIP_STAT_ROAMS,			/* mappings moved by an authenticated packet */
+	VIP_STAT_ROAMS_DROPPED,		/* such moves not made: too many at once */
 	__VIP_STAT_MAX,
 };
 

@@ -177,6 +177,13 @@ pub enum Event {
         old: Ipv4Addr,
         new: Ipv4Addr,
     },
+    /// The module moved the mapping of `peer_vip` from `old` to `new`, the source of a
+    /// packet IPsec authenticated (followed by `MappingChanged`).
+    Roamed {
+        peer_vip: Ipv4Addr,
+        old: Ipv4Addr,
+        new: Ipv4Addr,
+    },
 }
 
 impl TryFrom<VipMessage> for Event {
@@ -209,6 +216,11 @@ impl TryFrom<VipMessage> for Event {
                 seen: seen.ok_or_else(missing)?,
             },
             VipCmd::EventMappingChanged => Event::MappingChanged {
+                peer_vip,
+                old: old.ok_or_else(missing)?,
+                new: mapped.ok_or_else(missing)?,
+            },
+            VipCmd::EventRoamed => Event::Roamed {
                 peer_vip,
                 old: old.ok_or_else(missing)?,
                 new: mapped.ok_or_else(missing)?,

@@ -22,6 +22,7 @@ pub enum VipCmd {
     EventMoved = 9,
     SetConfig = 10,
     EventMappingChanged = 11,
+    EventRoamed = 12,
 }
 
 impl TryFrom<u8> for VipCmd {
@@ -40,6 +41,7 @@ impl TryFrom<u8> for VipCmd {
             9 => Self::EventMoved,
             10 => Self::SetConfig,
             11 => Self::EventMappingChanged,
+            12 => Self::EventRoamed,
             other => return Err(format!("unknown vip command {other}").into()),
         })
     }
@@ -67,7 +69,7 @@ const VIP_A_OLD_IP4: u16 = 20;
 const VIP_STAT_PAD: u16 = 15;
 
 /// The names of `enum vip_stat` (lower case, without the prefix), by number.
-pub const STAT_NAMES: [(u16, &str); 19] = [
+pub const STAT_NAMES: [(u16, &str); 22] = [
     (1, "tx_malformed"),
     (2, "tx_no_mapping"),
     (3, "tx_invalid"),
@@ -87,6 +89,9 @@ pub const STAT_NAMES: [(u16, &str); 19] = [
     (18, "neigh_released"),
     (19, "tx_xfrm_pending"),
     (20, "tcp_probes"),
+    (21, "rx_roam_candidates"),
+    (22, "roams"),
+    (23, "roams_dropped"),
 ];
 
 /// The name of counter `kind`, if this crate knows it.
@@ -428,6 +433,7 @@ mod tests {
             value_of("VIP_CMD_EVENT_MAPPING_CHANGED"),
             VipCmd::EventMappingChanged as u32
         );
+        assert_eq!(value_of("VIP_CMD_EVENT_ROAMED"), VipCmd::EventRoamed as u32);
         assert_eq!(value_of("VIP_A_STATS"), u32::from(VIP_A_STATS));
         assert_eq!(
             value_of("VIP_A_MAX_MAPPINGS"),

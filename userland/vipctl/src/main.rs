@@ -227,6 +227,9 @@ fn event_line(event: &Event) -> String {
         Event::MappingChanged { peer_vip, old, new } => {
             format!("mapping-changed {peer_vip} from {old} to {new}")
         }
+        Event::Roamed { peer_vip, old, new } => {
+            format!("roamed {peer_vip} from {old} to {new}")
+        }
     }
 }
 

@@ -154,7 +154,11 @@ pub async fn kernel_events(vip: &vip_netlink::Client, handle: Handle) -> Result<
                         mapped,
                         seen,
                     },
-                    // Our own changes, echoed.
+                    Event::Roamed { peer_vip, new, .. } => KernelEvent::Roamed {
+                        peer_vip,
+                        addr: new,
+                    },
+                    // Our own changes, echoed (a roam's comes with its own event).
                     Event::MappingChanged { .. } => continue,
                 };
                 if tx.blocking_send(Input::KernelEvent(event)).is_err() {

@@ -715,6 +715,25 @@ impl Engine {
                     self.probe(now, &fqdn, seen);
                 }
             }
+            KernelEvent::Roamed { peer_vip, addr } => {
+                // The kernel followed the partner already (and kicked TCP): only our
+                // record follows, and a hint on its way goes there.
+                let Some(fqdn) = self.partners.by_vip(peer_vip).map(|p| p.fqdn.clone()) else {
+                    return;
+                };
+                let Some(partner) = self.partners.get_mut(&fqdn) else {
+                    return;
+                };
+                if partner.addr == addr {
+                    return;
+                }
+                let old = partner.addr;
+                partner.addr = addr;
+                self.stats.roams += 1;
+                self.dirty = true;
+                info!(peer = %fqdn, %old, new = %addr, "partner re-pointed by the kernel (IPsec authenticated a packet from its new address)");
+                self.hint_follows_roam(now, &fqdn, addr);
+            }
             KernelEvent::NoMapping { peer_vip } => {
                 if let Some(p) = self.partners.by_vip(peer_vip) {
                     let op = KernelOp::Install {

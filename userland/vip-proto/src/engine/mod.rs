@@ -249,6 +249,14 @@ pub enum KernelEvent {
         /// Where it came from.
         seen: Ipv4Addr,
     },
+    /// The kernel moved a mapping to the source of a packet IPsec authenticated (the
+    /// partner's own keys vouch for it, as for a control message from there).
+    Roamed {
+        /// The partner's VIP.
+        peer_vip: Ipv4Addr,
+        /// Where it is now.
+        addr: Ipv4Addr,
+    },
     /// Events were lost (the socket overflowed): the table must be checked.
     Lost,
     /// The pair toward `peer_vip` needs new ESP keys: its outbound SA reached its soft

@@ -2216,3 +2216,43 @@ fn a_confirmed_handshake_survives_retransmissions_and_a_slow_kernel() {
     );
     assert!(paired(&net, a, b));
 }
+
+/// The kernel moved B's mapping of A to the source of an ESP packet it authenticated: B's
+/// record follows, counted as a roam, with no kernel change of its own (the kernel made it
+/// and kicked TCP); nothing for an unknown VIP or the address it has.
+#[test]
+fn a_roam_the_kernel_made_moves_the_partner_record_only() {
+    let (mut net, a, b) = two();
+    let id = net.lookup(a, "b.vip.test");
+    assert!(matches!(net.answer(a, id), Some(LookupAnswer::Vip(_))));
+    net.run_for(Duration::from_secs(2));
+    let name = fqdn("a.vip.test");
+    let partner = net.hosts[b].engine.partners().get(&name).unwrap().clone();
+    let moved_to = Ipv4Addr::new(198, 51, 100, 77);
+    let (roams, kicks, kernel) = (
+        net.hosts[b].engine.stats().roams,
+        net.hosts[b].kicks.len(),
+        net.hosts[b].kernel.clone(),
+    );
+    let roamed = |net: &mut Net, peer_vip: Ipv4Addr, addr: Ipv4Addr| {
+        let event = KernelEvent::Roamed { peer_vip, addr };
+        net.hosts[b].engine.kernel_event(net.now, event);
+        net.run_for(Duration::from_millis(100));
+    };
+
+    roamed(&mut net, partner.peer_vip, moved_to);
+    let now = net.hosts[b].engine.partners().get(&name).unwrap().addr;
+    assert_eq!(now, moved_to, "the record follows the kernel");
+    assert_eq!(net.hosts[b].engine.stats().roams, roams + 1);
+    assert_eq!(net.hosts[b].kicks.len(), kicks, "the kernel kicked already");
+    assert_eq!(
+        net.hosts[b].kernel, kernel,
+        "no kernel change of the engine's own"
+    );
+
+    // The address it has already, or a VIP it does not know: nothing.
+    roamed(&mut net, partner.peer_vip, moved_to);
+    roamed(&mut net, [240, 7, 7, 7].into(), moved_to);
+    assert_eq!(net.hosts[b].engine.stats().roams, roams + 1);
+    assert_eq!(net.hosts[b].kernel, kernel);
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Roaming on authenticated ESP (vip_mod/roam.rs): a mapping follows its peer to the source
+# of a packet that IPsec authenticated, without any daemon, and to nothing else. A and B
+# have ESP between their VIPs (keyed by hand, as vipd keys it); C, on A's LAN, is the
+# attacker, who can see A's packets and send from its own address. Checked: a replay, a
+# forgery of a packet A has not sent yet, and plaintext, from C, move nothing (and the
+# forgery still moves nothing once A's own packets pass its sequence number); when A moves
+# in the middle of a TCP transfer to B, without telling anyone, A's next packets move B's
+# mapping and the transfer carries on.
+# kernel-facing: also run on the debug kernel
+# timeout: 900
+# duration: 30
+source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/topology.sh"
+source "$(dirname "$0")/lib/vip.sh"
+source "$(dirname "$0")/lib/capture.sh"
+source "$(dirname "$0")/lib/esp.sh"
+tap_plan 12
+
+vip_unload; vip_load
+at_exit vip_unload
+topo_create a:1 b:2 c:1
+vip_host a 240.0.0.1
+vip_host b 240.0.0.2
+vip_map a b
+vip_map b a
+B=$(topo_addr b)
+work=$(mktemp -d)
+at_exit rm -rf "$work"
+
+esp() { local host=$1; shift; on "$host" vip-esp "$@"; }
+key() { head -c 36 /dev/urandom | base64 -w0; }
+a_pair=(--local 240.0.0.1 --peer 240.0.0.2)
+b_pair=(--local 240.0.0.2 --peer 240.0.0.1)
+esp a policy "${a_pair[@]}"
+esp b policy "${b_pair[@]}"
+spi_a=$(esp a spi "${a_pair[@]}")
+spi_b=$(esp b spi "${b_pair[@]}")
+k_ab=$(key) k_ba=$(key)
+esp a sa "${a_pair[@]}" --dir in --spi "$spi_a" --key "$k_ba"
+esp a sa "${a_pair[@]}" --dir out --spi "$spi_b" --key "$k_ab"
+esp b sa "${b_pair[@]}" --dir in --spi "$spi_b" --key "$k_ab"
+esp b sa "${b_pair[@]}" --dir out --spi "$spi_a" --key "$k_ba"
+
+# mapped HOST PEER_VIP: where HOST's mapping of PEER_VIP points.
+mapped() { on "$1" vipctl -j map get "$2" | python3 -c 'import json, sys; print(json.load(sys.stdin)["peer_ip4"])'; }
+A1=$(topo_addr a)
+on b vipctl -j monitor > "$work/events" &
+monitor=$!
+
+# A's ESP to B, seen on B's link, for C to replay and forge from.
+capture b eth2 "$work/a.pcap" "ip proto 4 and src $A1"; dump=$CAPTURE
+check "with ESP between the VIPs, A pings B" eventually 20 on a ping -c5 -i0.1 -W1 240.0.0.2
+capture_stop $dump
+
+# --- From C: what must move nothing -----------------------------------------------------
+cands=$(vip_stat b rx_roam_candidates) seq_err=$(xstat b XfrmInStateSeqError)
+sent=$(on c python3 "$VIP_ROOT/tests/lib/esp_replay.py" "$work/a.pcap" "$B" --count 3 --last)
+sleep 1
+check "3 of A's ESP packets replayed from C ($sent sent) are not even offered to IPsec (rx_roam_candidates $cands -> $(vip_stat b rx_roam_candidates), XfrmInStateSeqError $seq_err -> $(xstat b XfrmInStateSeqError)), and B's mapping of A stays ($(mapped b 240.0.0.1))" \
+  test "$sent" = 3 -a "$(vip_stat b rx_roam_candidates)" = "$cands" \
+  -a "$(mapped b 240.0.0.1)" = "$A1" -a "$(xstat b XfrmInStateSeqError)" = "$seq_err"
+
+# A forgery of A's packet 20 ahead: newer than anything B has seen, so it goes to IPsec,
+# which refuses it. Then A's own packets pass that number: the one A sends with it must
+# not count as the forgery's authentication (it came from A's mapped address).
+proto_err=$(xstat b XfrmInStateProtoError)
+sent=$(on c python3 "$VIP_ROOT/tests/lib/esp_replay.py" "$work/a.pcap" "$B" --count 1 --last --ahead 20 --tamper)
+sleep 1
+check "a forgery from C of A's packet 20 ahead ($sent sent) goes to IPsec as a candidate (rx_roam_candidates $cands -> $(vip_stat b rx_roam_candidates)) and fails (XfrmInStateProtoError $proto_err -> $(xstat b XfrmInStateProtoError))" \
+  test "$sent" = 1 -a "$(vip_stat b rx_roam_candidates)" = $((cands + 1)) \
+  -a "$(xstat b XfrmInStateProtoError)" = $((proto_err + 1))
+check "A pings B 40 times from its mapped address, past the forged number" \
+  on a ping -c40 -i0.02 -W1 240.0.0.2
+check "... and B's mapping of A stays at A's address ($(mapped b 240.0.0.1)), nothing roamed ($(vip_stat b roams))" \
+  test "$(mapped b 240.0.0.1)" = "$A1" -a "$(vip_stat b roams)" = 0
+
+# Plaintext from C in A's name, to a listener on B.
+listening() { on "$1" ss -Hln"$2" "sport = :$3" | grep -q .; }
+on b socat -u UDP4-RECV:6002,bind=240.0.0.2 OPEN:"$work/udp.out",creat,trunc &
+udp_server=$!
+eventually 5 listening b u 6002
+moved=$(vip_stat b rx_moved)
+on c python3 "$VIP_ROOT/tests/lib/ipip_send.py" "$B" 240.0.0.1 240.0.0.2 --inner udp --port 6002 \
+  --payload "plaintext from C" --count 5
+sleep 1
+kill $udp_server 2>/dev/null; wait $udp_server 2>/dev/null || true
+check "5 plaintext datagrams from C in A's name: dropped as from elsewhere (rx_moved $moved -> $(vip_stat b rx_moved)), B's listener got none, the mapping stays" \
+  test "$(vip_stat b rx_moved)" -ge $((moved + 5)) -a ! -s "$work/udp.out" \
+  -a "$(mapped b 240.0.0.1)" = "$A1"
+
+# --- A moves, and tells no one --------------------------------------------------------
+# A sends B a paced transfer, and moves in the middle of it. Without roaming it would
+# stall for good: A's segments from its new address are dropped, and B's ACKs go to the
+# old one. (A host that only receives sends nothing to roam on: then vipd's hint moves
+# the mapping, as before.)
+head -c 2000000 /dev/urandom > "$work/payload"
+want=$(sha256sum < "$work/payload" | cut -d' ' -f1)
+on b socat -u TCP4-LISTEN:6003,bind=240.0.0.2,reuseaddr OPEN:"$work/tcp.out",creat,trunc &
+server=$!
+eventually 5 listening b t 6003
+paced_cat "$work/payload" 40000 0.05 | on a socat -u - TCP4:240.0.0.2:6003 &
+client=$!
+eventually 20 bash -c "[ \$(stat -c %s '$work/tcp.out') -gt 200000 ]"
+topo_move a 2
+A2=$(topo_addr a)
+start=$(date +%s%3N) received=$(stat -c %s "$work/tcp.out")
+check "A moved to $A2 without telling B; its transfer to B flows again" \
+  eventually 30 bash -c "[ \$(stat -c %s '$work/tcp.out') -gt $received ]"
+diag "data flowed again $(( $(date +%s%3N) - start )) ms after the move"
+# A stalled transfer must not hold the script until its timeout.
+( sleep 120; kill $client $server 2>/dev/null ) &
+watchdog=$!
+wait $client; client_rc=$?
+wait $server
+kill $watchdog 2>/dev/null
+check "... and completes intact (sha256)" \
+  test $client_rc = 0 -a "$(sha256sum < "$work/tcp.out" | cut -d' ' -f1)" = "$want"
+check "B's mapping of A followed A's authenticated packets to $A2 ($(mapped b 240.0.0.1)); roams $(vip_stat b roams), none dropped" \
+  test "$(mapped b 240.0.0.1)" = "$A2" -a "$(vip_stat b roams)" = 1 -a "$(vip_stat b roams_dropped)" = 0
+check "B's monitor saw the roam, then the mapping change" \
+  eventually 5 bash -c "grep -q '\"event\":\"roamed\",\"peer_vip\":\"240.0.0.1\",\"old\":\"$A1\",\"new\":\"$A2\"' '$work/events' &&
+    grep -q '\"event\":\"mapping_changed\",\"peer_vip\":\"240.0.0.1\",\"old\":\"$A1\",\"new\":\"$A2\"' '$work/events'"
+
+# And back: the new address's own packets are the baseline now.
+topo_move a 1
+check "A moved back to $A1; its pings get answers again" \
+  eventually 20 on a ping -c1 -W1 240.0.0.2
+check "B's mapping followed it back ($(mapped b 240.0.0.1)); roams $(vip_stat b roams)" \
+  test "$(mapped b 240.0.0.1)" = "$A1" -a "$(vip_stat b roams)" = 2
+kill $monitor 2>/dev/null
