@@ -874,7 +874,12 @@ impl Engine {
                 esp: None,
             });
         }
-        self.hint_confirmed(now, fqdn);
+        // Only a handshake made to carry a move confirms it: one confirmed just after a
+        // move may answer a confirmation sent before, from the old address, and the hint
+        // on its way must then still be acked (or sent again).
+        if moved {
+            self.hint_confirmed(now, fqdn);
+        }
     }
 
     /// A rekey toward `addr` (a MOVED cue, a lease): its response, authenticated, comes
