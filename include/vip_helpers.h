@@ -97,15 +97,24 @@ u32 vip_skb_get_hash(struct sk_buff *skb);
 unsigned int vip_skb_dst_mtu(const struct sk_buff *skb);
 struct xfrm_offload *vip_xfrm_offload(struct sk_buff *skb);
 
-/* The ESP security association that authenticated a packet (vip_mod/roam.rs). */
+/* The association XFRM last applied to a received packet (vip_mod/roam.rs). */
 struct vip_esp_sa {
 	struct net *net;
+	u16 family;
+	u8 proto;
+	u8 mode;
+	bool authenticates;	/* AEAD or an authentication algorithm */
 	__be32 spi;
-	u32 seq;	/* the packet's sequence number, low 32 bits, host order */
-	__be32 saddr;	/* the association's addresses: the peer's VIP ... */
-	__be32 daddr;	/* ... and ours */
+	u32 seq;		/* the packet's sequence number, low 32 bits, host order */
+	__be32 saddr;		/* the association's addresses: the peer's VIP ... */
+	__be32 daddr;		/* ... and ours */
+	u16 sel_family;		/* its selector */
+	u8 sel_prefixlen_s;
+	u8 sel_prefixlen_d;
+	__be32 sel_saddr;
+	__be32 sel_daddr;
 };
-bool vip_xfrm_input_esp(struct sk_buff *skb, struct vip_esp_sa *sa);
+bool vip_xfrm_input_sa(struct sk_buff *skb, struct vip_esp_sa *sa);
 unsigned int vip_skb_network_offset_from_head(const struct sk_buff *skb);
 bool vip_skb_reset_inner(struct sk_buff *skb);
 int vip_ecn_decap_at(struct sk_buff *skb, unsigned int outer_offset);

@@ -3,8 +3,9 @@
 # of a packet that IPsec authenticated, without any daemon, and to nothing else. A and B
 # have ESP between their VIPs (keyed by hand, as vipd keys it); C, on A's LAN, is the
 # attacker, who can see A's packets and send from its own address. Checked: a replay, a
-# forgery of a packet A has not sent yet, and plaintext, from C, move nothing (and the
-# forgery still moves nothing once A's own packets pass its sequence number); when A moves
+# forgery of a packet A has not sent yet (refused by IPsec, or dropped before it), and
+# plaintext, from C, move nothing, also once A's own packets pass the forged sequence
+# number; when A moves
 # in the middle of a TCP transfer to B, without telling anyone, A's next packets move B's
 # mapping and the transfer carries on.
 # kernel-facing: also run on the debug kernel
@@ -15,7 +16,7 @@ source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
 source "$(dirname "$0")/lib/capture.sh"
 source "$(dirname "$0")/lib/esp.sh"
-tap_plan 12
+tap_plan 13
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -74,6 +75,20 @@ check "A pings B 40 times from its mapped address, past the forged number" \
   on a ping -c40 -i0.02 -W1 240.0.0.2
 check "... and B's mapping of A stays at A's address ($(mapped b 240.0.0.1)), nothing roamed ($(vip_stat b roams))" \
   test "$(mapped b 240.0.0.1)" = "$A1" -a "$(vip_stat b roams)" = 0
+# A forgery that IPsec never judges (its inner header's checksum is broken, so B's IP
+# layer drops it after vip.ko took it as the candidate) stays the candidate: A's own
+# packet with that number, from A's mapped address, must void it rather than count as its
+# authentication.
+capture b eth2 "$work/a2.pcap" "ip proto 4 and src $A1"; dump=$CAPTURE
+on a ping -c3 -i0.1 -W1 240.0.0.2 > /dev/null
+capture_stop $dump
+cands=$(vip_stat b rx_roam_candidates)
+sent=$(on c python3 "$VIP_ROOT/tests/lib/esp_replay.py" "$work/a2.pcap" "$B" --count 1 --last --ahead 10 --tamper --bad-checksum)
+sleep 1
+on a ping -c30 -i0.02 -W1 240.0.0.2 > /dev/null
+check "a forgery from C of A's packet 10 ahead that IPsec never sees ($sent sent; candidates $cands -> $(vip_stat b rx_roam_candidates)), then A's 30 pings past it: B's mapping stays ($(mapped b 240.0.0.1)), nothing roamed ($(vip_stat b roams))" \
+  test "$sent" = 1 -a "$(vip_stat b rx_roam_candidates)" = $((cands + 1)) \
+  -a "$(mapped b 240.0.0.1)" = "$A1" -a "$(vip_stat b roams)" = 0
 
 # Plaintext from C in A's name, to a listener on B.
 listening() { on "$1" ss -Hln"$2" "sport = :$3" | grep -q .; }

@@ -3,6 +3,8 @@
  * One-line forwards to kernel static inline functions and macros, for Rust.
  * Nothing here makes a decision: see the Rust modules for that.
  */
+#include <linux/module.h>
+
 #include "vip_helpers.h"
 
 struct sk_buff *vip_genlmsg_new(size_t payload, gfp_t flags)
@@ -260,13 +262,12 @@ struct xfrm_offload *vip_xfrm_offload(struct sk_buff *skb)
 }
 
 /*
- * For an xfrm4_protocol callback after decryption: the IPv4 transport-mode ESP
- * association that authenticated the packet, and the packet's sequence number,
- * which xfrm_input() keeps in the control block from its replay check to the
- * callbacks (XFRM_SKB_CB, on every path: direct, GRO and asynchronous crypto).
- * False for anything else.
+ * The last association XFRM applied to a received packet, and the packet's
+ * sequence number (XFRM_SKB_CB: set by xfrm_input() before decryption on every
+ * path and left alone in transport mode); false without one. For an
+ * xfrm4_protocol callback; roam.rs decides what to make of it.
  */
-bool vip_xfrm_input_esp(struct sk_buff *skb, struct vip_esp_sa *sa)
+bool vip_xfrm_input_sa(struct sk_buff *skb, struct vip_esp_sa *sa)
 {
 	struct sec_path *sp = skb_sec_path(skb);
 	struct xfrm_state *x;
@@ -274,14 +275,20 @@ bool vip_xfrm_input_esp(struct sk_buff *skb, struct vip_esp_sa *sa)
 	if (!sp || !sp->len)
 		return false;
 	x = sp->xvec[sp->len - 1];
-	if (x->props.family != AF_INET || x->id.proto != IPPROTO_ESP ||
-	    x->props.mode != XFRM_MODE_TRANSPORT)
-		return false;
 	sa->net = xs_net(x);
+	sa->family = x->props.family;
+	sa->proto = x->id.proto;
+	sa->mode = x->props.mode;
+	sa->authenticates = x->aead || x->aalg;
 	sa->spi = x->id.spi;
 	sa->seq = ntohl(XFRM_SKB_CB(skb)->seq.input.low);
 	sa->saddr = x->props.saddr.a4;
 	sa->daddr = x->id.daddr.a4;
+	sa->sel_family = x->sel.family;
+	sa->sel_prefixlen_s = x->sel.prefixlen_s;
+	sa->sel_prefixlen_d = x->sel.prefixlen_d;
+	sa->sel_saddr = x->sel.saddr.a4;
+	sa->sel_daddr = x->sel.daddr.a4;
 	return true;
 }
 
@@ -476,3 +483,10 @@ void vip_lock_sock(struct sock *sk)
 {
 	lock_sock(sk);
 }
+
+/*
+ * The ESP callbacks (vip_mod/roam.rs) install the kernel's ESP protocol handler
+ * if esp4 has not: have esp4 loaded first, so that ESP is never refused for
+ * want of it.
+ */
+MODULE_SOFTDEP("pre: esp4");

@@ -166,21 +166,27 @@ fn claim<'a>(skb: &mut SkBuff, net: &'a Net, guard: &'a rcu::Guard) -> Claim<'a>
     if mapping.is_invalid() {
         return Claim::Drop(Counter::RxInvalid);
     }
-    let esp = esp_id(skb, outer_len, &inner);
+    let esp = esp_of(skb, outer_len, &inner);
     let peer = roam::current_peer(&mapping);
     if peer != outer.source {
         if reportable(&outer, &inner) {
             events::moved(net, inner.source, peer, outer.source);
         }
-        // ESP that may prove the peer moved goes on, for IPsec to authenticate.
+        // A whole ESP packet that may prove the peer moved goes on, for IPsec to
+        // authenticate (a fragment could not: the rest of it is dropped here).
         match esp {
-            Some(id) if roam::offer(&mapping, outer.source, id) => {
+            Esp::Header { id, whole: true } if roam::offer(&mapping, outer.source, id) => {
                 vip.stats.count(Counter::RxRoamCandidates)
             }
             _ => return Claim::Drop(Counter::RxMoved),
         }
-    } else if let Some(id) = esp {
-        roam::saw_from_mapped(&mapping, id);
+    } else {
+        match esp {
+            Esp::Header { id, .. } => roam::saw_from_mapped(&mapping, id),
+            // Its number is unknown: it might be the candidate's.
+            Esp::Unreadable => roam::void(&mapping),
+            Esp::No => {}
+        }
     }
     let local = mapping.local_vip();
     if local != Ipv4Addr::UNSPECIFIED && local != inner.destination {
@@ -200,19 +206,34 @@ fn claim<'a>(skb: &mut SkBuff, net: &'a Net, guard: &'a rcu::Guard) -> Claim<'a>
     }
 }
 
-/// The ESP header of the inner packet, if it carries ESP (not a fragment of it).
-fn esp_id(skb: &mut SkBuff, outer_len: u32, inner: &Ipv4Header) -> Option<EspId> {
+/// What the inner packet shows of ESP.
+enum Esp {
+    /// Not ESP.
+    No,
+    /// ESP with its header: a whole packet, or the first fragment of one.
+    Header { id: EspId, whole: bool },
+    /// ESP whose header is not here: a later fragment, or too short.
+    Unreadable,
+}
+
+fn esp_of(skb: &mut SkBuff, outer_len: u32, inner: &Ipv4Header) -> Esp {
     const ESP_ID_LEN: u32 = 8;
-    // Offset and more-fragments: a later fragment has no ESP header at its start.
-    const FRAGMENT: u16 = 0x3fff;
-    if inner.protocol != bindings::IPPROTO_ESP as u8 || inner.frag_off & FRAGMENT != 0 {
-        return None;
+    const MORE_FRAGMENTS: u16 = 0x2000;
+    const OFFSET: u16 = 0x1fff;
+    if inner.protocol != bindings::IPPROTO_ESP as u8 {
+        return Esp::No;
     }
     let at = outer_len + inner.header_len;
-    if inner.total_len < inner.header_len + ESP_ID_LEN || !skb.may_pull(at + ESP_ID_LEN) {
-        return None;
+    if inner.frag_off & OFFSET != 0
+        || inner.total_len < inner.header_len + ESP_ID_LEN
+        || !skb.may_pull(at + ESP_ID_LEN)
+    {
+        return Esp::Unreadable;
     }
-    Some(EspId::from_header(skb.bytes_at::<8>(at)))
+    Esp::Header {
+        id: EspId::from_header(skb.bytes_at::<8>(at)),
+        whole: inner.frag_off & MORE_FRAGMENTS == 0,
+    }
 }
 
 /// ICMP "fragmentation needed" (type 3, code 4).

@@ -81,10 +81,31 @@ pub(crate) fn current_peer(mapping: &Mapping<'_>) -> Ipv4Addr {
     authenticated_of(mapping.roam_words().1.load(SeqCst)).unwrap_or_else(|| mapping.peer())
 }
 
+/// Whether sequence number `a` comes after `b`, in serial-number arithmetic (the low 32
+/// bits of ESN wrap).
+fn after(a: u32, b: u32) -> bool {
+    let ahead = a.wrapping_sub(b);
+    ahead != 0 && ahead < 1 << 31
+}
+
 /// Whether `id` is newer than what the mapped address sent: on the same association, with
-/// a higher sequence number.
+/// a later sequence number.
 fn is_newer(seen: u64, id: EspId) -> bool {
-    seen_of(seen).is_some_and(|s| s.spi == id.spi && id.seq > s.seq)
+    seen_of(seen).is_some_and(|s| s.spi == id.spi && after(id.seq, s.seq))
+}
+
+/// Voids a candidate not yet authenticated, if it is `pending`.
+fn void_pending(candidate: &AtomicU64, pending: u64) {
+    if pending != 0 && pending as u32 != 0 {
+        let _ = candidate.compare_exchange(pending, 0, SeqCst, SeqCst);
+    }
+}
+
+/// ESP from the mapped address whose sequence number cannot be read (a later fragment):
+/// it might be the candidate's number, so the candidate goes.
+pub(crate) fn void(mapping: &Mapping<'_>) {
+    let candidate = mapping.roam_words().1;
+    void_pending(candidate, candidate.load(SeqCst));
 }
 
 /// The receive path delivered ESP `id` from the peer's mapped address: records how far the
@@ -95,7 +116,7 @@ pub(crate) fn saw_from_mapped(mapping: &Mapping<'_>, id: EspId) {
     loop {
         let next = match seen_of(current) {
             // Reordered or duplicated: nothing new, and an older number cannot void.
-            Some(s) if s.spi == id.spi && id.seq <= s.seq => return,
+            Some(s) if s.spi == id.spi && !after(id.seq, s.seq) => return,
             _ => seen_word(id),
         };
         match seen.compare_exchange_weak(current, next, SeqCst, SeqCst) {
@@ -107,8 +128,8 @@ pub(crate) fn saw_from_mapped(mapping: &Mapping<'_>, id: EspId) {
     // Only the candidate's number or a later one voids it (it was taken on the association
     // the word had; another association in the word voids it too, at `take`). One that is
     // authenticated already stays.
-    if pending != 0 && pending as u32 != 0 && id.seq >= pending as u32 {
-        let _ = candidate.compare_exchange(pending, 0, SeqCst, SeqCst);
+    if !after(pending as u32, id.seq) {
+        void_pending(candidate, pending);
     }
 }
 
@@ -117,7 +138,7 @@ pub(crate) fn saw_from_mapped(mapping: &Mapping<'_>, id: EspId) {
 /// its number is pending. Returns whether it did; the packet may then go on to XFRM.
 pub(crate) fn offer(mapping: &Mapping<'_>, from: Ipv4Addr, id: EspId) -> bool {
     let (seen, candidate) = mapping.roam_words();
-    if id.seq == 0 || !is_newer(seen.load(SeqCst), id) {
+    if id.seq == 0 || !from.is_physical_unicast() || !is_newer(seen.load(SeqCst), id) {
         return false;
     }
     let pending = candidate.load(SeqCst);
@@ -140,6 +161,31 @@ pub(crate) fn offer(mapping: &Mapping<'_>, from: Ipv4Addr, id: EspId) -> bool {
         return false;
     }
     true
+}
+
+/// XFRM refused ESP `id` from the peer: if it was the candidate, it goes at once (a
+/// forgery does not stay to be replaced by the next packet only).
+fn refused(mapping: &Mapping<'_>, id: EspId) {
+    let candidate = mapping.roam_words().1;
+    let pending = candidate.load(SeqCst);
+    if pending as u32 == id.seq {
+        void_pending(candidate, pending);
+    }
+}
+
+/// The move to `to` that `take` marked will not be made: the data path goes back to the
+/// mapped address.
+fn unmark(mapping: &Mapping<'_>, to: Ipv4Addr) {
+    let _ = mapping
+        .roam_words()
+        .1
+        .compare_exchange(candidate_word(to, 0), 0, SeqCst, SeqCst);
+}
+
+/// Whether `mapping` is marked to move to `to` (by `take`): the work item moves only
+/// those, so that a change an administrator or vipd made since wins.
+pub(crate) fn marked_for(mapping: &Mapping<'_>, to: Ipv4Addr) -> bool {
+    authenticated_of(mapping.roam_words().1.load(SeqCst)) == Some(to)
 }
 
 /// XFRM authenticated ESP `id` from the peer: if it is the candidate, marks it
@@ -194,8 +240,9 @@ impl Roamer {
     }
 
     /// Has `peer` moved to `to` soon. From any context, lock-free: a move for a peer
-    /// already waiting replaces it; beyond the queue, the move is left to the daemons.
-    fn queue(&self, vips: &crate::netns::VipNet, peer: Ipv4Addr, to: Ipv4Addr) {
+    /// already waiting replaces it; beyond the queue, the move is left to the daemons
+    /// (false).
+    fn queue(&self, vips: &crate::netns::VipNet, peer: Ipv4Addr, to: Ipv4Addr) -> bool {
         let entry = u64::from(peer.to_raw()) << 32 | u64::from(to.to_raw());
         let queued = self.queue.iter().any(|slot| {
             let current = slot.load(SeqCst);
@@ -210,6 +257,7 @@ impl Roamer {
         } else {
             vips.stats.count(Counter::RoamsDropped);
         }
+        queued
     }
 
     /// Cancels a queued run and waits for a running one.
@@ -228,9 +276,19 @@ impl Roamer {
             }
             let peer = Ipv4Addr::from_raw((entry >> 32) as u32);
             let to = Ipv4Addr::from_raw(entry as u32);
-            // Gone, invalid, or moved there already (by the daemon, or an earlier entry).
-            let Ok(Some(from)) = vips.table.move_peer(peer, to) else {
-                continue;
+            // Gone, invalid, changed since (by the daemon or an administrator), or moved
+            // there already (an earlier entry).
+            let from = match vips.table.move_peer(peer, to, |m| marked_for(m, to)) {
+                Ok(Some(from)) => from,
+                Ok(None) => continue,
+                Err(_) => {
+                    let guard = rcu::Guard::new();
+                    if let Some(mapping) = vips.table.lookup(&guard, peer) {
+                        unmark(&mapping, to);
+                    }
+                    vips.stats.count(Counter::RoamsDropped);
+                    continue;
+                }
             };
             vips.stats.count(Counter::Roams);
             events::roamed(net, peer, from, to);
@@ -251,8 +309,8 @@ unsafe extern "C" fn run(work: *mut bindings::work_struct) {
     roamer.run();
 }
 
-/// After `esp4` (0) and `xfrm_interface` (10), before `ip_vti` (100): the callbacks run
-/// from the highest priority down, and each needs only to pass on what is not its own.
+/// Between `ip_vti` (100) and `xfrm_interface` (10), before `esp4` (0): the callbacks run
+/// from the highest priority down, and each passes on what is not its own.
 const PRIORITY: ffi::c_int = 50;
 
 /// Our callbacks on ESP, registered once for every namespace; dropping this unregisters
@@ -283,9 +341,14 @@ impl Registration {
         let ops = KBox::pin(Opaque::new(ops), GFP_KERNEL)?;
         // SAFETY: `ops` is pinned on the heap until `drop` unregisters it; XFRM links it
         // into its list (writing `next`) and calls it until then.
-        kernel::error::to_result(unsafe {
-            bindings::xfrm4_protocol_register(ops.get(), bindings::IPPROTO_ESP as u8)
-        })?;
+        let ret =
+            unsafe { bindings::xfrm4_protocol_register(ops.get(), bindings::IPPROTO_ESP as u8) };
+        if ret == EAGAIN.to_errno() {
+            // Linked, but the ESP protocol could not be added: unlink before `ops` goes.
+            // SAFETY: registered (linked) just above.
+            unsafe { bindings::xfrm4_protocol_deregister(ops.get(), bindings::IPPROTO_ESP as u8) };
+        }
+        kernel::error::to_result(ret)?;
         // INVARIANT: registered just above.
         Ok(Self { ops })
     }
@@ -330,26 +393,20 @@ unsafe extern "C" fn not_ours_err(_skb: *mut bindings::sk_buff, _info: u32) -> f
 }
 
 /// XFRM is done with an ESP packet (`err` 0: authenticated and decrypted): if it is the
-/// candidate of its peer's mapping, the mapping moves. Returns 1 to let the next callback
-/// see the packet.
+/// candidate of its peer's mapping, the mapping moves; if XFRM refused the candidate, it
+/// goes. Returns 1 to let the next callback see the packet.
 ///
 /// # Safety
 ///
 /// Called by XFRM only, with a valid buffer, in an RCU read-side section.
 unsafe extern "C" fn authenticated(skb: *mut bindings::sk_buff, err: ffi::c_int) -> ffi::c_int {
     const PASS: ffi::c_int = 1;
-    if err != 0 {
-        return PASS;
-    }
     let mut sa = bindings::vip_esp_sa::default();
     // SAFETY: a valid buffer that XFRM has just processed (caller contract).
-    if !unsafe { bindings::vip_xfrm_input_esp(skb, &mut sa) } {
+    if !unsafe { bindings::vip_xfrm_input_sa(skb, &mut sa) } || !followable(&sa) {
         return PASS;
     }
     let (peer, local) = (Ipv4Addr::from_raw(sa.saddr), Ipv4Addr::from_raw(sa.daddr));
-    if !peer.is_vip() || !local.is_vip() {
-        return PASS;
-    }
     // SAFETY: the association's namespace is alive while XFRM processes its packets.
     let net = unsafe { Net::from_raw(sa.net) };
     let vips = net.vip();
@@ -365,8 +422,29 @@ unsafe extern "C" fn authenticated(skb: *mut bindings::sk_buff, err: ffi::c_int)
         spi: sa.spi,
         seq: sa.seq,
     };
-    if let Some(to) = take(&mapping, id) {
-        vips.roamer.queue(vips, peer, to);
+    if err != 0 {
+        refused(&mapping, id);
+    } else if let Some(to) = take(&mapping, id) {
+        if !vips.roamer.queue(vips, peer, to) {
+            unmark(&mapping, to);
+        }
     }
     PASS
+}
+
+/// Whether a mapping may follow packets that `sa` authenticated: IPv4 transport-mode ESP
+/// (the only mode whose sequence number XFRM leaves where `vip_xfrm_input_sa` reads it)
+/// that authenticates, between two VIPs, with a selector bound to exactly those two, as
+/// vipd makes them.
+fn followable(sa: &bindings::vip_esp_sa) -> bool {
+    let (peer, local) = (Ipv4Addr::from_raw(sa.saddr), Ipv4Addr::from_raw(sa.daddr));
+    u32::from(sa.family) == bindings::AF_INET
+        && u32::from(sa.proto) == bindings::IPPROTO_ESP
+        && u32::from(sa.mode) == bindings::XFRM_MODE_TRANSPORT
+        && sa.authenticates
+        && peer.is_vip()
+        && local.is_vip()
+        && u32::from(sa.sel_family) == bindings::AF_INET
+        && (sa.sel_prefixlen_s, sa.sel_prefixlen_d) == (32, 32)
+        && (sa.sel_saddr, sa.sel_daddr) == (sa.saddr, sa.daddr)
 }

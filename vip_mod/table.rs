@@ -186,17 +186,6 @@ impl NewMapping {
         }
     }
 
-    /// Keeps what `old`'s address sent of ESP, when the new mapping has the same address:
-    /// a candidate to roam to must be newer than that. A pending candidate is not kept.
-    fn inherit_esp_seen(&mut self, old: &Mapping<'_>) {
-        let new = self.as_mut();
-        // SAFETY: every mapping is AF_INET so far (`new` sets it so).
-        let address = Ipv4Addr::from_raw(unsafe { new.peer.__bindgen_anon_1.ip4 });
-        if old.peer() == address {
-            new.roam.esp_seen = old.roam_words().0.load(Ordering::SeqCst);
-        }
-    }
-
     fn as_mut(&mut self) -> &mut bindings::vip_mapping {
         // SAFETY: exclusively owned (type invariant).
         unsafe { self.ptr.as_mut() }
@@ -461,12 +450,14 @@ impl Table {
         }
     }
 
-    /// Moves `peer_vip`'s mapping to `to`, keeping the rest, unless it is there already or
-    /// marked invalid; returns the address it had. For `roam`, in process context.
+    /// Moves `peer_vip`'s mapping to `to`, keeping the rest, unless it is there already,
+    /// marked invalid, or no longer `still` as the caller found it; returns the address it
+    /// had. For `roam`, in process context.
     pub(crate) fn move_peer(
         &self,
         peer_vip: Ipv4Addr,
         to: Ipv4Addr,
+        still: impl Fn(&Mapping<'_>) -> bool,
     ) -> Result<Option<Ipv4Addr>, TableError> {
         let _writer = self.writer.lock();
         let (spec, from) = {
@@ -475,7 +466,7 @@ impl Table {
                 return Ok(None);
             };
             let from = old.peer();
-            if from == to || old.is_invalid() {
+            if from == to || old.is_invalid() || !still(&old) {
                 return Ok(None);
             }
             let spec = MappingSpec {
@@ -487,12 +478,11 @@ impl Table {
             (spec, from)
         };
         // Allocated outside the read-side section: it may sleep.
-        let mut new = NewMapping::new(&spec).map_err(TableError::Kernel)?;
+        let new = NewMapping::new(&spec).map_err(TableError::Kernel)?;
         let guard = rcu::Guard::new();
-        // Still there, unchanged: we hold the writer lock.
+        // Still there, unchanged: we hold the writer lock. The new copy learns the
+        // association's progress afresh from the packets it sees (see `roam`).
         let old = self.lookup(&guard, peer_vip).ok_or(TableError::NotFound)?;
-        // What arrived from `to` since its packet was authenticated is the baseline there.
-        new.as_mut().roam.esp_seen = old.roam_words().0.load(Ordering::SeqCst);
         self.replace(old, new)?;
         Ok(Some(from))
     }
@@ -500,7 +490,6 @@ impl Table {
     /// Replaces `old`, found in the table under the writer lock (which the caller holds),
     /// with `new`, which takes over its counters.
     fn replace(&self, old: Mapping<'_>, mut new: NewMapping) -> Result<(), TableError> {
-        new.inherit_esp_seen(&old);
         new.inherit_counters(old);
         let old = old.ptr.as_ptr();
         let new = new.publish();

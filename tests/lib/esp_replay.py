@@ -14,7 +14,11 @@ With --ahead K (and --last), the sequence numbers are those the sender will use 
 after the capture's last one (a forgery of what it has not sent yet; it fails
 authentication).
 
+With --bad-checksum, the inner IP header's checksum is broken: the receiver's IP layer
+drops the packet before IPsec sees it.
+
 Usage: esp_replay.py CAPTURE.pcap OUTER_DST [--count N] [--tamper] [--last] [--ahead K]
+           [--bad-checksum]
 Prints how many it sent.
 """
 import argparse
@@ -38,6 +42,7 @@ def main():
     parser.add_argument("--tamper", action="store_true")
     parser.add_argument("--last", action="store_true")
     parser.add_argument("--ahead", type=int)
+    parser.add_argument("--bad-checksum", action="store_true")
     args = parser.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
     chosen = []
@@ -67,6 +72,8 @@ def main():
             inner[ihl + 4:ihl + 8] = struct.pack("!I", 0x40000000 + sent)
         if args.tamper:
             inner[ihl + 16] ^= 0x01
+        if args.bad_checksum:
+            inner[10] ^= 0xFF
         sock.sendto(bytes(inner), (args.outer_dst, 0))
         sent += 1
     print(sent)

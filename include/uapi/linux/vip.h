@@ -140,17 +140,19 @@
  * ----------------------------
  *
  * A packet from a mapped peer that arrives from another address is dropped
- * (VIP_STAT_RX_MOVED), unless it carries ESP on the security association the
- * peer's mapped address uses, with a sequence number above any seen from that
- * address (VIP_STAT_RX_ROAM_CANDIDATES). Such a packet goes on to the
- * kernel's IPsec, and if IPsec authenticates it, the mapping moves to the
- * address it came from, as WireGuard's endpoints roam: counted in
- * VIP_STAT_ROAMS, with the events above, and TCP toward the peer kicked as
- * for VIP_CMD_MAP_SET. A packet from the mapped address with that sequence
- * number or a later one, or on another association, before the
- * authentication voids the move. Nothing moves without an authenticated
- * packet: a plaintext packet, a forged or replayed one, or one on another
- * association moves nothing.
+ * (VIP_STAT_RX_MOVED), unless it is a whole ESP packet on the security
+ * association the peer's mapped address uses, with a sequence number after
+ * any seen from that address (VIP_STAT_RX_ROAM_CANDIDATES). Such a packet goes
+ * on to the kernel's IPsec, and if IPsec authenticates it (transport mode, an
+ * association that authenticates, with a selector of exactly the two VIPs),
+ * the mapping moves to the address it came from, as WireGuard's endpoints
+ * roam: counted in VIP_STAT_ROAMS, with the events above, and TCP toward the
+ * peer kicked as for VIP_CMD_MAP_SET; a VIP_CMD_MAP_SET in between wins. A
+ * packet from the mapped address with that sequence number or a later one, or
+ * on another association, before the authentication voids the move, and so
+ * does IPsec refusing it. Nothing moves without an authenticated packet: a
+ * plaintext packet, a forged or replayed one, or one on another association
+ * moves nothing. The esp4 module is loaded before this one.
  */
 
 #ifndef _UAPI_LINUX_VIP_H
