@@ -716,8 +716,9 @@ impl Engine {
                 }
             }
             KernelEvent::Roamed { peer_vip, addr } => {
-                // The kernel followed the partner already (and kicked TCP): only our
-                // record follows, and a hint on its way goes there.
+                // The kernel followed the partner already (and kicked TCP): our record
+                // follows, a hint on its way goes there, and the kernel is told the same
+                // again (no kick), which tells `vipctl watch` what changed.
                 let Some(fqdn) = self.partners.by_vip(peer_vip).map(|p| p.fqdn.clone()) else {
                     return;
                 };
@@ -729,9 +730,17 @@ impl Engine {
                 }
                 let old = partner.addr;
                 partner.addr = addr;
+                let local_vip = partner.local_vip;
                 self.stats.roams += 1;
                 self.dirty = true;
                 info!(peer = %fqdn, %old, new = %addr, "partner re-pointed by the kernel (IPsec authenticated a packet from its new address)");
+                self.kernel(KernelOp::Repoint {
+                    peer_vip,
+                    local_vip,
+                    addr,
+                    kick: false,
+                    esp: None,
+                });
                 self.hint_follows_roam(now, &fqdn, addr);
             }
             KernelEvent::NoMapping { peer_vip } => {
