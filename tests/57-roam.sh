@@ -29,8 +29,6 @@ B=$(topo_addr b)
 work=$(mktemp -d)
 at_exit rm -rf "$work"
 
-esp() { local host=$1; shift; on "$host" vip-esp "$@"; }
-key() { head -c 36 /dev/urandom | base64 -w0; }
 a_pair=(--local 240.0.0.1 --peer 240.0.0.2)
 b_pair=(--local 240.0.0.2 --peer 240.0.0.1)
 esp a policy "${a_pair[@]}"

@@ -14,6 +14,7 @@ source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
 source "$(dirname "$0")/lib/capture.sh"
+source "$(dirname "$0")/lib/esp.sh"
 tap_plan 24
 
 vip_unload; vip_load
@@ -27,11 +28,7 @@ B=$(topo_addr b)
 work=$(mktemp -d)
 at_exit rm -rf "$work"
 
-# xstat HOST FIELD: a counter of HOST's /proc/net/xfrm_stat.
-xstat() { on "$1" awk -v f="$2" '$1 == f { print $2 }' /proc/net/xfrm_stat; }
 listening() { on "$1" ss -Hln"$2" "sport = :$3" | grep -q .; }
-esp() { local host=$1; shift; on "$host" vip-esp "$@"; }
-key() { head -c 36 /dev/urandom | base64 -w0; }
 a_pair=(--local 240.0.0.1 --peer 240.0.0.2)
 b_pair=(--local 240.0.0.2 --peer 240.0.0.1)
 

@@ -171,8 +171,8 @@ pub(crate) fn roamed(net: &Net, peer: Ipv4Addr, old: Ipv4Addr, new: Ipv4Addr) {
     address_event(net, bindings::VIP_CMD_EVENT_ROAMED, peer, old, new);
 }
 
-/// `VIP_CMD_MAP_SET` (or a roam) moved `peer` from `old` to `new`. In process context; administrators
-/// cause these, so they are not limited.
+/// `VIP_CMD_MAP_SET` (or a roam) moved `peer` from `old` to `new`. In process context;
+/// administrators (or authenticated packets) cause these, so they are not limited.
 pub(crate) fn mapping_changed(net: &Net, peer: Ipv4Addr, old: Ipv4Addr, new: Ipv4Addr) {
     address_event(net, bindings::VIP_CMD_EVENT_MAPPING_CHANGED, peer, old, new);
 }

@@ -716,32 +716,15 @@ impl Engine {
                 }
             }
             KernelEvent::Roamed { peer_vip, addr } => {
-                // The kernel followed the partner already (and kicked TCP): our record
-                // follows, a hint on its way goes there, and the kernel is told the same
-                // again (no kick), which tells `vipctl watch` what changed.
+                // The kernel followed the partner already, on its authenticated packet, and
+                // kicked TCP: our record follows, the kernel is told the same again (which
+                // tells `vipctl watch`), and a hint on its way goes there.
                 let Some(fqdn) = self.partners.by_vip(peer_vip).map(|p| p.fqdn.clone()) else {
                     return;
                 };
-                let Some(partner) = self.partners.get_mut(&fqdn) else {
-                    return;
-                };
-                if partner.addr == addr {
-                    return;
+                if self.roam(&fqdn, addr, false).is_some() {
+                    self.hint_follows_roam(now, &fqdn, addr);
                 }
-                let old = partner.addr;
-                partner.addr = addr;
-                let local_vip = partner.local_vip;
-                self.stats.roams += 1;
-                self.dirty = true;
-                info!(peer = %fqdn, %old, new = %addr, "partner re-pointed by the kernel (IPsec authenticated a packet from its new address)");
-                self.kernel(KernelOp::Repoint {
-                    peer_vip,
-                    local_vip,
-                    addr,
-                    kick: false,
-                    esp: None,
-                });
-                self.hint_follows_roam(now, &fqdn, addr);
             }
             KernelEvent::NoMapping { peer_vip } => {
                 if let Some(p) = self.partners.by_vip(peer_vip) {

@@ -819,7 +819,7 @@ impl Engine {
     ) {
         // Roaming, as WireGuard does: an authenticated packet from elsewhere shows where
         // the partner is now.
-        let roamed = self.roam(fqdn, *from.ip());
+        let roamed = self.roam(fqdn, *from.ip(), true);
         if roamed.is_some() {
             self.hint_follows_roam(now, fqdn, *from.ip());
         }
@@ -845,7 +845,9 @@ impl Engine {
     }
 
     /// Re-points `fqdn` at `addr` if it is elsewhere; returns the kernel change's id.
-    fn roam(&mut self, fqdn: &Fqdn, addr: Ipv4Addr) -> Option<Id> {
+    /// `kick`: have TCP toward it retransmit (not when the kernel moved it, and kicked,
+    /// itself).
+    pub(super) fn roam(&mut self, fqdn: &Fqdn, addr: Ipv4Addr, kick: bool) -> Option<Id> {
         let partner = self.partners.get_mut(fqdn)?;
         if partner.addr == addr {
             return None;
@@ -857,7 +859,7 @@ impl Engine {
             peer_vip: partner.peer_vip,
             local_vip: partner.local_vip,
             addr,
-            kick: true,
+            kick,
             esp: None,
         };
         self.dirty = true;
