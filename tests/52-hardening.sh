@@ -94,7 +94,13 @@ check "no event for IPIP inside the tunnel" bash -c '! grep -q 240.0.0.98 /tmp/e
 # Floods of two kinds (packets from unknown VIPs, and local packets to unmapped VIPs)
 # spend their own budgets; A really moves while both still run, and its MOVED event still
 # comes. (With one budget for all kinds, the floods would use it up and the MOVED event
-# would be dropped.) Each flood is bounded in count and time.
+# would be dropped.) Each flood is bounded in count and time. Under TCG the debug kernel
+# handles fewer of either flood's packets a second than a budget allows (2785 unknown and
+# 8630 no_mapping events in 175 s, none dropped, on 2026-12-08), so there the cases that
+# need a budget spent are skipped; the floods still run through the same paths, for
+# KASAN and lockdep.
+outpaces() { [ "${VIP_KERNEL_VARIANT:-}" != debug ]; }
+slow_floods="the debug kernel's floods do not outpace a budget"
 dropped_before=$(vip_stat b events_dropped)
 flood_start=$(date +%s)
 on c timeout 40 python3 "$VIP_ROOT/tests/lib/ipip_send.py" "$B" 240.8.0.1 240.0.0.2 --count 200000 --vary-source &
@@ -113,16 +119,25 @@ for i in range(200000):
 local_flood=$!
 running() { kill -0 $spoofer 2>/dev/null && kill -0 $local_flood 2>/dev/null; }
 # Both floods have spent their budgets once events are being dropped.
-eventually 20 counted b events_dropped $((dropped_before + 200))
+outpaces && eventually 20 counted b events_dropped $((dropped_before + 200))
 dropped_at_move=$(vip_stat b events_dropped)
-check "both floods run and spend their budgets (events dropped: $((dropped_at_move - dropped_before)))" running
+spent() { running && ((dropped_at_move >= dropped_before + 200)); }
+if outpaces; then
+  check "both floods run and spend their budgets (events dropped: $((dropped_at_move - dropped_before)))" spent
+else
+  skip "both floods run and spend their budgets" "$slow_floods"
+fi
 topo_move a 2
 on a ping -c1 -W1 240.0.0.2 >/dev/null 2>&1
 A2=$(topo_addr a)
 check "during the floods, A's real move still makes a MOVED event" \
   eventually 5 grep -q "\"moved\",\"peer_vip\":\"240.0.0.1\",\"mapped\":\"$A\",\"seen\":\"$A2\"" /tmp/events
-check "... while both floods were still running and events still being dropped" \
-  eval 'running && (( $(vip_stat b events_dropped) > dropped_at_move ))'
+if outpaces; then
+  check "... while both floods were still running and events still being dropped" \
+    eval 'running && (( $(vip_stat b events_dropped) > dropped_at_move ))'
+else
+  skip "... while both floods were still running and events still being dropped" "$slow_floods"
+fi
 kill $spoofer $local_flood 2>/dev/null; wait $spoofer $local_flood 2>/dev/null
 # Each kind may send VIP_EVENT_BURST (100) a second, plus one burst.
 cap=$(( 100 * ($(date +%s) - flood_start + 2) ))
@@ -130,7 +145,11 @@ unknown=$(grep -c '"unknown"' /tmp/events) nomap=$(grep -c '"no_mapping"' /tmp/e
 diag "events during the floods: $unknown unknown, $nomap no_mapping; dropped $(( $(vip_stat b events_dropped) - dropped_before ))"
 check "the floods were cut to their budgets ($unknown unknown, $nomap no_mapping; at most $cap each)" \
   test "$unknown" -gt 0 -a "$unknown" -le "$cap" -a "$nomap" -gt 0 -a "$nomap" -le "$cap"
-check "... and the rest counted as dropped events" test "$(vip_stat b events_dropped)" -gt "$dropped_before"
+if outpaces; then
+  check "... and the rest counted as dropped events" test "$(vip_stat b events_dropped)" -gt "$dropped_before"
+else
+  skip "... and the rest counted as dropped events" "$slow_floods"
+fi
 vip_map b a
 check "a changed mapping is reported (mapping-changed, the paper's callOnChange)" \
   eventually 3 grep -q "\"mapping_changed\",\"peer_vip\":\"240.0.0.1\",\"old\":\"$A\",\"new\":\"$A2\"" /tmp/events

@@ -3,6 +3,7 @@
 #   check DESC CMD...      a case that passes if CMD succeeds
 #   check_fails DESC CMD.. a case that passes if CMD fails
 #   ok DESC / not_ok DESC  a case decided by the script
+#   skip DESC WHY          a case that cannot be decided here, and why (KTAP's SKIP)
 #   diag TEXT              a comment line
 #   at_exit CMD...         run CMD when the script ends (last registered, first run)
 # With VIP_TAP_TIMES set, each case is preceded by the script's running time (a comment),
@@ -16,6 +17,7 @@ diag() { printf '# %s\n' "$*"; }
 _tap_time() { [ -z "${VIP_TAP_TIMES:-}" ] || diag "at ${SECONDS}s"; }
 ok() { _tap_time; _tap_n=$((_tap_n + 1)); echo "ok $_tap_n $*"; }
 not_ok() { _tap_time; _tap_n=$((_tap_n + 1)); _tap_failed=1; echo "not ok $_tap_n $*"; }
+skip() { _tap_time; _tap_n=$((_tap_n + 1)); echo "ok $_tap_n $1 # SKIP $2"; }
 
 # Runs CMD, showing its output as comments only when it fails.
 check() {
