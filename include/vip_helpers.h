@@ -89,6 +89,8 @@ int vip_genlmsg_multicast_netns(const struct genl_family *family, struct net *ne
 				struct sk_buff *skb, unsigned int group);
 void vip_ratelimit_init(struct ratelimit_state *rs, int interval, int burst);
 bool vip_ratelimit(struct ratelimit_state *rs);
+void vip_ratelimit_set_burst(struct ratelimit_state *rs, int burst);
+int vip_ratelimit_burst(struct ratelimit_state *rs);
 
 /* socket buffers */
 struct iphdr *vip_ip_hdr(const struct sk_buff *skb);

@@ -40,7 +40,9 @@ struct vip_counters {
 /*
  * What the receive path learns of the peer's ESP, for roaming on authenticated
  * packets (vip_mod/roam.rs). Written with atomics on every ESP packet, like the
- * counters, on the same line; a new copy of the mapping starts afresh.
+ * counters, on the same line; a copy that VIP_CMD_MAP_SET makes for another
+ * address starts afresh, one for the same address keeps it, and one made by a
+ * roam goes on from the packet that moved it.
  */
 struct vip_roam {
 	u64 esp_seen;	/* from the mapped address: SPI << 32 | highest sequence number */

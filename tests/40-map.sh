@@ -6,7 +6,7 @@
 # timeout: 900
 # duration: 78
 source "$(dirname "$0")/lib/common.sh"
-tap_plan 54
+tap_plan 56
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -46,11 +46,12 @@ check_fails "vipctl refuses a missing via" vipctl map add 240.0.0.9 local 240.0.
 for case in map-set-not-vip map-set-missing-addr map-set-bad-peer map-set-bad-local map-set-bad-flags \
     map-set-short-addr map-set-reply-only-attr map-set-unknown-attr map-del-missing \
     map-del-with-peer-ip4 map-get-with-local flush-with-attr info-with-attr set-config-with-peer \
-    set-config-zero set-config-too-big; do
+    set-config-zero set-config-too-big set-config-roam-too-big; do
   check "the module refuses: $case" genl_raw "$case"
 done
 check "after all that, still exactly one mapping" test "$(vipctl -j info | json_field mappings)" = 1
 check "... and the default limit" test "$(vipctl -j info | json_field max_mappings)" = 1048576
+check "... and the default roam limit" test "$(vipctl -j info | json_field roam_limit)" = 100
 
 # Everything but the version needs CAP_NET_ADMIN: mappings say where every peer is.
 check "an unprivileged user gets EPERM for every read, change and the events group" \

@@ -7,7 +7,8 @@
 # plaintext, from C, move nothing, also once A's own packets pass the forged sequence
 # number; when A moves
 # in the middle of a TCP transfer to B, without telling anyone, A's next packets move B's
-# mapping and the transfer carries on.
+# mapping and the transfer carries on. B makes at most its roam limit of moves a second,
+# and none with the limit 0.
 # kernel-facing: also run on the debug kernel
 # timeout: 900
 # duration: 30
@@ -16,7 +17,7 @@ source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
 source "$(dirname "$0")/lib/capture.sh"
 source "$(dirname "$0")/lib/esp.sh"
-tap_plan 13
+tap_plan 20
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -142,3 +143,59 @@ check "A moved back to $A1; its pings get answers again" \
 check "B's mapping followed it back ($(mapped b 240.0.0.1)); roams $(vip_stat b roams)" \
   test "$(mapped b 240.0.0.1)" = "$A1" -a "$(vip_stat b roams)" = 2
 kill $monitor 2>/dev/null
+
+# --- The roam limit ---------------------------------------------------------------------
+# Each roam copies a mapping and walks B's TCP sockets, and an attacker on the path can
+# make one of each fresh packet of A's, so B makes at most its limit a second.
+check "B's roam limit is 100 moves a second by default" \
+  test "$(on b vipctl -j info | python3 -c 'import json, sys; print(json.load(sys.stdin)["roam_limit"])')" = 100
+# A alternates between two addresses on its LAN (its default route picks the outer
+# source), a ping from each, as fast as it can. With B's limit at 1 a second, the moves
+# over it are dropped, and the pings are still answered (B answers the address it has,
+# which is A's too).
+A1b=${A1%.*}.11 gw=$(on a ip route show default | awk '{print $3}')
+on a ip addr add "$A1b/24" dev eth1
+on b vipctl set roam-limit 1
+roams=$(vip_stat b roams) dropped=$(vip_stat b roams_dropped)
+start=$(date +%s%3N)
+on a bash -c "for i in 1 2 3 4 5 6; do for src in $A1b $A1; do
+  ip route replace default via $gw dev eth1 src \$src && ping -c1 -W2 240.0.0.2 > /dev/null || exit 1
+done; done"
+rc=$? elapsed=$(( $(date +%s%3N) - start ))
+made=$(( $(vip_stat b roams) - roams )) over=$(( $(vip_stat b roams_dropped) - dropped ))
+check "with B's limit at 1 a second, A's 12 pings from alternating addresses in $elapsed ms were all answered (rc $rc); B made $made moves (at most one a second) and left $over to the daemons" \
+  test $rc = 0 -a "$made" -ge 1 -a "$made" -le $(( elapsed / 1000 + 1 )) -a "$over" -gt 0
+on a ip route replace default via "$gw" dev eth1
+on a ip addr del "$A1b/24" dev eth1
+
+# With roaming off (limit 0), A's authenticated packets from a new address move nothing
+# and reach no one: a listener on B receives none of them. Turned on again, A's next
+# packets move the mapping, and the listener receives them.
+on b vipctl set roam-limit 0
+was=$(mapped b 240.0.0.1) roams=$(vip_stat b roams) cands=$(vip_stat b rx_roam_candidates)
+topo_move a 2
+on b socat -u UDP4-RECV:6004,bind=240.0.0.2 OPEN:"$work/off.out",creat,trunc &
+udp_server=$!
+eventually 5 listening b u 6004
+for i in 1 2 3 4 5; do
+  echo "roaming off $i" | on a socat -u - UDP4-SENDTO:240.0.0.2:6004,bind=240.0.0.1; sleep 0.2
+done
+sleep 1
+check "with roaming off on B, 5 datagrams from A's new address $A2: B's listener got none, no candidate, nothing moved ($(mapped b 240.0.0.1))" \
+  test ! -s "$work/off.out" -a "$(vip_stat b rx_roam_candidates)" = "$cands" \
+  -a "$(mapped b 240.0.0.1)" = "$was" -a "$(vip_stat b roams)" = "$roams"
+on b vipctl set roam-limit 100
+sent_on() { echo "roaming on" | on a socat -u - UDP4-SENDTO:240.0.0.2:6004,bind=240.0.0.1; grep -q "roaming on" "$work/off.out"; }
+check "turned on again, A's next datagrams reach the listener" eventually 10 sent_on
+check "... and B's mapping followed A to $A2 ($(mapped b 240.0.0.1))" \
+  test "$(mapped b 240.0.0.1)" = "$A2" -a "$(vip_stat b roams)" = $((roams + 1))
+# vipd answers a roam by setting the mapping again, to the same address: that copy keeps
+# what was seen from there, so A can move on at once (were it started afresh, nothing
+# from A's next address would be offered until A sent again from this one).
+vip_map b a
+topo_move a 1
+moved_on() { echo "moved on" | on a socat -u - UDP4-SENDTO:240.0.0.2:6004,bind=240.0.0.1; grep -q "moved on" "$work/off.out"; }
+check "after B's mapping of A was set again to the same address (as vipd answers a roam), A's datagrams from $A1 reach the listener" \
+  eventually 10 moved_on
+check "... and move the mapping on to $A1 ($(mapped b 240.0.0.1))" test "$(mapped b 240.0.0.1)" = "$A1"
+kill $udp_server 2>/dev/null

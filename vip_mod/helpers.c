@@ -236,6 +236,17 @@ bool vip_ratelimit(struct ratelimit_state *rs)
 	return __ratelimit(rs);
 }
 
+/* As the net_ratelimit sysctl changes its state: ___ratelimit reads it once. */
+void vip_ratelimit_set_burst(struct ratelimit_state *rs, int burst)
+{
+	WRITE_ONCE(rs->burst, burst);
+}
+
+int vip_ratelimit_burst(struct ratelimit_state *rs)
+{
+	return READ_ONCE(rs->burst);
+}
+
 struct iphdr *vip_ip_hdr(const struct sk_buff *skb)
 {
 	return ip_hdr(skb);

@@ -35,8 +35,9 @@ static MAP_SET_POLICY: Policy<ATTR_COUNT> = Policy::reject_all()
 static PEER_POLICY: Policy<ATTR_COUNT> =
     Policy::reject_all().accept(bindings::VIP_A_PEER_VIP, AttrKind::Be32);
 
-static SET_CONFIG_POLICY: Policy<ATTR_COUNT> =
-    Policy::reject_all().accept(bindings::VIP_A_MAX_MAPPINGS, AttrKind::U32);
+static SET_CONFIG_POLICY: Policy<ATTR_COUNT> = Policy::reject_all()
+    .accept(bindings::VIP_A_MAX_MAPPINGS, AttrKind::U32)
+    .accept(bindings::VIP_A_ROAM_LIMIT, AttrKind::U32);
 
 static OPS: Ops<7> = Ops([
     genetlink::doit_op::<GetVersion>(),
@@ -289,6 +290,7 @@ impl Command for GetInfo {
         request.reply(Self::CMD, |msg| {
             msg.put_u32(bindings::VIP_A_COUNT, vip.table.count())?;
             msg.put_u32(bindings::VIP_A_MAX_MAPPINGS, vip.table.limit())?;
+            msg.put_u32(bindings::VIP_A_ROAM_LIMIT, vip.roamer.limit())?;
             msg.put_u32(bindings::VIP_A_MAPPING_SIZE, MAPPING_SIZE as u32)?;
             msg.put_nested(bindings::VIP_A_STATS, |stats| {
                 vip.stats.snapshot().try_for_each(|(stat, value)| {
@@ -308,16 +310,33 @@ impl Command for SetConfig {
     const POLICY: PolicyRef = SET_CONFIG_POLICY.as_ref();
 
     fn doit(request: &Request<'_>) -> Result {
-        if let Some(attr) = request.attr(bindings::VIP_A_MAX_MAPPINGS) {
-            let limit = attr.u32();
-            if !(1..=LIMIT_MAX).contains(&limit) {
+        // Every value is checked before any takes effect.
+        let max_mappings = request.attr(bindings::VIP_A_MAX_MAPPINGS);
+        if let Some(attr) = max_mappings {
+            if !(1..=LIMIT_MAX).contains(&attr.u32()) {
                 request.error(
                     Some(attr),
                     c_str!("the limit on mappings must be from 1 to VIP_MAX_MAPPINGS_LIMIT"),
                 );
                 return Err(EINVAL);
             }
-            request.net().vip().table.set_limit(limit)?;
+        }
+        let roam_limit = request.attr(bindings::VIP_A_ROAM_LIMIT);
+        if let Some(attr) = roam_limit {
+            if attr.u32() > bindings::VIP_ROAM_LIMIT_MAX {
+                request.error(
+                    Some(attr),
+                    c_str!("the roam limit must be from 0 to VIP_ROAM_LIMIT_MAX"),
+                );
+                return Err(EINVAL);
+            }
+        }
+        let vip = request.net().vip();
+        if let Some(attr) = max_mappings {
+            vip.table.set_limit(attr.u32())?;
+        }
+        if let Some(attr) = roam_limit {
+            vip.roamer.set_limit(attr.u32());
         }
         Ok(())
     }

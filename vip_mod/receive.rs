@@ -175,7 +175,9 @@ fn claim<'a>(skb: &mut SkBuff, net: &'a Net, guard: &'a rcu::Guard) -> Claim<'a>
         // A whole ESP packet that may prove the peer moved goes on, for IPsec to
         // authenticate (a fragment could not: the rest of it is dropped here).
         match esp {
-            Esp::Header { id, whole: true } if roam::offer(&mapping, outer.source, id) => {
+            Esp::Header { id, whole: true }
+                if vip.roamer.limit() > 0 && roam::offer(&mapping, outer.source, id) =>
+            {
                 vip.stats.count(Counter::RxRoamCandidates)
             }
             _ => return Claim::Drop(Counter::RxMoved),

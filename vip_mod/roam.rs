@@ -21,7 +21,9 @@
 //! (sequentially consistent atomics), so either the candidate is voided or it was never
 //! taken. What remains is WireGuard's own exposure: an attacker on the path who delivers
 //! a copy of a fresh packet from another address before the real one arrives moves the
-//! mapping there, until the peer's next packet moves it back.
+//! mapping there, until the peer's next packet moves it back. Each such move copies the
+//! mapping and walks the namespace's TCP sockets, so moves have a budget per namespace
+//! (`VIP_A_ROAM_LIMIT` a second); over it, they are left to the daemons.
 
 use crate::{
     addr::Ipv4Addr, bindings, events, netns::Net, rcu, stats::Counter, table::Mapping, work::Work,
@@ -189,7 +191,9 @@ pub(crate) fn marked_for(mapping: &Mapping<'_>, to: Ipv4Addr) -> bool {
 }
 
 /// XFRM authenticated ESP `id` from the peer: if it is the candidate, marks it
-/// authenticated and returns where it came from.
+/// authenticated and returns where it came from. `id` is then the progress seen from
+/// where the peer is (the move's copy starts from it), so that it can move on again
+/// after this one packet.
 fn take(mapping: &Mapping<'_>, id: EspId) -> Option<Ipv4Addr> {
     let (seen, candidate) = mapping.roam_words();
     let pending = candidate.load(SeqCst);
@@ -205,6 +209,9 @@ fn take(mapping: &Mapping<'_>, id: EspId) -> Option<Ipv4Addr> {
     candidate
         .compare_exchange(pending, candidate_word(from, 0), SeqCst, SeqCst)
         .ok()?;
+    // Only raises it (later packets from there may have raised it already); an
+    // authenticated candidate is not voided.
+    saw_from_mapped(mapping, id);
     Some(from)
 }
 
@@ -215,6 +222,9 @@ const QUEUE_SLOTS: usize = 16;
 /// context (the table's writers sleep).
 #[pin_data]
 pub(crate) struct Roamer {
+    /// The moves a second that may be made: its burst is the limit, its interval a second.
+    #[pin]
+    budget: Opaque<bindings::ratelimit_state>,
     queue: [AtomicU64; QUEUE_SLOTS],
     #[pin]
     work: Work,
@@ -222,8 +232,8 @@ pub(crate) struct Roamer {
     net: *mut bindings::net,
 }
 
-// SAFETY: `net` is only read, and the namespace outlives the roamer; the rest is atomics
-// and the workqueue.
+// SAFETY: `net` is only read, and the namespace outlives the roamer; the rest is atomics,
+// the workqueue and the rate limit's own lock.
 unsafe impl Send for Roamer {}
 // SAFETY: as above.
 unsafe impl Sync for Roamer {}
@@ -233,16 +243,47 @@ impl Roamer {
     /// roamer goes.
     pub(crate) fn new(net: *mut bindings::net) -> impl PinInit<Self> {
         pin_init!(Self {
+            // SAFETY: initialises the state in place; it needs no cleanup.
+            budget <- unsafe {
+                Opaque::ffi_init(|slot| {
+                    bindings::vip_ratelimit_init(
+                        slot,
+                        bindings::VIP_HZ as ffi::c_int,
+                        bindings::VIP_ROAM_LIMIT_DEFAULT as ffi::c_int,
+                    )
+                })
+            },
             queue: [const { AtomicU64::new(0) }; QUEUE_SLOTS],
             work <- Work::new(run),
             net,
         })
     }
 
-    /// Has `peer` moved to `to` soon. From any context, lock-free: a move for a peer
-    /// already waiting replaces it; beyond the queue, the move is left to the daemons
-    /// (false).
+    /// The most moves a second (`VIP_A_ROAM_LIMIT`); 0: roaming is off.
+    pub(crate) fn limit(&self) -> u32 {
+        // SAFETY: initialised in `new`; the burst is read once, as `___ratelimit` does.
+        let burst = unsafe { bindings::vip_ratelimit_burst(self.budget.get()) };
+        burst as u32
+    }
+
+    /// Sets the most moves a second, up to `VIP_ROAM_LIMIT_MAX` (`VIP_CMD_SET_CONFIG`
+    /// refuses more).
+    pub(crate) fn set_limit(&self, limit: u32) {
+        let limit = limit.min(bindings::VIP_ROAM_LIMIT_MAX);
+        // SAFETY: initialised in `new`; `___ratelimit` reads the burst once per call, so a
+        // change is seen whole.
+        unsafe { bindings::vip_ratelimit_set_burst(self.budget.get(), limit as ffi::c_int) };
+    }
+
+    /// Has `peer` moved to `to` soon. From any context, lock-free but for the budget's
+    /// trylock: a move for a peer already waiting replaces it; over the budget or beyond
+    /// the queue, the move is left to the daemons (false).
     fn queue(&self, vips: &crate::netns::VipNet, peer: Ipv4Addr, to: Ipv4Addr) -> bool {
+        // SAFETY: initialised in `new`; the state has its own lock.
+        if !unsafe { bindings::vip_ratelimit(self.budget.get()) } {
+            vips.stats.count(Counter::RoamsDropped);
+            return false;
+        }
         let entry = u64::from(peer.to_raw()) << 32 | u64::from(to.to_raw());
         let queued = self.queue.iter().any(|slot| {
             let current = slot.load(SeqCst);

@@ -186,6 +186,13 @@ impl NewMapping {
         }
     }
 
+    /// Starts the roaming record where `old`'s is: what `old` saw of the peer's ESP from
+    /// where the peer is now (see `roam`). Packets on `old` between this copy and the
+    /// replace may leave it behind; a number it misses is one that IPsec has seen.
+    fn inherit_esp_seen(&mut self, old: &Mapping<'_>) {
+        self.as_mut().roam.esp_seen = old.roam_words().0.load(Ordering::SeqCst);
+    }
+
     fn as_mut(&mut self) -> &mut bindings::vip_mapping {
         // SAFETY: exclusively owned (type invariant).
         unsafe { self.ptr.as_mut() }
@@ -418,7 +425,7 @@ impl Table {
     /// the counters and times: a peer that moved is the same peer.
     pub(crate) fn set(&self, spec: &MappingSpec, mode: SetMode) -> Result<SetOutcome, TableError> {
         let _writer = self.writer.lock();
-        let new = NewMapping::new(spec).map_err(TableError::Kernel)?;
+        let mut new = NewMapping::new(spec).map_err(TableError::Kernel)?;
         let guard = rcu::Guard::new();
         match self.lookup(&guard, spec.peer_vip) {
             None => {
@@ -444,6 +451,12 @@ impl Table {
                     return Err(TableError::Exists);
                 }
                 let outcome = SetOutcome::Replaced { old: old.peer() };
+                // At the same address (vipd confirms a roam, or changes flags), what was
+                // seen from there still holds; from another address, a late packet from the
+                // old one must not look fresh (see `roam`).
+                if old.peer() == spec.peer_ip4 {
+                    new.inherit_esp_seen(&old);
+                }
                 self.replace(old, new)?;
                 Ok(outcome)
             }
@@ -478,11 +491,13 @@ impl Table {
             (spec, from)
         };
         // Allocated outside the read-side section: it may sleep.
-        let new = NewMapping::new(&spec).map_err(TableError::Kernel)?;
+        let mut new = NewMapping::new(&spec).map_err(TableError::Kernel)?;
         let guard = rcu::Guard::new();
-        // Still there, unchanged: we hold the writer lock. The new copy learns the
-        // association's progress afresh from the packets it sees (see `roam`).
+        // Still there, unchanged: we hold the writer lock. The copy goes on from the
+        // authenticated packet that moved it, so that the peer can move on again before
+        // it sends a second one from here (see `roam::take`).
         let old = self.lookup(&guard, peer_vip).ok_or(TableError::NotFound)?;
+        new.inherit_esp_seen(&old);
         self.replace(old, new)?;
         Ok(Some(from))
     }

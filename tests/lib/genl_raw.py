@@ -43,6 +43,7 @@ VIP_A_LOCAL_VIP = 5
 VIP_A_FLAGS = 6
 VIP_A_RX_PACKETS = 7
 VIP_A_MAX_MAPPINGS = 19
+VIP_A_ROAM_LIMIT = 21
 
 
 def nla(kind, payload):
@@ -235,6 +236,14 @@ def case_set_config_too_big(genl, family):
                  errno.EINVAL, "limit on mappings")
 
 
+# A bad roam limit beside a good limit on mappings: neither takes effect.
+def case_set_config_roam_too_big(genl, family):
+    expect_error(genl.request(family, VIP_CMD_SET_CONFIG,
+                              nla(VIP_A_MAX_MAPPINGS, struct.pack("=I", 5)) +
+                              nla(VIP_A_ROAM_LIMIT, struct.pack("=I", 100001))),
+                 errno.EINVAL, "roam limit")
+
+
 # What an unprivileged user (no CAP_NET_ADMIN over the namespace) gets: EPERM for everything
 # but the version, including reads (they reveal where peers are) and the events group.
 def case_unprivileged(genl, family):
@@ -273,6 +282,7 @@ CASES = {
     "set-config-with-peer": case_set_config_with_peer,
     "set-config-zero": case_set_config_zero,
     "set-config-too-big": case_set_config_too_big,
+    "set-config-roam-too-big": case_set_config_roam_too_big,
     "unprivileged": case_unprivileged,
     "map-set-not-vip": case_map_set_not_vip,
     "map-set-missing-addr": case_map_set_missing_addr,

@@ -85,6 +85,7 @@
  *
  *    VIP_A_COUNT: NLA_U32, mappings in the table
  *    VIP_A_MAX_MAPPINGS: NLA_U32, the namespace's limit on mappings
+ *    VIP_A_ROAM_LIMIT: NLA_U32, the most roams (below) a second
  *    VIP_A_MAPPING_SIZE: NLA_U32, bytes the module allocates for one mapping
  *    VIP_A_STATS: NLA_NESTED, the namespace's counters (drops by reason,
  *                 events not sent, TCP sockets kicked): attributes of
@@ -97,6 +98,10 @@
  *                        VIP_MAX_MAPPINGS_DEFAULT). Lowering it below the
  *                        current count deletes nothing; new mappings are
  *                        refused until the count is below it.
+ *    VIP_A_ROAM_LIMIT: NLA_U32, optional: the most mappings the namespace's
+ *                      roams (below) may move in a second, 0 to
+ *                      VIP_ROAM_LIMIT_MAX (default VIP_ROAM_LIMIT_DEFAULT);
+ *                      0 turns roaming off.
  *
  * Events
  * ------
@@ -153,6 +158,14 @@
  * does IPsec refusing it. Nothing moves without an authenticated packet: a
  * plaintext packet, a forged or replayed one, or one on another association
  * moves nothing. The esp4 module is loaded before this one.
+ *
+ * Each roam copies a mapping and walks the namespace's TCP sockets, and an
+ * attacker on the path can make one from each fresh packet of a peer (by
+ * delivering a copy of it from elsewhere first), so roams have a budget of
+ * VIP_A_ROAM_LIMIT a second per namespace; a move over it is not made
+ * (VIP_STAT_ROAMS_DROPPED) and left to the daemon, and the packet from the new
+ * address is still delivered if IPsec authenticates it. With the limit 0,
+ * packets from another address are dropped as before roaming (no candidates).
  */
 
 #ifndef _UAPI_LINUX_VIP_H
@@ -163,6 +176,8 @@
 #define VIP_GENL_MCGRP_EVENTS "events"
 #define VIP_EVENT_BURST 100
 #define VIP_MAX_MAPPINGS_DEFAULT (1U << 20)
+#define VIP_ROAM_LIMIT_DEFAULT 100
+#define VIP_ROAM_LIMIT_MAX 100000
 #define VIP_MAX_MAPPINGS_LIMIT (1U << 22)
 
 enum vip_cmd {
@@ -205,6 +220,7 @@ enum vip_attr {
 	VIP_A_STATS,
 	VIP_A_MAX_MAPPINGS,
 	VIP_A_OLD_IP4,
+	VIP_A_ROAM_LIMIT,
 	__VIP_A_MAX,
 };
 #define VIP_A_MAX (__VIP_A_MAX - 1)
@@ -234,7 +250,7 @@ enum vip_stat {
 	VIP_STAT_TCP_PROBES,		/* TCP sockets told to send a loss probe now */
 	VIP_STAT_RX_ROAM_CANDIDATES,	/* ESP from elsewhere let through to be authenticated */
 	VIP_STAT_ROAMS,			/* mappings moved by an authenticated packet */
-	VIP_STAT_ROAMS_DROPPED,		/* such moves not made: too many at once */
+	VIP_STAT_ROAMS_DROPPED,		/* such moves not made: over the roam limit, or too many at once */
 	__VIP_STAT_MAX,
 };
 

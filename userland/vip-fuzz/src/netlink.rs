@@ -55,7 +55,8 @@ const A_FLAGS: u16 = 6;
 const A_SET_FLAGS: u16 = 16;
 const A_STATS: u16 = 18;
 const A_MAX_MAPPINGS: u16 = 19;
-const A_MAX: u16 = 20;
+const A_ROAM_LIMIT: u16 = 21;
+const A_MAX: u16 = 21;
 
 /// What the run did, printed as JSON.
 #[derive(Default, Serialize)]
@@ -276,7 +277,17 @@ fn good_attrs(rng: &mut SmallRng, cmd: u8) -> Vec<u8> {
                 1 => rng.random(),
                 _ => rng.random_range(1..200),
             };
-            attr(&mut p, A_MAX_MAPPINGS, &limit.to_ne_bytes());
+            if rng.random_bool(0.7) {
+                attr(&mut p, A_MAX_MAPPINGS, &limit.to_ne_bytes());
+            }
+            if rng.random_bool(0.5) {
+                let roams: u32 = match rng.random_range(0..3) {
+                    0 => 0,
+                    1 => rng.random(),
+                    _ => rng.random_range(1..200_000),
+                };
+                attr(&mut p, A_ROAM_LIMIT, &roams.to_ne_bytes());
+            }
         }
         _ => {}
     }

@@ -147,6 +147,8 @@ pub struct TableInfo {
     pub mappings: u32,
     /// The most mappings the namespace may hold.
     pub max_mappings: u32,
+    /// The most mappings roams on authenticated ESP may move a second; 0: roaming off.
+    pub roam_limit: u32,
     pub mapping_size: u32,
     /// Counters (`enum vip_stat`, lower case without the prefix): drops by reason, events
     /// not sent, TCP sockets kicked.
@@ -388,13 +390,15 @@ impl Client {
     /// The table's size.
     pub async fn info(&mut self) -> Result<TableInfo, Error> {
         let reply = self.request(VipCmd::GetInfo, vec![], 0).await?;
-        let (mut mappings, mut max_mappings, mut mapping_size) = (None, None, None);
+        let (mut mappings, mut max_mappings, mut mapping_size, mut roam_limit) =
+            (None, None, None, None);
         let mut stats = std::collections::BTreeMap::new();
         for attr in reply.iter().flat_map(|m| &m.attrs) {
             match attr {
                 VipAttr::Count(n) => mappings = Some(*n),
                 VipAttr::MaxMappings(n) => max_mappings = Some(*n),
                 VipAttr::MappingSize(n) => mapping_size = Some(*n),
+                VipAttr::RoamLimit(n) => roam_limit = Some(*n),
                 VipAttr::Stats(values) => {
                     for &(kind, value) in values {
                         // Counters a newer module added are left out.
@@ -406,15 +410,20 @@ impl Client {
                 _ => {}
             }
         }
-        match (mappings, max_mappings, mapping_size) {
-            (Some(mappings), Some(max_mappings), Some(mapping_size)) => Ok(TableInfo {
-                mappings,
-                max_mappings,
-                mapping_size,
-                stats,
-            }),
+        match (mappings, max_mappings, mapping_size, roam_limit) {
+            (Some(mappings), Some(max_mappings), Some(mapping_size), Some(roam_limit)) => {
+                Ok(TableInfo {
+                    mappings,
+                    max_mappings,
+                    roam_limit,
+                    mapping_size,
+                    stats,
+                })
+            }
             _ => Err(Error::BadReply(
-                "info answer lacks VIP_A_COUNT, VIP_A_MAX_MAPPINGS or VIP_A_MAPPING_SIZE".into(),
+                "info answer lacks VIP_A_COUNT, VIP_A_MAX_MAPPINGS, VIP_A_MAPPING_SIZE or \
+                 VIP_A_ROAM_LIMIT"
+                    .into(),
             )),
         }
     }
@@ -422,6 +431,13 @@ impl Client {
     /// Sets the most mappings the namespace may hold.
     pub async fn set_max_mappings(&mut self, max: u32) -> Result<(), Error> {
         self.request(VipCmd::SetConfig, vec![VipAttr::MaxMappings(max)], 0)
+            .await
+            .map(drop)
+    }
+
+    /// Sets the most mappings roams may move a second (0 turns roaming off).
+    pub async fn set_roam_limit(&mut self, limit: u32) -> Result<(), Error> {
+        self.request(VipCmd::SetConfig, vec![VipAttr::RoamLimit(limit)], 0)
             .await
             .map(drop)
     }

@@ -66,6 +66,7 @@ const VIP_A_SEEN_IP4: u16 = 17;
 const VIP_A_STATS: u16 = 18;
 const VIP_A_MAX_MAPPINGS: u16 = 19;
 const VIP_A_OLD_IP4: u16 = 20;
+const VIP_A_ROAM_LIMIT: u16 = 21;
 const VIP_STAT_PAD: u16 = 15;
 
 /// The names of `enum vip_stat` (lower case, without the prefix), by number.
@@ -135,6 +136,8 @@ pub enum VipAttr {
     Stats(Vec<(u16, u64)>),
     MaxMappings(u32),
     OldIp4(Ipv4Addr),
+    /// The most mappings roams may move a second; 0: roaming off.
+    RoamLimit(u32),
     Other(DefaultNla),
 }
 
@@ -159,6 +162,7 @@ impl Nla for VipAttr {
             | Self::SetFlags(_)
             | Self::SeenIp4(_)
             | Self::MaxMappings(_)
+            | Self::RoamLimit(_)
             | Self::OldIp4(_) => 4,
             Self::Stats(stats) => stats.len() * 12,
             Self::RxPackets(_)
@@ -192,6 +196,7 @@ impl Nla for VipAttr {
             Self::Stats(_) => VIP_A_STATS | netlink_packet_core::NLA_F_NESTED,
             Self::MaxMappings(_) => VIP_A_MAX_MAPPINGS,
             Self::OldIp4(_) => VIP_A_OLD_IP4,
+            Self::RoamLimit(_) => VIP_A_ROAM_LIMIT,
             Self::Other(nla) => nla.kind(),
         }
     }
@@ -220,7 +225,8 @@ impl Nla for VipAttr {
             | Self::Count(v)
             | Self::MappingSize(v)
             | Self::SetFlags(v)
-            | Self::MaxMappings(v) => emit_u32(buffer, *v).expect("buffer sized by value_len"),
+            | Self::MaxMappings(v)
+            | Self::RoamLimit(v) => emit_u32(buffer, *v).expect("buffer sized by value_len"),
             Self::RxPackets(v)
             | Self::RxBytes(v)
             | Self::TxPackets(v)
@@ -254,6 +260,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for VipAttr {
             VIP_A_SEEN_IP4 => Self::SeenIp4(parse_in_addr(payload)?),
             VIP_A_MAX_MAPPINGS => Self::MaxMappings(parse_u32(payload)?),
             VIP_A_OLD_IP4 => Self::OldIp4(parse_in_addr(payload)?),
+            VIP_A_ROAM_LIMIT => Self::RoamLimit(parse_u32(payload)?),
             VIP_A_STATS => Self::Stats(
                 NlasIterator::new(payload)
                     .filter(|nla| !matches!(nla, Ok(nla) if nla.kind() == VIP_STAT_PAD))
@@ -440,6 +447,7 @@ mod tests {
             u32::from(VIP_A_MAX_MAPPINGS)
         );
         assert_eq!(value_of("VIP_A_OLD_IP4"), u32::from(VIP_A_OLD_IP4));
+        assert_eq!(value_of("VIP_A_ROAM_LIMIT"), u32::from(VIP_A_ROAM_LIMIT));
         assert_eq!(value_of("VIP_STAT_PAD"), u32::from(VIP_STAT_PAD));
         for (kind, name) in STAT_NAMES {
             let uapi = format!("VIP_STAT_{}", name.to_uppercase());

@@ -106,6 +106,9 @@ enum MapCommand {
 enum SetCommand {
     /// The most mappings the namespace may hold (1 to 4194304; 1048576 by default).
     MaxMappings { max: u32 },
+    /// The most mappings that roams on authenticated ESP may move a second (0 to 100000;
+    /// 100 by default); 0 turns roaming off, and moves wait for the daemon's hints.
+    RoamLimit { limit: u32 },
 }
 
 #[derive(clap::Args)]
@@ -573,6 +576,10 @@ async fn run(cli: Cli) -> Result<()> {
                     info.mappings, info.max_mappings
                 );
                 println!("bytes per mapping: {}", info.mapping_size);
+                match info.roam_limit {
+                    0 => println!("roaming: off"),
+                    limit => println!("roaming: at most {limit} moves a second"),
+                }
                 for (name, value) in info.stats.iter().filter(|(_, v)| **v > 0) {
                     println!("{name}: {value}");
                 }
@@ -580,6 +587,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Set(SetCommand::MaxMappings { max }) => {
             Client::connect()?.set_max_mappings(max).await?
+        }
+        Command::Set(SetCommand::RoamLimit { limit }) => {
+            Client::connect()?.set_roam_limit(limit).await?
         }
         Command::Show => {
             let mut mappings = Client::connect()?.map_dump().await?;
