@@ -34,6 +34,8 @@ mod neigh;
 mod netlink;
 #[path = "vip_mod/netns.rs"]
 mod netns;
+#[path = "vip_mod/ratelimit.rs"]
+mod ratelimit;
 #[path = "vip_mod/rcu.rs"]
 mod rcu;
 #[path = "vip_mod/receive.rs"]

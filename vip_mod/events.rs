@@ -6,9 +6,11 @@
 //! second, and only VIPs cause any. From `VIP_CMD_MAP_SET` and roams: a peer's address
 //! changed.
 
-use crate::{addr::Ipv4Addr, bindings, genetlink, netns::Net, stats::Counter};
+use crate::{
+    addr::Ipv4Addr, bindings, genetlink, netns::Net, ratelimit::RateLimit, stats::Counter,
+};
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::{ffi, prelude::*, types::Opaque};
+use kernel::prelude::*;
 
 /// Recently sent events of one kind, by key; a collision just forgets the older one.
 const RECENT_SLOTS: usize = 64;
@@ -26,7 +28,7 @@ enum Kind {
 struct Limit {
     /// `VIP_EVENT_BURST` a second.
     #[pin]
-    budget: Opaque<bindings::ratelimit_state>,
+    budget: RateLimit,
     /// The key of an event sent in the last second, and when (jiffies, low 32 bits): the
     /// key in the high half, the time in the low half.
     recent: [AtomicU64; RECENT_SLOTS],
@@ -35,16 +37,7 @@ struct Limit {
 impl Limit {
     fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            // SAFETY: initialises the state in place; it needs no cleanup.
-            budget <- unsafe {
-                Opaque::ffi_init(|slot| {
-                    bindings::vip_ratelimit_init(
-                        slot,
-                        bindings::VIP_HZ as ffi::c_int,
-                        bindings::VIP_EVENT_BURST as ffi::c_int,
-                    )
-                })
-            },
+            budget <- RateLimit::per_second(bindings::VIP_EVENT_BURST),
             recent: [const { AtomicU64::new(0) }; RECENT_SLOTS],
         })
     }
@@ -58,8 +51,7 @@ impl Limit {
         if (last >> 32) as u32 == key && now.wrapping_sub(last as u32) < bindings::VIP_HZ {
             return false;
         }
-        // SAFETY: initialised in `new`; the state has its own lock.
-        if !unsafe { bindings::vip_ratelimit(self.budget.get()) } {
+        if !self.budget.allow() {
             return false;
         }
         slot.store(u64::from(key) << 32 | u64::from(now), Ordering::Relaxed);

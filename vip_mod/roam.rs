@@ -26,7 +26,8 @@
 //! (`VIP_A_ROAM_LIMIT` a second); over it, they are left to the daemons.
 
 use crate::{
-    addr::Ipv4Addr, bindings, events, netns::Net, rcu, stats::Counter, table::Mapping, work::Work,
+    addr::Ipv4Addr, bindings, events, netns::Net, ratelimit::RateLimit, rcu, stats::Counter,
+    table::Mapping, work::Work,
 };
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use kernel::{ffi, prelude::*, types::Opaque};
@@ -222,9 +223,9 @@ const QUEUE_SLOTS: usize = 16;
 /// context (the table's writers sleep).
 #[pin_data]
 pub(crate) struct Roamer {
-    /// The moves a second that may be made: its burst is the limit, its interval a second.
+    /// The moves a second that may be made (`VIP_A_ROAM_LIMIT`).
     #[pin]
-    budget: Opaque<bindings::ratelimit_state>,
+    budget: RateLimit,
     queue: [AtomicU64; QUEUE_SLOTS],
     #[pin]
     work: Work,
@@ -233,7 +234,7 @@ pub(crate) struct Roamer {
 }
 
 // SAFETY: `net` is only read, and the namespace outlives the roamer; the rest is atomics,
-// the workqueue and the rate limit's own lock.
+// the workqueue and the rate limit.
 unsafe impl Send for Roamer {}
 // SAFETY: as above.
 unsafe impl Sync for Roamer {}
@@ -243,16 +244,7 @@ impl Roamer {
     /// roamer goes.
     pub(crate) fn new(net: *mut bindings::net) -> impl PinInit<Self> {
         pin_init!(Self {
-            // SAFETY: initialises the state in place; it needs no cleanup.
-            budget <- unsafe {
-                Opaque::ffi_init(|slot| {
-                    bindings::vip_ratelimit_init(
-                        slot,
-                        bindings::VIP_HZ as ffi::c_int,
-                        bindings::VIP_ROAM_LIMIT_DEFAULT as ffi::c_int,
-                    )
-                })
-            },
+            budget <- RateLimit::per_second(bindings::VIP_ROAM_LIMIT_DEFAULT),
             queue: [const { AtomicU64::new(0) }; QUEUE_SLOTS],
             work <- Work::new(run),
             net,
@@ -261,26 +253,21 @@ impl Roamer {
 
     /// The most moves a second (`VIP_A_ROAM_LIMIT`); 0: roaming is off.
     pub(crate) fn limit(&self) -> u32 {
-        // SAFETY: initialised in `new`; the burst is read once, as `___ratelimit` does.
-        let burst = unsafe { bindings::vip_ratelimit_burst(self.budget.get()) };
-        burst as u32
+        self.budget.burst()
     }
 
     /// Sets the most moves a second, up to `VIP_ROAM_LIMIT_MAX` (`VIP_CMD_SET_CONFIG`
     /// refuses more).
     pub(crate) fn set_limit(&self, limit: u32) {
-        let limit = limit.min(bindings::VIP_ROAM_LIMIT_MAX);
-        // SAFETY: initialised in `new`; `___ratelimit` reads the burst once per call, so a
-        // change is seen whole.
-        unsafe { bindings::vip_ratelimit_set_burst(self.budget.get(), limit as ffi::c_int) };
+        self.budget
+            .set_burst(limit.min(bindings::VIP_ROAM_LIMIT_MAX));
     }
 
     /// Has `peer` moved to `to` soon. From any context, lock-free but for the budget's
     /// trylock: a move for a peer already waiting replaces it; over the budget or beyond
     /// the queue, the move is left to the daemons (false).
     fn queue(&self, vips: &crate::netns::VipNet, peer: Ipv4Addr, to: Ipv4Addr) -> bool {
-        // SAFETY: initialised in `new`; the state has its own lock.
-        if !unsafe { bindings::vip_ratelimit(self.budget.get()) } {
+        if !self.budget.allow() {
             vips.stats.count(Counter::RoamsDropped);
             return false;
         }
