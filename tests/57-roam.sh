@@ -17,7 +17,7 @@ source "$(dirname "$0")/lib/topology.sh"
 source "$(dirname "$0")/lib/vip.sh"
 source "$(dirname "$0")/lib/capture.sh"
 source "$(dirname "$0")/lib/esp.sh"
-tap_plan 20
+tap_plan 21
 
 vip_unload; vip_load
 at_exit vip_unload
@@ -163,8 +163,15 @@ on a bash -c "for i in 1 2 3 4 5 6; do for src in $A1b $A1; do
 done; done"
 rc=$? elapsed=$(( $(date +%s%3N) - start ))
 made=$(( $(vip_stat b roams) - roams )) over=$(( $(vip_stat b roams_dropped) - dropped ))
-check "with B's limit at 1 a second, A's 12 pings from alternating addresses in $elapsed ms were all answered (rc $rc); B made $made moves (at most one a second) and left $over to the daemons" \
-  test $rc = 0 -a "$made" -ge 1 -a "$made" -le $(( elapsed / 1000 + 1 )) -a "$over" -gt 0
+check "with B's limit at 1 a second, A's 12 pings from alternating addresses in $elapsed ms were all answered (rc $rc); B made $made moves, at most one a second" \
+  test $rc = 0 -a "$made" -ge 1 -a "$made" -le $(( elapsed / 1000 + 1 ))
+# Only switches faster than the limit must leave some to the daemons: on the debug kernel
+# under TCG each takes over 2 s.
+if ((elapsed < 6000)); then
+  check "... and left the $over over the limit to the daemons" test "$over" -gt 0
+else
+  skip "... and left those over the limit to the daemons" "12 switches took $elapsed ms, slower than the limit"
+fi
 on a ip route replace default via "$gw" dev eth1
 on a ip addr del "$A1b/24" dev eth1
 
