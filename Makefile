@@ -99,7 +99,7 @@ test-vms: userland
 	  --and --kernel debug --module-dir .vip-modules/debug $(DEBUG_RUN_ARGS) -- $(DEBUG_SCRIPTS)
 
 test-vm-debug-all:
-	$(MAKE) --no-print-directory test-vm-debug DEBUG_SCRIPTS="$(KERNEL_FACING)" DEBUG_RUN_ARGS=
+	$(MAKE) --no-print-directory test-vm-debug DEBUG_SCRIPTS="$(KERNEL_FACING)" DEBUG_RUN_ARGS="--timeout 6000"
 
 test: lint test-userland test-install test-vms
 

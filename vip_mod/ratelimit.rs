@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The kernel's rate limit (`ratelimit_state`): at most a burst of events a second, from any
-//! context, lock-free but for a trylock (contention counts as over the limit, as it does
-//! for the kernel's own users).
+//! context, lock-free but for a trylock. In 6.12 (`___ratelimit`) contention counts as over
+//! the limit, as it does for the kernel's own users, so events that come at the same moment
+//! on several CPUs may be refused under the limit; a change of the burst applies at once.
 
 use crate::bindings;
 use kernel::{ffi, prelude::*, types::Opaque};

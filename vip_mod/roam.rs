@@ -210,10 +210,21 @@ fn take(mapping: &Mapping<'_>, id: EspId) -> Option<Ipv4Addr> {
     candidate
         .compare_exchange(pending, candidate_word(from, 0), SeqCst, SeqCst)
         .ok()?;
-    // Only raises it (later packets from there may have raised it already); an
-    // authenticated candidate is not voided.
-    saw_from_mapped(mapping, id);
+    raise_seen(seen, id);
     Some(from)
+}
+
+/// Raises the `esp_seen` word to `id` if it is a later number on the same association:
+/// later packets from the candidate's address may have raised it already, and the mapped
+/// address may have gone on to another association since `take` checked, which then stays.
+fn raise_seen(seen: &AtomicU64, id: EspId) {
+    let mut current = seen.load(SeqCst);
+    while seen_of(current).is_some_and(|s| s.spi == id.spi && after(id.seq, s.seq)) {
+        match seen.compare_exchange_weak(current, seen_word(id), SeqCst, SeqCst) {
+            Ok(_) => return,
+            Err(now) => current = now,
+        }
+    }
 }
 
 /// Moves waiting for the work item: peer VIP in the high half, address in the low.

@@ -148,7 +148,8 @@ pub struct TableInfo {
     /// The most mappings the namespace may hold.
     pub max_mappings: u32,
     /// The most mappings roams on authenticated ESP may move a second; 0: roaming off.
-    pub roam_limit: u32,
+    /// `None` from a module older than the roam limit.
+    pub roam_limit: Option<u32>,
     pub mapping_size: u32,
     /// Counters (`enum vip_stat`, lower case without the prefix): drops by reason, events
     /// not sent, TCP sockets kicked.
@@ -410,20 +411,16 @@ impl Client {
                 _ => {}
             }
         }
-        match (mappings, max_mappings, mapping_size, roam_limit) {
-            (Some(mappings), Some(max_mappings), Some(mapping_size), Some(roam_limit)) => {
-                Ok(TableInfo {
-                    mappings,
-                    max_mappings,
-                    roam_limit,
-                    mapping_size,
-                    stats,
-                })
-            }
+        match (mappings, max_mappings, mapping_size) {
+            (Some(mappings), Some(max_mappings), Some(mapping_size)) => Ok(TableInfo {
+                mappings,
+                max_mappings,
+                roam_limit,
+                mapping_size,
+                stats,
+            }),
             _ => Err(Error::BadReply(
-                "info answer lacks VIP_A_COUNT, VIP_A_MAX_MAPPINGS, VIP_A_MAPPING_SIZE or \
-                 VIP_A_ROAM_LIMIT"
-                    .into(),
+                "info answer lacks VIP_A_COUNT, VIP_A_MAX_MAPPINGS or VIP_A_MAPPING_SIZE".into(),
             )),
         }
     }

@@ -577,8 +577,9 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 println!("bytes per mapping: {}", info.mapping_size);
                 match info.roam_limit {
-                    0 => println!("roaming: off"),
-                    limit => println!("roaming: at most {limit} moves a second"),
+                    Some(0) => println!("roaming: off"),
+                    Some(limit) => println!("roaming: at most {limit} moves a second"),
+                    None => {}
                 }
                 for (name, value) in info.stats.iter().filter(|(_, v)| **v > 0) {
                     println!("{name}: {value}");
