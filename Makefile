@@ -7,7 +7,7 @@
 #                  and most kernel-facing scripts again on the debug kernel (KASAN, UBSAN,
 #                  kmemleak, lockdep, PROVE_RCU, stall and hung-task detectors): three
 #                  boots side by side (test-vms)
-#   make test-vm-debug-all   every kernel-facing script on the debug kernel (about an hour)
+#   make test-vm-debug-all   every kernel-facing script on the debug kernel (over an hour)
 #   make demo      boot the VM and run the demo topology
 #   make shell     a shell in the VM, with the module and tools built
 #   make bench     the protocol's CPU cost on the host, then the data path, ESP (against
